@@ -1,0 +1,190 @@
+"""The registry contract: what fleetpy keeps in etcd, as an async interface.
+
+Key schema (all keys under a configurable prefix, default ``/fleetpy/``):
+
+==========================================  ====================================  ===============
+key                                         value (JSON)                          written by
+==========================================  ====================================  ===============
+``units/<name>``                            {"hash","contents","desired"}         fleetctl / API
+``schedule/<machine_id>/<name>``            {"hash","contents","target"}          engine (leader)
+``machines/<machine_id>``                   {"id","public_ip","metadata"}         agent (lease)
+``states/<machine_id>/<name>``              {"load","active","sub","hash"}        agent (lease)
+``waiting/<name>``                          {"reason"}                            engine (leader)
+``engine/leader``                           {"machine_id"}                        engine (lease)
+==========================================  ====================================  ===============
+
+- An agent only ever watches ``schedule/<its machine id>/``: the schedule entry
+  carries the unit's contents and target state. Global units are scheduled as
+  ordinary entries on every matching machine.
+- A machine's presence and its reported states hang on one lease per agent:
+  they vanish together when the agent dies, for the price of one keepalive.
+- Engine writes are transactions that compare the leader key (value and
+  create revision): a deposed leader's writes fail instead of landing.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
+
+DEFAULT_PREFIX = "/fleetpy/"
+
+
+class RegistryError(Exception):
+    """The registry could not do what was asked (etcd unreachable, timeout...).
+
+    The message names the cause and, for connection problems, the endpoints tried.
+    """
+
+
+class NotLeaderError(RegistryError):
+    """An engine write was rejected because this engine no longer holds the lead."""
+
+
+@dataclass(frozen=True, slots=True)
+class UnitRecord:
+    """A submitted unit with the user's desired state."""
+
+    unit: UnitFile
+    desired: TargetState
+    revision: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderToken:
+    """Proof of leadership: compared in every engine transaction."""
+
+    machine_id: str
+    create_revision: int
+    lease_id: int
+
+
+class EventKind(enum.StrEnum):
+    PUT = "put"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One change under a watched prefix; ``key`` is relative to the registry prefix."""
+
+    kind: EventKind
+    key: str
+    value: bytes
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class WatchUpdate:
+    """What a resumable watch yields.
+
+    ``reset`` is True for the first update and whenever the watch had to re-list
+    (after a compaction): ``items`` is then the whole current content of the
+    prefix (relative key -> value) and the consumer replaces its view. Otherwise
+    ``events`` holds the changes since the previous update, in revision order.
+    """
+
+    revision: int
+    reset: bool = False
+    items: Mapping[str, bytes] = field(default_factory=dict)
+    events: Sequence[Event] = ()
+
+
+class Lease(Protocol):
+    """A granted lease kept alive in the background until revoked or lost."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def ttl(self) -> int: ...
+
+    def is_alive(self) -> bool: ...
+
+    async def wait_lost(self) -> None:
+        """Return when the lease is known to be gone (expired or revoked)."""
+
+    async def revoke(self) -> None: ...
+
+
+class Registry(Protocol):
+    """Everything fleetpy stores. Implemented by EtcdRegistry and MemoryRegistry."""
+
+    prefix: str
+
+    async def close(self) -> None: ...
+
+    # units: the user's intent -------------------------------------------------
+    async def create_unit(self, unit: UnitFile, desired: TargetState) -> bool:
+        """Create the unit if no unit of that name exists; False if one does."""
+
+    async def put_unit(self, unit: UnitFile, desired: TargetState) -> None:
+        """Create or replace (fleetctl --replace)."""
+
+    async def get_unit(self, name: str) -> UnitRecord | None: ...
+
+    async def list_units(self) -> list[UnitRecord]: ...
+
+    async def set_desired(self, name: str, desired: TargetState) -> bool:
+        """Change the desired state; False if the unit does not exist."""
+
+    async def destroy_unit(self, name: str) -> bool:
+        """Remove the unit; False if it did not exist."""
+
+    # machines and reported unit states (lease-bound) ---------------------------
+    async def grant_lease(self, ttl: int) -> Lease:
+        """Grant a lease and keep it alive (refresh every ttl/3) until revoked."""
+
+    async def register_machine(self, machine: Machine, lease: Lease) -> bool:
+        """Create ``machines/<id>`` on the lease; False if that id is already live."""
+
+    async def update_machine(self, machine: Machine, lease: Lease) -> None: ...
+
+    async def list_machines(self) -> list[Machine]: ...
+
+    async def put_unit_states(self, states: Sequence[UnitState], lease: Lease) -> None:
+        """Write reported states (batched in one transaction where possible)."""
+
+    async def delete_unit_states(self, machine_id: str, names: Sequence[str]) -> None: ...
+
+    async def list_unit_states(self, machine_id: str | None = None) -> list[UnitState]: ...
+
+    # schedule (engine writes, agents read) -------------------------------------
+    async def list_schedule(self, machine_id: str | None = None) -> list[ScheduledUnit]: ...
+
+    async def apply_schedule(
+        self,
+        token: LeaderToken,
+        put: Sequence[ScheduledUnit],
+        delete: Sequence[tuple[str, str]],
+        waiting: Mapping[str, str | None] | None = None,
+    ) -> None:
+        """Write schedule changes atomically, only while ``token`` holds the lead.
+
+        ``delete`` holds (machine_id, unit name) pairs. ``waiting`` maps a unit
+        name to the reason it cannot be placed, or None to clear it. Raises
+        NotLeaderError when the leader key no longer matches the token.
+        """
+
+    async def list_waiting(self) -> dict[str, str]: ...
+
+    # leadership ---------------------------------------------------------------
+    async def campaign(self, machine_id: str, lease: Lease) -> LeaderToken | None:
+        """Take the lead if nobody holds it (create-if-absent); None otherwise."""
+
+    async def get_leader(self) -> str | None: ...
+
+    async def resign(self, token: LeaderToken) -> None: ...
+
+    # watches -----------------------------------------------------------------
+    def watch(self, prefix: str) -> AsyncIterator[WatchUpdate]:
+        """Resumable watch of ``prefix`` (relative to the registry prefix).
+
+        Starts with a reset (a full listing), then yields changes. Survives etcd
+        restarts and leader changes by resuming from the last seen revision + 1;
+        re-lists (another reset) after a compaction. Never loses an event.
+        """
