@@ -139,6 +139,13 @@ class Registry(Protocol):
     async def grant_lease(self, ttl: int) -> Lease:
         """Grant a lease and keep it alive (refresh every ttl/3) until revoked."""
 
+    async def adopt_lease(self, lease_id: int, ttl: int) -> Lease | None:
+        """Keep alive a lease granted earlier (by a previous fleetd on this machine).
+
+        None when that lease no longer exists. This is how a restarted fleetd
+        keeps its machine registered and its units' states without a gap.
+        """
+
     async def register_machine(self, machine: Machine, lease: Lease) -> bool:
         """Create ``machines/<id>`` on the lease; False if that id is already live."""
 
