@@ -1,0 +1,234 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class TargetState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TARGET_STATE_UNSPECIFIED: _ClassVar[TargetState]
+    TARGET_STATE_INACTIVE: _ClassVar[TargetState]
+    TARGET_STATE_LOADED: _ClassVar[TargetState]
+    TARGET_STATE_LAUNCHED: _ClassVar[TargetState]
+TARGET_STATE_UNSPECIFIED: TargetState
+TARGET_STATE_INACTIVE: TargetState
+TARGET_STATE_LOADED: TargetState
+TARGET_STATE_LAUNCHED: TargetState
+
+class UnitFile(_message.Message):
+    __slots__ = ("name", "contents", "hash")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONTENTS_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    contents: str
+    hash: str
+    def __init__(self, name: _Optional[str] = ..., contents: _Optional[str] = ..., hash: _Optional[str] = ...) -> None: ...
+
+class Unit(_message.Message):
+    __slots__ = ("file", "desired", "revision")
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    file: UnitFile
+    desired: TargetState
+    revision: int
+    def __init__(self, file: _Optional[_Union[UnitFile, _Mapping]] = ..., desired: _Optional[_Union[TargetState, str]] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class Machine(_message.Message):
+    __slots__ = ("id", "public_ip", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_IP_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    public_ip: str
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[str] = ..., public_ip: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class UnitState(_message.Message):
+    __slots__ = ("name", "machine_id", "load_state", "active_state", "sub_state", "hash")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MACHINE_ID_FIELD_NUMBER: _ClassVar[int]
+    LOAD_STATE_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_STATE_FIELD_NUMBER: _ClassVar[int]
+    SUB_STATE_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    machine_id: str
+    load_state: str
+    active_state: str
+    sub_state: str
+    hash: str
+    def __init__(self, name: _Optional[str] = ..., machine_id: _Optional[str] = ..., load_state: _Optional[str] = ..., active_state: _Optional[str] = ..., sub_state: _Optional[str] = ..., hash: _Optional[str] = ...) -> None: ...
+
+class ScheduledUnit(_message.Message):
+    __slots__ = ("name", "machine_id", "target", "hash", "contents")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MACHINE_ID_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    CONTENTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    machine_id: str
+    target: TargetState
+    hash: str
+    contents: str
+    def __init__(self, name: _Optional[str] = ..., machine_id: _Optional[str] = ..., target: _Optional[_Union[TargetState, str]] = ..., hash: _Optional[str] = ..., contents: _Optional[str] = ...) -> None: ...
+
+class CreateUnitRequest(_message.Message):
+    __slots__ = ("file", "desired")
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_FIELD_NUMBER: _ClassVar[int]
+    file: UnitFile
+    desired: TargetState
+    def __init__(self, file: _Optional[_Union[UnitFile, _Mapping]] = ..., desired: _Optional[_Union[TargetState, str]] = ...) -> None: ...
+
+class CreateUnitResponse(_message.Message):
+    __slots__ = ("created",)
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    created: bool
+    def __init__(self, created: _Optional[bool] = ...) -> None: ...
+
+class PutUnitRequest(_message.Message):
+    __slots__ = ("file", "desired")
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_FIELD_NUMBER: _ClassVar[int]
+    file: UnitFile
+    desired: TargetState
+    def __init__(self, file: _Optional[_Union[UnitFile, _Mapping]] = ..., desired: _Optional[_Union[TargetState, str]] = ...) -> None: ...
+
+class PutUnitResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetUnitRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetUnitResponse(_message.Message):
+    __slots__ = ("unit",)
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    unit: Unit
+    def __init__(self, unit: _Optional[_Union[Unit, _Mapping]] = ...) -> None: ...
+
+class ListUnitsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListUnitsResponse(_message.Message):
+    __slots__ = ("units",)
+    UNITS_FIELD_NUMBER: _ClassVar[int]
+    units: _containers.RepeatedCompositeFieldContainer[Unit]
+    def __init__(self, units: _Optional[_Iterable[_Union[Unit, _Mapping]]] = ...) -> None: ...
+
+class SetDesiredRequest(_message.Message):
+    __slots__ = ("name", "desired")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    desired: TargetState
+    def __init__(self, name: _Optional[str] = ..., desired: _Optional[_Union[TargetState, str]] = ...) -> None: ...
+
+class SetDesiredResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DestroyUnitRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DestroyUnitResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListMachinesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListMachinesResponse(_message.Message):
+    __slots__ = ("machines",)
+    MACHINES_FIELD_NUMBER: _ClassVar[int]
+    machines: _containers.RepeatedCompositeFieldContainer[Machine]
+    def __init__(self, machines: _Optional[_Iterable[_Union[Machine, _Mapping]]] = ...) -> None: ...
+
+class ListUnitStatesRequest(_message.Message):
+    __slots__ = ("machine_id",)
+    MACHINE_ID_FIELD_NUMBER: _ClassVar[int]
+    machine_id: str
+    def __init__(self, machine_id: _Optional[str] = ...) -> None: ...
+
+class ListUnitStatesResponse(_message.Message):
+    __slots__ = ("states",)
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    states: _containers.RepeatedCompositeFieldContainer[UnitState]
+    def __init__(self, states: _Optional[_Iterable[_Union[UnitState, _Mapping]]] = ...) -> None: ...
+
+class ListScheduleRequest(_message.Message):
+    __slots__ = ("machine_id",)
+    MACHINE_ID_FIELD_NUMBER: _ClassVar[int]
+    machine_id: str
+    def __init__(self, machine_id: _Optional[str] = ...) -> None: ...
+
+class ListScheduleResponse(_message.Message):
+    __slots__ = ("units",)
+    UNITS_FIELD_NUMBER: _ClassVar[int]
+    units: _containers.RepeatedCompositeFieldContainer[ScheduledUnit]
+    def __init__(self, units: _Optional[_Iterable[_Union[ScheduledUnit, _Mapping]]] = ...) -> None: ...
+
+class ListWaitingRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListWaitingResponse(_message.Message):
+    __slots__ = ("waiting",)
+    class WaitingEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    WAITING_FIELD_NUMBER: _ClassVar[int]
+    waiting: _containers.ScalarMap[str, str]
+    def __init__(self, waiting: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class WatchUnitStatesRequest(_message.Message):
+    __slots__ = ("names",)
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ClusterSnapshot(_message.Message):
+    __slots__ = ("units", "schedule", "states", "waiting", "machines")
+    class WaitingEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    UNITS_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
+    MACHINES_FIELD_NUMBER: _ClassVar[int]
+    units: _containers.RepeatedCompositeFieldContainer[Unit]
+    schedule: _containers.RepeatedCompositeFieldContainer[ScheduledUnit]
+    states: _containers.RepeatedCompositeFieldContainer[UnitState]
+    waiting: _containers.ScalarMap[str, str]
+    machines: _containers.RepeatedCompositeFieldContainer[Machine]
+    def __init__(self, units: _Optional[_Iterable[_Union[Unit, _Mapping]]] = ..., schedule: _Optional[_Iterable[_Union[ScheduledUnit, _Mapping]]] = ..., states: _Optional[_Iterable[_Union[UnitState, _Mapping]]] = ..., waiting: _Optional[_Mapping[str, str]] = ..., machines: _Optional[_Iterable[_Union[Machine, _Mapping]]] = ...) -> None: ...
