@@ -45,6 +45,14 @@ class NotLeaderError(RegistryError):
     """An engine write was rejected because this engine no longer holds the lead."""
 
 
+class LeaseLostError(RegistryError):
+    """A write named a lease that etcd no longer knows (it expired or was revoked).
+
+    The keys it would have created are not written; the holder of the lease is
+    told through ``Lease.wait_lost`` as well.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class UnitRecord:
     """A submitted unit with the user's desired state."""

@@ -1,0 +1,214 @@
+"""Keys and JSON values of the registry (pure: no I/O).
+
+Shared by EtcdRegistry and MemoryRegistry, and by consumers of ``Registry.watch``
+that receive raw values: e.g. an agent watching ``schedule_prefix(machine_id)``
+decodes each item with :func:`decode_scheduled`.
+
+Keys here are relative to the registry prefix (see :mod:`fleetpy.registry.base`).
+Values are compact JSON with sorted keys, so that equal values are equal bytes
+(the leader key's value is compared byte for byte in engine transactions).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
+from fleetpy.registry.base import DEFAULT_PREFIX, UnitRecord
+
+UNITS = "units/"
+SCHEDULE = "schedule/"
+MACHINES = "machines/"
+STATES = "states/"
+WAITING = "waiting/"
+LEADER = "engine/leader"
+
+
+class CodecError(ValueError):
+    """A stored value or key does not have the expected shape."""
+
+
+def normalize_prefix(prefix: str = DEFAULT_PREFIX) -> str:
+    """``/fleet`` -> ``/fleet/``; the prefix must not be empty."""
+    if not prefix:
+        raise ValueError("registry prefix must not be empty")
+    return prefix if prefix.endswith("/") else prefix + "/"
+
+
+def check_name(what: str, name: str) -> str:
+    """Names become key segments: non-empty, no ``/``."""
+    if not name or "/" in name:
+        raise ValueError(f"invalid {what} {name!r}: must be non-empty and contain no '/'")
+    return name
+
+
+# keys ----------------------------------------------------------------------
+
+
+def unit_key(name: str) -> str:
+    return UNITS + check_name("unit name", name)
+
+
+def schedule_prefix(machine_id: str | None = None) -> str:
+    """``schedule/`` or ``schedule/<machine_id>/``: what one agent watches."""
+    if machine_id is None:
+        return SCHEDULE
+    return f"{SCHEDULE}{check_name('machine id', machine_id)}/"
+
+
+def schedule_key(machine_id: str, name: str) -> str:
+    return schedule_prefix(machine_id) + check_name("unit name", name)
+
+
+def machine_key(machine_id: str) -> str:
+    return MACHINES + check_name("machine id", machine_id)
+
+
+def states_prefix(machine_id: str | None = None) -> str:
+    if machine_id is None:
+        return STATES
+    return f"{STATES}{check_name('machine id', machine_id)}/"
+
+
+def state_key(machine_id: str, name: str) -> str:
+    return states_prefix(machine_id) + check_name("unit name", name)
+
+
+def waiting_key(name: str) -> str:
+    return WAITING + check_name("unit name", name)
+
+
+def split_key(key: str, prefix: str) -> list[str]:
+    """``split_key("schedule/m1/a.service", "schedule/")`` -> ``["m1", "a.service"]``."""
+    if not key.startswith(prefix):
+        raise CodecError(f"key {key!r} is not under {prefix!r}")
+    return key[len(prefix) :].split("/")
+
+
+def _two_part(key: str, prefix: str) -> tuple[str, str]:
+    parts = split_key(key, prefix)
+    if len(parts) != 2 or not all(parts):
+        raise CodecError(f"key {key!r}: expected {prefix}<machine_id>/<name>")
+    return parts[0], parts[1]
+
+
+# values --------------------------------------------------------------------
+
+
+def _dump(obj: Mapping[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _load(value: bytes, fields: tuple[str, ...], where: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(value)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CodecError(f"{where}: not JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise CodecError(f"{where}: expected a JSON object")
+    missing = [f for f in fields if f not in obj]
+    if missing:
+        raise CodecError(f"{where}: missing {', '.join(missing)}")
+    return obj
+
+
+def _str(obj: Mapping[str, Any], name: str, where: str) -> str:
+    value = obj[name]
+    if not isinstance(value, str):
+        raise CodecError(f"{where}: {name} must be a string")
+    return value
+
+
+def _target(obj: Mapping[str, Any], name: str, where: str) -> TargetState:
+    try:
+        return TargetState(obj[name])
+    except ValueError:
+        raise CodecError(f"{where}: {name}={obj[name]!r} is not a target state") from None
+
+
+def encode_unit(unit: UnitFile, desired: TargetState) -> bytes:
+    return _dump({"hash": unit.hash, "contents": unit.contents, "desired": str(desired)})
+
+
+def decode_unit(key: str, value: bytes, revision: int = 0) -> UnitRecord:
+    (name,) = split_key(key, UNITS)
+    obj = _load(value, ("hash", "contents", "desired"), key)
+    unit = UnitFile(name=name, contents=_str(obj, "contents", key), hash=_str(obj, "hash", key))
+    return UnitRecord(unit=unit, desired=_target(obj, "desired", key), revision=revision)
+
+
+def encode_scheduled(entry: ScheduledUnit) -> bytes:
+    return _dump({"hash": entry.hash, "contents": entry.contents, "target": str(entry.target)})
+
+
+def decode_scheduled(key: str, value: bytes) -> ScheduledUnit:
+    """Decode ``schedule/<machine_id>/<name>`` (a key as ``Registry.watch`` yields it)."""
+    machine_id, name = _two_part(key, SCHEDULE)
+    obj = _load(value, ("hash", "contents", "target"), key)
+    return ScheduledUnit(
+        name=name,
+        machine_id=machine_id,
+        target=_target(obj, "target", key),
+        hash=_str(obj, "hash", key),
+        contents=_str(obj, "contents", key),
+    )
+
+
+def encode_machine(machine: Machine) -> bytes:
+    return _dump({"id": machine.id, "public_ip": machine.public_ip, "metadata": machine.metadata})
+
+
+def decode_machine(key: str, value: bytes) -> Machine:
+    obj = _load(value, ("id", "public_ip", "metadata"), key)
+    metadata = obj["metadata"]
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise CodecError(f"{key}: metadata must map strings to strings")
+    return Machine(
+        id=_str(obj, "id", key), public_ip=_str(obj, "public_ip", key), metadata=metadata
+    )
+
+
+def encode_state(state: UnitState) -> bytes:
+    return _dump(
+        {
+            "load": state.load_state,
+            "active": state.active_state,
+            "sub": state.sub_state,
+            "hash": state.hash,
+        }
+    )
+
+
+def decode_state(key: str, value: bytes) -> UnitState:
+    machine_id, name = _two_part(key, STATES)
+    obj = _load(value, ("load", "active", "sub", "hash"), key)
+    return UnitState(
+        name=name,
+        machine_id=machine_id,
+        load_state=_str(obj, "load", key),
+        active_state=_str(obj, "active", key),
+        sub_state=_str(obj, "sub", key),
+        hash=_str(obj, "hash", key),
+    )
+
+
+def encode_waiting(reason: str) -> bytes:
+    return _dump({"reason": reason})
+
+
+def decode_waiting(key: str, value: bytes) -> tuple[str, str]:
+    """-> (unit name, reason)."""
+    (name,) = split_key(key, WAITING)
+    return name, _str(_load(value, ("reason",), key), "reason", key)
+
+
+def encode_leader(machine_id: str) -> bytes:
+    return _dump({"machine_id": machine_id})
+
+
+def decode_leader(value: bytes) -> str:
+    return _str(_load(value, ("machine_id",), LEADER), "machine_id", LEADER)

@@ -1,0 +1,69 @@
+"""EtcdRegistry: the registry on etcd v3.
+
+::
+
+    registry = EtcdRegistry("http://172.17.8.1:4001,http://172.17.8.1:4002", "/fleetpy/")
+    lease = await registry.grant_lease(30)          # refreshed every 10 s
+    await registry.register_machine(machine, lease)
+    async for update in registry.watch(codec.schedule_prefix(machine.id)):
+        ...                                         # a reset first, then changes
+    await registry.close()
+
+Nothing connects before the first call. Calls raise RegistryError when etcd
+cannot be reached (the message names every endpoint tried); watches and lease
+keepalives retry on their own. The pieces: ``etcd_client`` (gRPC, endpoints,
+failover), ``store`` (keys and transactions), ``watch`` (resumable watch),
+``lease`` (keepalive), ``codec`` (values).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fleetpy.registry.base import DEFAULT_PREFIX
+from fleetpy.registry.endpoints import DEFAULT_ENDPOINTS
+from fleetpy.registry.etcd_client import EtcdClient
+from fleetpy.registry.store import DEFAULT_MAX_TXN_OPS, KVRegistry
+
+
+class EtcdRegistry(KVRegistry):
+    """A ``Registry`` on etcd v3 (see module docstring)."""
+
+    def __init__(
+        self,
+        endpoints: str | Sequence[str] = DEFAULT_ENDPOINTS,
+        prefix: str = DEFAULT_PREFIX,
+        *,
+        request_timeout: float = 1.0,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        keepalive_time: float = 10.0,
+        keepalive_timeout: float = 5.0,
+        max_txn_ops: int = DEFAULT_MAX_TXN_OPS,
+    ) -> None:
+        """``endpoints``: comma-separated client URLs or a list of them.
+
+        ``request_timeout`` applies to each attempt of each call (fleet's
+        etcd_request_timeout). TLS files and username/password are optional.
+        ``keepalive_time``/``keepalive_timeout`` are the gRPC keepalive pings on
+        open streams. ``max_txn_ops`` must not exceed etcd's --max-txn-ops.
+        """
+        self.client = EtcdClient(
+            endpoints,
+            request_timeout=request_timeout,
+            ca_file=ca_file,
+            cert_file=cert_file,
+            key_file=key_file,
+            username=username,
+            password=password,
+            keepalive_time=keepalive_time,
+            keepalive_timeout=keepalive_timeout,
+        )
+        super().__init__(self.client, prefix, max_txn_ops=max_txn_ops)
+
+    async def ping(self) -> int:
+        """Check that etcd answers; -> its current revision. Raises RegistryError."""
+        return (await self.client.range(self.prefix.encode())).revision

@@ -1,0 +1,305 @@
+"""The registry written once against ``KVBackend``: keys, values, transactions.
+
+EtcdRegistry and MemoryRegistry are this class on two backends, so that the
+fake has the real one's semantics by construction. Every list is one range
+request; every write is one transaction (split in chunks of ``max_txn_ops``,
+etcd's default limit of 128 operations per transaction).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from typing import TypeVar
+
+from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
+from fleetpy.registry import codec
+from fleetpy.registry.base import (
+    DEFAULT_PREFIX,
+    LeaderToken,
+    Lease,
+    LeaseLostError,
+    NotLeaderError,
+    RegistryError,
+    UnitRecord,
+    WatchUpdate,
+)
+from fleetpy.registry.kv import (
+    Compare,
+    Delete,
+    KeyValue,
+    KVBackend,
+    Op,
+    Put,
+    Target,
+    TxnResult,
+    prefix_end,
+)
+from fleetpy.registry.lease import KeepaliveLease
+from fleetpy.registry.watch import resumable_watch
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+DEFAULT_MAX_TXN_OPS = 128
+_CAS_ATTEMPTS = 10
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class KVRegistry:
+    """Implements ``base.Registry`` on a ``KVBackend``."""
+
+    def __init__(
+        self,
+        backend: KVBackend,
+        prefix: str = DEFAULT_PREFIX,
+        *,
+        max_txn_ops: int = DEFAULT_MAX_TXN_OPS,
+    ) -> None:
+        self.backend = backend
+        self.prefix = codec.normalize_prefix(prefix)
+        self.max_txn_ops = max_txn_ops
+        self._closed = False
+        self._leases: list[KeepaliveLease] = []
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.backend.description} prefix={self.prefix}>"
+
+    async def close(self) -> None:
+        """Stop keepalives (leases then expire after their ttl), end watches, disconnect."""
+        self._closed = True
+        leases, self._leases = self._leases, []
+        for lease in leases:
+            if lease.is_alive():
+                await lease.stop_keepalive()
+        await self.backend.close()
+
+    # helpers ---------------------------------------------------------------
+
+    def _key(self, relative: str) -> bytes:
+        return (self.prefix + relative).encode()
+
+    def _rel(self, key: bytes) -> str:
+        return key.decode()[len(self.prefix) :]
+
+    async def _list(self, relative_prefix: str) -> list[KeyValue]:
+        prefix = self._key(relative_prefix)
+        return list((await self.backend.range(prefix, prefix_end(prefix))).kvs)
+
+    async def _get(self, relative: str) -> KeyValue | None:
+        kvs = (await self.backend.range(self._key(relative))).kvs
+        return kvs[0] if kvs else None
+
+    async def _txn(
+        self,
+        compare: Sequence[Compare],
+        ops: Sequence[Op],
+        failure: Sequence[Op] = (),
+        lease: Lease | None = None,
+    ) -> TxnResult:
+        try:
+            return await self.backend.txn(compare, ops, failure)
+        except LeaseLostError:
+            if isinstance(lease, KeepaliveLease):
+                lease.check_now()
+            raise
+
+    def _decoded(self, kvs: Iterable[KeyValue], decode: Callable[[KeyValue], T]) -> list[T]:
+        result: list[T] = []
+        for kv in kvs:
+            try:
+                result.append(decode(kv))
+            except ValueError as e:
+                log.warning("skipping unreadable registry entry %s: %s", kv.key.decode(), e)
+        return result
+
+    def _leader_guard(self, token: LeaderToken) -> list[Compare]:
+        key = self._key(codec.LEADER)
+        return [
+            Compare(key, Target.VALUE, codec.encode_leader(token.machine_id)),
+            Compare(key, Target.CREATE, token.create_revision),
+        ]
+
+    # units -----------------------------------------------------------------
+
+    async def create_unit(self, unit: UnitFile, desired: TargetState) -> bool:
+        key = self._key(codec.unit_key(unit.name))
+        put = Put(key, codec.encode_unit(unit, desired))
+        return (await self._txn([Compare(key, Target.CREATE, 0)], [put])).succeeded
+
+    async def put_unit(self, unit: UnitFile, desired: TargetState) -> None:
+        await self._txn(
+            [], [Put(self._key(codec.unit_key(unit.name)), codec.encode_unit(unit, desired))]
+        )
+
+    async def get_unit(self, name: str) -> UnitRecord | None:
+        kv = await self._get(codec.unit_key(name))
+        if kv is None:
+            return None
+        try:
+            return codec.decode_unit(self._rel(kv.key), kv.value, kv.mod_revision)
+        except ValueError as e:
+            raise RegistryError(f"unreadable unit {name}: {e}") from None
+
+    async def list_units(self) -> list[UnitRecord]:
+        kvs = await self._list(codec.UNITS)
+        return self._decoded(
+            kvs, lambda kv: codec.decode_unit(self._rel(kv.key), kv.value, kv.mod_revision)
+        )
+
+    async def set_desired(self, name: str, desired: TargetState) -> bool:
+        key = self._key(codec.unit_key(name))
+        for _ in range(_CAS_ATTEMPTS):
+            kv = await self._get(codec.unit_key(name))
+            if kv is None:
+                return False
+            try:
+                record = codec.decode_unit(self._rel(kv.key), kv.value)
+            except ValueError as e:
+                raise RegistryError(f"unreadable unit {name}: {e}") from None
+            if record.desired == desired:
+                return True
+            put = Put(key, codec.encode_unit(record.unit, desired))
+            if (await self._txn([Compare(key, Target.MOD, kv.mod_revision)], [put])).succeeded:
+                return True
+        raise RegistryError(f"unit {name} kept changing; desired state not set")
+
+    async def destroy_unit(self, name: str) -> bool:
+        result = await self._txn([], [Delete(self._key(codec.unit_key(name)))])
+        return result.results[0].deleted > 0
+
+    # machines and states -----------------------------------------------------
+
+    async def grant_lease(self, ttl: int) -> Lease:
+        if self._closed:
+            raise RegistryError("registry is closed")
+        lease_id, granted = await self.backend.lease_grant(ttl)
+        lease = KeepaliveLease(self.backend, lease_id, granted)
+        self._leases = [held for held in self._leases if held.is_alive()] + [lease]
+        log.info("lease %x granted, ttl %ds", lease_id, granted)
+        return lease
+
+    async def register_machine(self, machine: Machine, lease: Lease) -> bool:
+        key = self._key(codec.machine_key(machine.id))
+        put = Put(key, codec.encode_machine(machine), lease.id)
+        result = await self._txn([Compare(key, Target.CREATE, 0)], [put], lease=lease)
+        if result.succeeded:
+            log.info("machine %s registered on lease %x", machine.id, lease.id)
+            return True
+        # Already there: ours (a repeated registration) is updated, another live one refused.
+        retry = await self._txn([Compare(key, Target.LEASE, lease.id)], [put], lease=lease)
+        if not retry.succeeded:
+            log.warning("machine %s is already registered by another live agent", machine.id)
+        return retry.succeeded
+
+    async def update_machine(self, machine: Machine, lease: Lease) -> None:
+        key = self._key(codec.machine_key(machine.id))
+        put = Put(key, codec.encode_machine(machine), lease.id)
+        if not (
+            await self._txn([Compare(key, Target.LEASE, lease.id)], [put], lease=lease)
+        ).succeeded:
+            raise RegistryError(f"machine {machine.id} is not registered on lease {lease.id:x}")
+
+    async def list_machines(self) -> list[Machine]:
+        kvs = await self._list(codec.MACHINES)
+        return self._decoded(kvs, lambda kv: codec.decode_machine(self._rel(kv.key), kv.value))
+
+    async def put_unit_states(self, states: Sequence[UnitState], lease: Lease) -> None:
+        puts = [
+            Put(self._key(codec.state_key(s.machine_id, s.name)), codec.encode_state(s), lease.id)
+            for s in states
+        ]
+        for chunk in _chunks(puts, self.max_txn_ops):
+            await self._txn([], chunk, lease=lease)
+
+    async def delete_unit_states(self, machine_id: str, names: Sequence[str]) -> None:
+        deletes = [Delete(self._key(codec.state_key(machine_id, name))) for name in names]
+        for chunk in _chunks(deletes, self.max_txn_ops):
+            await self._txn([], chunk)
+
+    async def list_unit_states(self, machine_id: str | None = None) -> list[UnitState]:
+        kvs = await self._list(codec.states_prefix(machine_id))
+        return self._decoded(kvs, lambda kv: codec.decode_state(self._rel(kv.key), kv.value))
+
+    # schedule ------------------------------------------------------------------
+
+    async def list_schedule(self, machine_id: str | None = None) -> list[ScheduledUnit]:
+        kvs = await self._list(codec.schedule_prefix(machine_id))
+        return self._decoded(kvs, lambda kv: codec.decode_scheduled(self._rel(kv.key), kv.value))
+
+    async def apply_schedule(
+        self,
+        token: LeaderToken,
+        put: Sequence[ScheduledUnit],
+        delete: Sequence[tuple[str, str]],
+        waiting: Mapping[str, str | None] | None = None,
+    ) -> None:
+        """See ``base.Registry.apply_schedule``.
+
+        Changes of more than ``max_txn_ops`` operations are written in several
+        transactions, each guarded by the leader key: atomic per chunk only.
+        """
+        ops: list[Op] = [
+            Put(self._key(codec.schedule_key(s.machine_id, s.name)), codec.encode_scheduled(s))
+            for s in put
+        ]
+        ops += [Delete(self._key(codec.schedule_key(m, n))) for m, n in delete]
+        for name, reason in (waiting or {}).items():
+            key = self._key(codec.waiting_key(name))
+            ops.append(Delete(key) if reason is None else Put(key, codec.encode_waiting(reason)))
+        guard = self._leader_guard(token)
+        for chunk in _chunks(ops, self.max_txn_ops) if ops else [[]]:
+            if not (await self._txn(guard, chunk)).succeeded:
+                log.warning("schedule write refused: %s no longer holds the lead", token.machine_id)
+                raise NotLeaderError(f"{token.machine_id} is no longer the engine leader")
+
+    async def list_waiting(self) -> dict[str, str]:
+        kvs = await self._list(codec.WAITING)
+        pairs = self._decoded(kvs, lambda kv: codec.decode_waiting(self._rel(kv.key), kv.value))
+        return dict(pairs)
+
+    # leadership ----------------------------------------------------------------
+
+    async def campaign(self, machine_id: str, lease: Lease) -> LeaderToken | None:
+        key = self._key(codec.LEADER)
+        put = Put(key, codec.encode_leader(machine_id), lease.id)
+        result = await self._txn([Compare(key, Target.CREATE, 0)], [put], lease=lease)
+        if result.succeeded:
+            log.info("%s took the engine lead (lease %x)", machine_id, lease.id)
+            return LeaderToken(machine_id, result.revision, lease.id)
+        current = await self._get(codec.LEADER)
+        if current is not None and current.lease == lease.id:
+            try:
+                if codec.decode_leader(current.value) == machine_id:
+                    return LeaderToken(machine_id, current.create_revision, lease.id)
+            except ValueError:
+                pass
+        return None
+
+    async def get_leader(self) -> str | None:
+        kv = await self._get(codec.LEADER)
+        if kv is None:
+            return None
+        try:
+            return codec.decode_leader(kv.value)
+        except ValueError as e:
+            raise RegistryError(f"unreadable engine leader key: {e}") from None
+
+    async def resign(self, token: LeaderToken) -> None:
+        result = await self._txn(self._leader_guard(token), [Delete(self._key(codec.LEADER))])
+        if result.succeeded:
+            log.info("%s resigned the engine lead", token.machine_id)
+
+    # watches -------------------------------------------------------------------
+
+    def watch(self, prefix: str) -> AsyncIterator[WatchUpdate]:
+        return resumable_watch(
+            self.backend,
+            self._key(prefix),
+            len(self.prefix),
+            closed=lambda: self._closed,
+        )

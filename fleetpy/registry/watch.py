@@ -1,0 +1,97 @@
+"""A watch that survives etcd restarts, leader changes and compactions.
+
+It lists the prefix once (a reset), then follows one watch stream from the
+listing's revision + 1. When the stream breaks it opens a new one from the
+revision after the last event it delivered, with backoff, on whichever endpoint
+answers; no event is lost or repeated. When that revision has been compacted
+meanwhile, it lists the prefix again and delivers a new reset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+
+from fleetpy.registry.base import Event, EventKind, RegistryError, WatchUpdate
+from fleetpy.registry.kv import EventType, KVBackend, KVEvent, prefix_end
+from fleetpy.registry.lease import Backoff
+
+log = logging.getLogger(__name__)
+
+
+async def resumable_watch(
+    backend: KVBackend,
+    prefix: bytes,
+    strip: int,
+    *,
+    closed: Callable[[], bool],
+    backoff: Backoff | None = None,
+) -> AsyncIterator[WatchUpdate]:
+    """Yield a reset, then changes of every key starting with ``prefix``.
+
+    Keys in updates are decoded and have their first ``strip`` characters
+    removed (the registry prefix). Ends when ``closed()`` becomes true; never
+    raises RegistryError.
+    """
+    label = prefix.decode(errors="replace")
+    end = prefix_end(prefix)
+    backoff = backoff or Backoff()
+    next_revision = 0  # 0: the next step is a (re-)listing
+
+    def rel(key: bytes) -> str:
+        return key.decode()[strip:]
+
+    while not closed():
+        if next_revision == 0:
+            try:
+                listing = await backend.range(prefix, end)
+            except RegistryError as e:
+                if closed():
+                    return
+                delay = backoff.next()
+                log.warning("watch %s: %s; listing again in %.1fs", label, e, delay)
+                await asyncio.sleep(delay)
+                continue
+            next_revision = listing.revision + 1
+            items = {rel(kv.key): kv.value for kv in listing.kvs}
+            yield WatchUpdate(revision=listing.revision, reset=True, items=items)
+            continue
+        try:
+            async with aclosing(backend.watch(prefix, end, next_revision)) as stream:
+                async for batch in stream:
+                    if batch.compact_revision:
+                        log.info(
+                            "watch %s: revision %d is compacted (etcd keeps %d on), listing again",
+                            label,
+                            next_revision,
+                            batch.compact_revision,
+                        )
+                        next_revision = 0
+                        break
+                    if batch.created:
+                        backoff.reset()
+                    if not batch.events:
+                        continue
+                    events = [_event(e, rel) for e in batch.events]
+                    next_revision = events[-1].revision + 1
+                    yield WatchUpdate(revision=events[-1].revision, events=events)
+                else:
+                    if not closed():
+                        raise RegistryError("watch stream ended")
+        except RegistryError as e:
+            if closed():
+                return
+            delay = backoff.next()
+            log.warning(
+                "watch %s: %s; resuming from revision %d in %.1fs", label, e, next_revision, delay
+            )
+            await asyncio.sleep(delay)
+
+
+def _event(event: KVEvent, rel: Callable[[bytes], str]) -> Event:
+    kind = EventKind.DELETE if event.type is EventType.DELETE else EventKind.PUT
+    return Event(
+        kind=kind, key=rel(event.kv.key), value=event.kv.value, revision=event.kv.mod_revision
+    )
