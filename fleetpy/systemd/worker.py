@@ -1,0 +1,224 @@
+"""The systemd worker process: the only code in fleetpy that calls pystemd.
+
+pystemd holds the GIL during a D-Bus call and a call times out only after
+25 s, so a hung systemd would freeze every thread of fleetd (lease keepalives
+included). This process takes that risk instead: it owns the D-Bus connection,
+runs one request at a time from stdin and forwards unit state signals to
+stdout (frames of :mod:`fleetpy.systemd.protocol`). It exits on stdin EOF, and
+on any D-Bus connection error (the manager restarts it). It never starts or
+stops a unit on its own.
+
+Single-threaded loop: select() on stdin and the bus fd; after every request
+and every wake-up, drain the bus (sd_bus_call may queue signals while it
+waits for its reply) and send the changes collected.
+
+    python -m fleetpy.systemd.worker [--address ADDR] [--bus-client] [--no-bus]
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import os
+import select
+import sys
+import time
+from typing import Any
+
+from fleetpy.systemd import protocol
+from fleetpy.systemd.base import decode_unit_path
+
+log = logging.getLogger("fleetpy.systemd.worker")
+
+SYSTEMD = b"org.freedesktop.systemd1"
+MANAGER_PATH = b"/org/freedesktop/systemd1"
+MANAGER_IFACE = b"org.freedesktop.systemd1.Manager"
+UNIT_IFACE = b"org.freedesktop.systemd1.Unit"
+STATE_PROPS = (b"LoadState", b"ActiveState", b"SubState")
+LOST_CONNECTION = {-errno.ENOTCONN, -errno.ECONNRESET, -errno.EPIPE}
+SAFETY_WAKE_S = 1.0  # drain the bus at least this often, in case a wake-up was missed
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Worker:
+    def __init__(self, bus: Any, out_fd: int, bus_client: bool = False) -> None:
+        self.bus = bus  # a pystemd DBus, or None (--no-bus: only ping/hang work)
+        self.bus_client = bus_client  # via a dbus-daemon, not systemd's private socket
+        self.out_fd = out_fd
+        self.watch: set[str] | None = None  # None: every unit
+        self.changes: list[list[str]] = []
+        self.dispatched = 0
+        self.disconnected = False
+
+    # ---- output
+    def send(self, message: dict[str, Any]) -> None:
+        data = protocol.encode(message)
+        while data:
+            data = data[os.write(self.out_fd, data) :]
+
+    def flush_changes(self) -> None:
+        if self.changes:
+            self.send({"ev": "changes", "units": self.changes})
+            self.changes = []
+
+    # ---- signals
+    def on_signal(self, msg: Any, error: Any = None, userdata: Any = None) -> None:
+        self.dispatched += 1
+        try:
+            msg.process_reply(True)
+            self._handle_signal(msg.headers, msg.body)
+        except Exception:  # an exception must not escape into sd-bus
+            log.exception("could not handle a D-Bus signal")
+
+    def _handle_signal(self, headers: dict[str, Any], body: Any) -> None:
+        member = headers.get("Member")
+        if member == b"Disconnected":
+            self.disconnected = True
+            return
+        if member != b"PropertiesChanged" or not body or body[0] != UNIT_IFACE:
+            return
+        name = decode_unit_path(_s(headers.get("Path") or b""))
+        if name is None or (self.watch is not None and name not in self.watch):
+            return
+        changed = body[1] if len(body) > 1 and isinstance(body[1], dict) else {}
+        values = [changed.get(prop) for prop in STATE_PROPS]
+        if any(v is None for v in values):  # not sent by value: ask for it
+            path = headers["Path"]
+            values = [
+                v if v is not None else self.bus.get_property(SYSTEMD, path, UNIT_IFACE, p, b"s")
+                for v, p in zip(values, STATE_PROPS, strict=True)
+            ]
+        self.changes.append([name, *(_s(v) for v in values)])
+
+    def drain(self) -> None:
+        """Dispatch every queued bus message (each one runs on_signal), then flush."""
+        if self.bus is not None:
+            while True:
+                before = self.dispatched
+                self.bus.process()
+                if self.dispatched == before:
+                    break
+        self.flush_changes()
+
+    # ---- requests
+    def handle(self, request: dict[str, Any]) -> None:
+        rid = request.get("id")
+        op = request.get("op", "")
+        handler = getattr(self, f"op_{op}", None)
+        try:
+            if handler is None:
+                raise ValueError(f"unknown request {op!r}")
+            reply: dict[str, Any] = {"id": rid, "ok": handler(**request.get("args", {}))}
+        except Exception as exc:
+            reply = {"id": rid, "err": str(exc) or type(exc).__name__, "kind": type(exc).__name__}
+            if getattr(exc, "errno", None) in LOST_CONNECTION:
+                self.disconnected = True
+        self.send(reply)
+
+    def _manager(self, method: bytes, signature: bytes = b"", *args: Any) -> Any:
+        from pystemd.dbuslib import apply_signature
+
+        params = apply_signature(signature, list(args)) if signature else []
+        return self.bus.call_method(SYSTEMD, MANAGER_PATH, MANAGER_IFACE, method, params).body
+
+    def op_ping(self) -> str:
+        return "pong"
+
+    def op_hang(self, seconds: float) -> None:
+        """Test only: block this worker like a hung systemd would."""
+        log.warning("hang requested for %.1fs (test)", seconds)
+        time.sleep(seconds)
+
+    def op_subscribe(self) -> None:
+        self._manager(b"Subscribe")
+
+    def op_watch(self, names: list[str] | None) -> None:
+        self.watch = None if names is None else set(names)
+
+    def op_reload(self) -> None:
+        self._manager(b"Reload")
+
+    def op_start(self, name: str) -> str:
+        return _s(self._manager(b"StartUnit", b"ss", name.encode(), b"replace"))
+
+    def op_stop(self, name: str) -> str:
+        return _s(self._manager(b"StopUnit", b"ss", name.encode(), b"replace"))
+
+    def op_list(self, names: list[str] | None) -> list[list[str]]:
+        if names is None:
+            rows = self._manager(b"ListUnits")
+        else:
+            rows = self._manager(b"ListUnitsByNames", b"as", [n.encode() for n in names])
+        if rows and not isinstance(rows[0], tuple | list):  # a single row comes unwrapped
+            rows = [rows]
+        return [[_s(r[0]), _s(r[2]), _s(r[3]), _s(r[4])] for r in rows or []]
+
+
+def connect(address: bytes, bus_client: bool) -> Any:
+    from pystemd.dbuslib import DBusAddress
+
+    bus = DBusAddress(address, peer_to_peer=not bus_client)
+    bus.open()
+    return bus
+
+
+def run(worker: Worker, in_fd: int) -> int:
+    if worker.bus is not None:
+        # On a direct (peer-to-peer) connection messages carry no sender: match on
+        # any sender there, or nothing would ever match.
+        sender = SYSTEMD if worker.bus_client else None
+        worker.bus.match_signal(sender, None, None, None, worker.on_signal)
+        if worker.bus_client:
+            worker.op_subscribe()  # the bus only carries systemd's signals to subscribers
+    fds = [in_fd] if worker.bus is None else [in_fd, worker.bus.get_fd()]
+    inbuf = bytearray()
+    worker.send({"ev": "ready", "pid": os.getpid()})
+    while not worker.disconnected:
+        worker.drain()
+        readable, _, _ = select.select(fds, [], [], SAFETY_WAKE_S)
+        if in_fd in readable:
+            data = os.read(in_fd, 1 << 16)
+            if not data:
+                log.debug("stdin closed: exiting")
+                return 0
+            inbuf += data
+            for request in protocol.split_frames(inbuf):
+                worker.handle(request)
+                worker.drain()
+    log.error("D-Bus connection to systemd lost: exiting")
+    return 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fleetpy.systemd.worker")
+    parser.add_argument("--address", default="unix:path=/run/systemd/private")
+    parser.add_argument("--bus-client", action="store_true", help="a dbus-daemon, not systemd")
+    parser.add_argument("--no-bus", action="store_true", help="test only: no D-Bus at all")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s[%(process)d] %(message)s")
+    # Frames go to a private copy of stdout; anything else printing to fd 1 lands on stderr.
+    out_fd = os.dup(1)
+    os.dup2(2, 1)
+    bus = None
+    if not args.no_bus:
+        try:
+            bus = connect(args.address.encode(), args.bus_client)
+        except Exception as exc:
+            log.error("cannot connect to systemd at %s: %s", args.address, exc)
+            return 2
+    worker = Worker(bus, out_fd, bus_client=args.bus_client)
+    try:
+        return run(worker, 0)
+    except BrokenPipeError:
+        return 0
+    except Exception:
+        log.exception("worker failed")
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Unit files on disk, unit object path decoding (no systemd needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from fleetpy.systemd import DbusUnitManager
+from fleetpy.systemd.base import decode_unit_path
+from fleetpy.systemd.files import UnitFileStore
+
+
+def store(tmp_path: Path) -> UnitFileStore:
+    return UnitFileStore(tmp_path / "run/fleet/units", tmp_path / "run/systemd/system")
+
+
+def test_write_creates_file_and_link(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    s.write("hello.service", "[Service]\nExecStart=/bin/sleep 1000\n")
+    f = s.units_dir / "hello.service"
+    link = s.link_dir / "hello.service"
+    assert f.read_text() == "[Service]\nExecStart=/bin/sleep 1000\n"
+    assert link.is_symlink() and link.readlink() == f
+    assert sorted(p.name for p in s.units_dir.iterdir()) == ["hello.service"]
+    assert sorted(p.name for p in s.link_dir.iterdir()) == ["hello.service"]
+
+
+def test_rewrite_replaces_contents_and_link(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    s.write("a.service", "one")
+    (s.link_dir / "a.service").unlink()
+    (s.link_dir / "a.service").symlink_to("/elsewhere")
+    s.write("a.service", "two")
+    assert (s.link_dir / "a.service").read_text() == "two"
+    assert s.hashes() == {"a.service": hashlib.sha1(b"two").hexdigest()}
+
+
+def test_hashes_skip_temporary_files_and_survive_a_missing_dir(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    assert s.hashes() == {}
+    s.write("a.service", "x")
+    s.write("b@1.service", "y\u00e9")
+    (s.units_dir / ".c.service.tmp").write_text("partial")
+    assert s.hashes() == {
+        "a.service": hashlib.sha1(b"x").hexdigest(),
+        "b@1.service": hashlib.sha1("y\u00e9".encode()).hexdigest(),
+    }
+
+
+def test_remove_is_idempotent_and_spares_foreign_files(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    s.write("a.service", "x")
+    s.remove("a.service")
+    s.remove("a.service")
+    assert s.hashes() == {}
+    assert not (s.link_dir / "a.service").exists()
+    (s.link_dir / "admin.service").write_text("not ours")
+    s.remove("admin.service")
+    assert (s.link_dir / "admin.service").read_text() == "not ours"
+
+
+@pytest.mark.parametrize("name", ["", ".hidden.service", "../x.service", "a/b.service", "a\0b"])
+def test_unsafe_names_are_refused(tmp_path: Path, name: str) -> None:
+    s = store(tmp_path)
+    with pytest.raises(ValueError):
+        s.write(name, "x")
+    with pytest.raises(ValueError):
+        s.remove(name)
+    assert not (tmp_path / "run").exists() or s.hashes() == {}
+
+
+def test_manager_file_operations_need_no_worker(tmp_path: Path) -> None:
+    m = DbusUnitManager(units_dir=tmp_path / "u", link_dir=tmp_path / "l")
+
+    async def main() -> None:
+        await m.write_unit("a.service", "x")
+        assert m.loaded_files() == {"a.service": hashlib.sha1(b"x").hexdigest()}
+        await m.remove_unit("a.service")
+        assert m.loaded_files() == {}
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("/org/freedesktop/systemd1/unit/hello_2eservice", "hello.service"),
+        ("/org/freedesktop/systemd1/unit/foo_405555_2eservice", "foo@5555.service"),
+        ("/org/freedesktop/systemd1/unit/a_2db_2dc_2eslice", "a-b-c.slice"),
+        ("/org/freedesktop/systemd1/unit/_2d_2eslice", "-.slice"),
+        ("/org/freedesktop/systemd1/unit/x_5fy_2eservice", "x_y.service"),
+        ("/org/freedesktop/systemd1/unit/", None),
+        ("/org/freedesktop/systemd1/unit/bad_2", None),
+        ("/org/freedesktop/systemd1/unit/bad_zz", None),
+        ("/org/freedesktop/systemd1/unit/a/b", None),
+        ("/org/freedesktop/systemd1/job/42", None),
+        ("/org/freedesktop/systemd1", None),
+    ],
+)
+def test_decode_unit_path(path: str, name: str | None) -> None:
+    assert decode_unit_path(path) == name
