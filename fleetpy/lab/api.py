@@ -1,0 +1,404 @@
+"""The lab as a Python object: what the CLI and the test suites drive."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TypeVar
+
+from fleetpy.lab import cgroups, etcd, hosts, network, procs
+from fleetpy.lab.errors import LabError
+from fleetpy.lab.state import (
+    DEFAULT_NAME,
+    DEFAULT_SUBNET,
+    FLEET_API_PORT,
+    MAX_HOSTS,
+    MAX_MEMBERS,
+    STATE_ROOT,
+    HostRecord,
+    LabConfig,
+    LabState,
+    MemberRecord,
+    load,
+    locked,
+    save,
+)
+
+log = logging.getLogger("fleetpy.lab")
+T = TypeVar("T")
+R = TypeVar("R")
+
+TOOLS = {
+    "etcd": "apt-get install etcd-server",
+    "etcdctl": "apt-get install etcd-client",
+    "ip": "apt-get install iproute2",
+    "unshare": "apt-get install util-linux",
+    "nsenter": "apt-get install util-linux",
+}
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    name: str
+    machine_id: str
+    ip: str
+    pid: int | None  # its systemd (PID 1 inside), in the root pid namespace; None if stopped
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    name: str
+    machine_id: str
+    ip: str
+    pid: int | None
+    systemd: str  # is-system-running, or "stopped"
+    fleetd: str  # is-active fleet.service, "not-installed", or "-" when stopped
+    memory: int | None  # bytes charged to the host's cgroup
+
+
+@dataclass(frozen=True)
+class MemberStatus:
+    name: str
+    client_url: str
+    pid: int | None
+    health: str  # "healthy", "unhealthy" or "stopped"
+    leader: bool
+
+
+def _parallel(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    if not items:
+        return []
+    with ThreadPoolExecutor(min(len(items), 16)) as pool:
+        return list(pool.map(fn, items))
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        raise LabError(
+            "must run as root (it creates namespaces, a bridge and cgroups): use sudo"
+        )
+
+
+class Lab:
+    """One lab: etcd members infra1..M and hosts core-01..N. See fleetpy/lab/README."""
+
+    def __init__(
+        self, name: str = DEFAULT_NAME, state_dir: Path | None = None, subnet: str = DEFAULT_SUBNET
+    ) -> None:
+        self.cfg = LabConfig.make(name, state_dir, subnet)
+
+    # -- reading -----------------------------------------------------------------
+
+    def _state(self) -> LabState:
+        state = load(self.cfg)
+        if state is None or not any(p.alive() for p in state.processes()):
+            raise LabError(f"lab {self.cfg.name} is not up: start it with `fleetlab up`")
+        return state
+
+    def is_up(self) -> bool:
+        state = load(self.cfg)
+        return state is not None and any(p.alive() for p in state.processes())
+
+    @property
+    def hosts(self) -> list[HostInfo]:
+        state = load(self.cfg)
+        if state is None:
+            return []
+        return [HostInfo(h.name, h.machine_id, h.ip, hosts.running_pid(h)) for h in state.hosts]
+
+    @property
+    def etcd_endpoints(self) -> list[str]:
+        state = load(self.cfg)
+        return [] if state is None else state.client_urls
+
+    def env(self) -> dict[str, str]:
+        """Variables that point fleetctl and etcdctl on this machine at the lab."""
+        state = self._state()
+        running = [h for h in state.hosts if hosts.running_pid(h) is not None]
+        out = {}
+        if running:
+            out["FLEETCTL_ENDPOINT"] = f"http://{running[0].ip}:{FLEET_API_PORT}"
+        urls = ",".join(state.client_urls)
+        out |= {"FLEETCTL_ETCD_ENDPOINTS": urls, "ETCDCTL_API": "3", "ETCDCTL_ENDPOINTS": urls}
+        out["FLEETLAB_NAME"] = self.cfg.name
+        if state.venv:
+            out["PATH"] = f"{state.venv}/bin:{os.environ.get('PATH', hosts.BASE_PATH)}"
+        return out
+
+    # -- building and tearing down ----------------------------------------------
+
+    def up(self, hosts: int = 3, etcd_members: int = 3) -> None:
+        _require_root()
+        self._preflight(hosts, etcd_members)
+        with locked(self.cfg):
+            if self.is_up() or cgroups.pids(self.cfg.cgroup):
+                raise LabError(
+                    f"lab {self.cfg.name} is already up: `fleetlab status` shows it, "
+                    "`fleetlab down` stops it"
+                )
+            leftovers = self._leftovers()
+            if leftovers:
+                log.info("clearing leftovers of a dead lab: %s", ", ".join(leftovers))
+                self._teardown()
+            started = time.monotonic()
+            try:
+                self._build(hosts, etcd_members)
+            except BaseException:
+                log.info("up failed: removing what it started")
+                self._teardown()
+                raise
+            log.info(
+                "lab %s up: %d hosts, %d etcd members in %.1fs",
+                self.cfg.name, hosts, etcd_members, time.monotonic() - started,
+            )
+
+    def _preflight(self, n_hosts: int, n_members: int) -> None:
+        if not 1 <= n_hosts <= MAX_HOSTS:
+            raise LabError(f"--hosts must be 1..{MAX_HOSTS}, not {n_hosts}")
+        if not 1 <= n_members <= MAX_MEMBERS:
+            raise LabError(f"--etcd-members must be 1..{MAX_MEMBERS}, not {n_members}")
+        for tool, fix in TOOLS.items():
+            if shutil.which(tool) is None:
+                raise LabError(f"{tool} not found in PATH: install it ({fix})")
+        if not os.access(hosts.SYSTEMD, os.X_OK):
+            raise LabError(f"systemd not found at {hosts.SYSTEMD}: apt-get install systemd")
+
+    def _build(self, n_hosts: int, n_members: int) -> None:
+        cfg = self.cfg
+        network.check_subnet_free(cfg)
+        venv = hosts.venv()
+        state = LabState(
+            name=cfg.name,
+            subnet=cfg.subnet,
+            keep=tuple(hosts.keep_paths([hosts.checkout(), venv])),
+            venv=str(venv or ""),
+            hosts=tuple(hosts.new_record(cfg, i) for i in range(1, n_hosts + 1)),
+            members=tuple(etcd.record(cfg, i) for i in range(1, n_members + 1)),
+        )
+        save(cfg, state)
+        network.create_bridge(cfg)
+        log.info("bridge %s at %s/%d", cfg.bridge, cfg.gateway, cfg.network.prefixlen)
+        if state.keep:
+            log.info("hosts will see %s at the same path", ", ".join(state.keep))
+        if hosts.fleetd_unit() is None:
+            log.info("fleetd not installed in hosts (no deploy/fleet.service or fleetd yet)")
+        group = cgroups.create(f"{cfg.cgroup}/etcd")
+        cluster = etcd.initial_cluster(state.members)
+        members = [etcd.start(cfg, m, cluster, "new", group) for m in state.members]
+        state = replace(state, members=tuple(members))
+        save(cfg, state)
+        for m in members:
+            log.info("etcd member %s started: %s", m.name, m.client_url)
+        started = _parallel(lambda h: hosts.start(cfg, state, h), state.hosts)
+        state = replace(state, hosts=tuple(started))
+        save(cfg, state)
+
+        def booted(h: HostRecord) -> None:
+            result = hosts.wait_booted(cfg, h)
+            log.info("host %s booted (%s) at %s, machine-id %s", h.name, result, h.ip, h.machine_id)
+
+        with ThreadPoolExecutor(1) as pool:
+            health = pool.submit(etcd.wait_healthy, cfg, members)
+            _parallel(booted, started)
+            health.result()
+        log.info("etcd cluster healthy: %s", ",".join(state.client_urls))
+
+    def down(self) -> None:
+        _require_root()
+        with locked(self.cfg):
+            alive = self.is_up() or bool(cgroups.pids(self.cfg.cgroup))
+            leftovers = self._leftovers()
+            if not alive and not leftovers:
+                raise LabError(f"lab {self.cfg.name} is not up: nothing to stop")
+            if not alive:
+                log.info("lab was dead; clearing its leftovers: %s", ", ".join(leftovers))
+            started = time.monotonic()
+            self._teardown()
+            log.info("lab %s down in %.1fs", self.cfg.name, time.monotonic() - started)
+
+    def _leftovers(self) -> list[str]:
+        found = []
+        if self.cfg.state_dir.exists():
+            found.append(f"state dir {self.cfg.state_dir}")
+        found += [f"link {name}" for name in network.lab_links(self.cfg)]
+        if cgroups.exists(self.cfg.cgroup):
+            found.append(f"cgroup {self.cfg.cgroup}")
+        return found
+
+    def _teardown(self) -> None:
+        """Stop and remove everything of this lab, whatever state it is in."""
+        cfg = self.cfg
+        try:
+            state = load(cfg)
+        except LabError:
+            state = None
+        if state is not None:
+            procs.signal_all([m.proc for m in state.members if m.proc], 15)
+            hosts.stop(cfg, state.hosts)
+            etcd.stop(cfg, state.members)
+        self._kill_stray()
+        for name in network.lab_links(cfg):
+            network.delete_link(name)
+        cgroups.remove(cfg.cgroup)
+        self._remove_state_dir()
+
+    def _kill_stray(self) -> None:
+        """SIGKILL anything still in the lab's cgroups (a lab whose state was lost)."""
+        deadline = time.monotonic() + 10.0
+        while (pids := cgroups.pids(self.cfg.cgroup)) and time.monotonic() < deadline:
+            log.info("killing %d stray lab processes", len(pids))
+            for pid in pids:
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.1)
+
+    def _remove_state_dir(self) -> None:
+        d = self.cfg.state_dir
+        for entry in ("hosts", "etcd"):
+            shutil.rmtree(d / entry, ignore_errors=True)
+        for entry in ("lab.json", "lab.tmp"):
+            (d / entry).unlink(missing_ok=True)
+        for path in (d, STATE_ROOT):
+            try:
+                path.rmdir()
+            except OSError:
+                break
+
+    # -- hosts -------------------------------------------------------------------
+
+    def host_stop(self, host: str) -> None:
+        _require_root()
+        with locked(self.cfg):
+            state = self._state()
+            rec = state.host(host)
+            if hosts.running_pid(rec) is None:
+                raise LabError(f"host {host} is already stopped: `fleetlab host-start {host}`")
+            hosts.stop(self.cfg, [rec])
+            save(self.cfg, state.with_host(replace(rec, proc=None)))
+            log.info("host %s powered off", host)
+
+    def host_start(self, host: str) -> None:
+        _require_root()
+        with locked(self.cfg):
+            state = self._state()
+            rec = state.host(host)
+            if hosts.running_pid(rec) is not None:
+                raise LabError(f"host {host} is already running")
+            rec = hosts.start(self.cfg, state, rec)
+            save(self.cfg, state.with_host(rec))
+            result = hosts.wait_booted(self.cfg, rec)
+            log.info("host %s booted (%s), machine-id %s", host, result, rec.machine_id)
+
+    def command(
+        self, host: str, argv: Sequence[str], env: Mapping[str, str] | None = None
+    ) -> tuple[list[str], dict[str, str]]:
+        """The argv and environment that run ``argv`` inside ``host``."""
+        _require_root()
+        state = self._state()
+        rec = state.host(host)
+        pid = hosts.running_pid(rec)
+        if pid is None:
+            raise LabError(f"host {host} is stopped: `fleetlab host-start {host}`")
+        return hosts.nsenter(pid, argv), hosts.exec_env(state, rec, env)
+
+    def exec(
+        self,
+        host: str,
+        argv: Sequence[str],
+        *,
+        input: str | None = None,
+        timeout: float | None = 60,
+        env: Mapping[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` in ``host``; output captured; a non-zero exit is not an error."""
+        full, full_env = self.command(host, argv, env)
+        done = subprocess.run(
+            full, input=input, capture_output=True, text=True, timeout=timeout,
+            env=full_env, check=False,
+        )
+        return subprocess.CompletedProcess(list(argv), done.returncode, done.stdout, done.stderr)
+
+    # -- etcd ---------------------------------------------------------------------
+
+    def etcd_add(self) -> str:
+        _require_root()
+        with locked(self.cfg):
+            state = self._state()
+            used = {m.index for m in state.members}
+            index = next(i for i in range(1, MAX_MEMBERS + 2) if i not in used)
+            if index > MAX_MEMBERS:
+                raise LabError(f"the lab already has {MAX_MEMBERS} etcd members")
+            rec = etcd.record(self.cfg, index)
+            cluster = etcd.member_add(state.client_urls, rec)
+            log.info("etcd member %s added to the cluster: %s", rec.name, cluster)
+            try:
+                group = cgroups.create(f"{self.cfg.cgroup}/etcd")
+                rec = etcd.start(self.cfg, rec, cluster, "existing", group)
+                save(self.cfg, state.with_member(rec))
+                etcd.wait_healthy(self.cfg, [rec])
+            except BaseException:
+                self._drop_member(state.client_urls, rec)
+                save(self.cfg, state)
+                raise
+            log.info("etcd member %s started: %s", rec.name, rec.client_url)
+            return rec.name
+
+    def etcd_remove(self, name: str) -> None:
+        _require_root()
+        with locked(self.cfg):
+            state = self._state()
+            rec = state.member(name)
+            if len(state.members) == 1:
+                raise LabError(f"{name} is the last etcd member: `fleetlab down` stops the lab")
+            others = [m.client_url for m in state.members if m.name != name]
+            self._drop_member(others, rec)
+            save(self.cfg, state.without_member(name))
+            log.info("etcd member %s removed and stopped", name)
+
+    def _drop_member(self, endpoints: Sequence[str], rec: MemberRecord) -> None:
+        etcd.member_remove(endpoints, rec)
+        etcd.stop(self.cfg, [rec])
+        shutil.rmtree(self.cfg.member_dir(rec.name), ignore_errors=True)
+        etcd.log_path(self.cfg, rec.name).unlink(missing_ok=True)
+
+    # -- status ---------------------------------------------------------------------
+
+    def status(self) -> tuple[list[HostStatus], list[MemberStatus]]:
+        _require_root()
+        state = self._state()
+        return _parallel(self._host_status, state.hosts), _parallel(
+            _member_status, state.members
+        )
+
+    def _host_status(self, rec: HostRecord) -> HostStatus:
+        pid = hosts.running_pid(rec)
+        if pid is None:
+            return HostStatus(rec.name, rec.machine_id, rec.ip, None, "stopped", "-", None)
+        fleet = (self.cfg.host_dir(rec.name) / "system" / "fleet.service").exists()
+        script = "systemctl is-system-running; systemctl is-active fleet.service"
+        out = subprocess.run(
+            hosts.nsenter(pid, ["sh", "-c", script]), capture_output=True, text=True,
+            timeout=10, check=False,
+        ).stdout.split()
+        systemd = out[0] if out else "unknown"
+        fleetd = (out[1] if len(out) > 1 else "unknown") if fleet else "not-installed"
+        memory = cgroups.memory_bytes(f"{self.cfg.cgroup}/{rec.name}")
+        return HostStatus(rec.name, rec.machine_id, rec.ip, pid, systemd, fleetd, memory)
+
+
+def _member_status(rec: MemberRecord) -> MemberStatus:
+    alive = rec.proc is not None and rec.proc.alive()
+    pid = rec.proc.pid if alive and rec.proc is not None else None
+    if not alive:
+        return MemberStatus(rec.name, rec.client_url, None, "stopped", False)
+    health = "healthy" if etcd.healthy(rec.client_url) else "unhealthy"
+    return MemberStatus(rec.name, rec.client_url, pid, health, etcd.is_leader(rec.client_url) is True)

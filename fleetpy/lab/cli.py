@@ -1,0 +1,153 @@
+"""`fleetlab`: commands only parse, delegate to ``Lab`` and print."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from fleetpy.lab.api import HostStatus, Lab, MemberStatus
+from fleetpy.lab.errors import LabError
+from fleetpy.lab.state import DEFAULT_NAME, DEFAULT_SUBNET
+
+
+class _Group(click.Group):
+    """Turns a LabError into one line on stderr and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except LabError as exc:
+            click.echo(f"fleetlab: {exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group)
+@click.option("--name", envvar="FLEETLAB_NAME", default=DEFAULT_NAME, show_default=True,
+              help="Lab name: names its bridge, cgroups and state dir.")
+@click.option("--state-dir", envvar="FLEETLAB_STATE_DIR", type=click.Path(path_type=Path),
+              help="State directory [default: /var/lib/fleetlab/NAME].")
+@click.option("--subnet", envvar="FLEETLAB_SUBNET", default=DEFAULT_SUBNET, show_default=True,
+              help="The lab bridge's subnet: bridge .1, hosts .101 and up.")
+@click.pass_context
+def main(ctx: click.Context, name: str, state_dir: Path | None, subnet: str) -> None:
+    """A fleet lab on this machine: etcd members and hosts running systemd."""
+    logging.basicConfig(level=logging.INFO, format="fleetlab: %(message)s", stream=sys.stderr)
+    try:
+        ctx.obj = Lab(name, state_dir, subnet)
+    except LabError as exc:
+        click.echo(f"fleetlab: {exc}", err=True)
+        sys.exit(1)
+
+
+pass_lab = click.make_pass_decorator(Lab)
+
+
+@main.command()
+@click.option("--hosts", default=3, show_default=True, help="Number of hosts core-01..")
+@click.option("--etcd-members", default=3, show_default=True, help="Members infra1..")
+@pass_lab
+def up(lab: Lab, hosts: int, etcd_members: int) -> None:
+    """Start etcd members and boot the hosts."""
+    lab.up(hosts=hosts, etcd_members=etcd_members)
+
+
+@main.command()
+@pass_lab
+def down(lab: Lab) -> None:
+    """Stop everything and remove all the lab's traces."""
+    lab.down()
+
+
+def _mib(n: int | None) -> str:
+    return "-" if n is None else f"{n / 2**20:.1f}M"
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
+
+
+def _host_row(h: HostStatus) -> list[str]:
+    return [h.name, h.machine_id, h.ip, str(h.pid or "-"), h.systemd, h.fleetd, _mib(h.memory)]
+
+
+def _member_row(m: MemberStatus) -> list[str]:
+    return [m.name, m.client_url, str(m.pid or "-"), m.health, "yes" if m.leader else "-"]
+
+
+@main.command()
+@pass_lab
+def status(lab: Lab) -> None:
+    """Hosts and etcd members, with their states."""
+    hosts, members = lab.status()
+    head = ["HOST", "MACHINE-ID", "IP", "PID", "SYSTEMD", "FLEETD", "MEMORY"]
+    click.echo(_table([head, *map(_host_row, hosts)]))
+    click.echo()
+    click.echo(_table([["MEMBER", "CLIENT-URL", "PID", "HEALTH", "LEADER"],
+                       *map(_member_row, members)]))
+
+
+@main.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("host")
+@click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
+@pass_lab
+def exec_(lab: Lab, host: str, argv: tuple[str, ...]) -> None:
+    """Run ARGV inside HOST (write `--` before it); its exit status is ours."""
+    full, env = lab.command(host, argv)
+    sys.exit(subprocess.run(full, env=env, check=False).returncode)
+
+
+@main.command()
+@click.argument("host")
+@pass_lab
+def shell(lab: Lab, host: str) -> None:
+    """An interactive shell inside HOST."""
+    full, env = lab.command(host, ["/bin/bash", "-i"])
+    os.execvpe(full[0], full, env)
+
+
+@main.command()
+@pass_lab
+def env(lab: Lab) -> None:
+    """`export` lines pointing fleetctl and etcdctl here at the lab: eval "$(fleetlab env)"."""
+    for key, value in lab.env().items():
+        click.echo(f"export {key}={shlex.quote(value)}")
+
+
+@main.command("host-stop")
+@click.argument("host")
+@pass_lab
+def host_stop(lab: Lab, host: str) -> None:
+    """Power HOST off (its machine-id is kept)."""
+    lab.host_stop(host)
+
+
+@main.command("host-start")
+@click.argument("host")
+@pass_lab
+def host_start(lab: Lab, host: str) -> None:
+    """Power HOST on again."""
+    lab.host_start(host)
+
+
+@main.command("etcd-add")
+@pass_lab
+def etcd_add(lab: Lab) -> None:
+    """Add an etcd member at runtime (member add, then start it as `existing`)."""
+    click.echo(lab.etcd_add())
+
+
+@main.command("etcd-remove")
+@click.argument("name")
+@pass_lab
+def etcd_remove(lab: Lab, name: str) -> None:
+    """Remove etcd member NAME from the cluster and stop it."""
+    lab.etcd_remove(name)

@@ -1,0 +1,162 @@
+"""The lab's static etcd cluster: members infra1..infraM on the bridge address.
+
+Client port 4000+i and peer port 7000+i, as in the seed's Procfile; data in
+``<state-dir>/etcd/<name>``, output in ``<state-dir>/etcd/<name>.log``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleetpy.lab import procs
+from fleetpy.lab.errors import LabError
+from fleetpy.lab.state import LabConfig, MemberRecord
+
+
+def record(cfg: LabConfig, index: int) -> MemberRecord:
+    return MemberRecord(
+        name=cfg.member_name(index),
+        index=index,
+        client_url=cfg.client_url(index),
+        peer_url=cfg.peer_url(index),
+    )
+
+
+def initial_cluster(members: Sequence[MemberRecord]) -> str:
+    return ",".join(f"{m.name}={m.peer_url}" for m in members)
+
+
+def log_path(cfg: LabConfig, name: str) -> Path:
+    return cfg.member_dir(name).with_suffix(".log")
+
+
+def start(
+    cfg: LabConfig, rec: MemberRecord, cluster: str, state: str, cgroups: Sequence[Path]
+) -> MemberRecord:
+    """Start one member process; ``state`` is etcd's initial-cluster-state."""
+    data = cfg.member_dir(rec.name)
+    data.parent.mkdir(parents=True, exist_ok=True)
+    argv = [
+        "etcd",
+        f"--name={rec.name}",
+        f"--data-dir={data}",
+        f"--listen-client-urls={rec.client_url}",
+        f"--advertise-client-urls={rec.client_url}",
+        f"--listen-peer-urls={rec.peer_url}",
+        f"--initial-advertise-peer-urls={rec.peer_url}",
+        f"--initial-cluster-token=fleetlab-{cfg.name}",
+        f"--initial-cluster={cluster}",
+        f"--initial-cluster-state={state}",
+        "--logger=zap",
+        "--log-outputs=stderr",
+    ]
+    proc = procs.spawn(argv, log_path(cfg, rec.name), cgroups)
+    return MemberRecord(rec.name, rec.index, rec.client_url, rec.peer_url, proc)
+
+
+def stop(cfg: LabConfig, recs: Sequence[MemberRecord]) -> None:
+    procs.stop([r.proc for r in recs if r.proc is not None], timeout=10.0)
+
+
+def healthy(url: str, timeout: float = 1.0) -> bool:
+    """etcd's /health: true once the member is part of a cluster with a leader."""
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as resp:
+            return bool(json.loads(resp.read()).get("health") == "true")
+    except (OSError, ValueError):
+        return False
+
+
+def is_leader(url: str, timeout: float = 1.0) -> bool | None:
+    """Whether the member at ``url`` is the leader; None if it does not answer."""
+    req = urllib.request.Request(f"{url}/v3/maintenance/status", data=b"{}", method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            status = json.loads(resp.read())
+    except (OSError, ValueError):
+        return None
+    return bool(status.get("leader") == status.get("header", {}).get("member_id"))
+
+
+def wait_healthy(cfg: LabConfig, recs: Sequence[MemberRecord], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    pending = list(recs)
+    while pending:
+        for rec in pending:
+            if rec.proc is not None and not rec.proc.alive():
+                raise LabError(
+                    f"etcd member {rec.name} exited: {tail(log_path(cfg, rec.name))}"
+                )
+        with ThreadPoolExecutor(len(pending)) as pool:
+            ok = list(pool.map(lambda r: healthy(r.client_url, 0.5), pending))
+        pending = [r for r, good in zip(pending, ok, strict=True) if not good]
+        if pending and time.monotonic() > deadline:
+            names = ", ".join(r.name for r in pending)
+            raise LabError(f"etcd members {names} not healthy after {timeout:.0f}s; see logs")
+        if pending:
+            time.sleep(0.05)
+
+
+def tail(path: Path, lines: int = 1) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return f"(no log at {path})"
+
+
+def etcdctl(endpoints: Sequence[str], *args: str) -> str:
+    env = {**os.environ, "ETCDCTL_API": "3"}
+    env.pop("ETCDCTL_ENDPOINTS", None)
+    done = subprocess.run(
+        ["etcdctl", f"--endpoints={','.join(endpoints)}", "--dial-timeout=3s", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=30,
+    )
+    if done.returncode != 0:
+        raise LabError(f"etcdctl {' '.join(args)}: {done.stderr.strip().splitlines()[-1:]}")
+    return done.stdout
+
+
+@dataclass(frozen=True)
+class Member:
+    """A member as etcd lists it."""
+
+    id: int
+    name: str
+    peer_urls: tuple[str, ...]
+
+
+def member_list(endpoints: Sequence[str]) -> list[Member]:
+    data = json.loads(etcdctl(endpoints, "member", "list", "-w", "json"))
+    return [
+        Member(int(m["ID"]), m.get("name", ""), tuple(m.get("peerURLs", [])))
+        for m in data.get("members", [])
+    ]
+
+
+def member_add(endpoints: Sequence[str], rec: MemberRecord) -> str:
+    """Announce ``rec`` to the cluster; return its ETCD_INITIAL_CLUSTER."""
+    out = etcdctl(endpoints, "member", "add", rec.name, f"--peer-urls={rec.peer_url}")
+    for line in out.splitlines():
+        if line.startswith("ETCD_INITIAL_CLUSTER="):
+            return line.split("=", 1)[1].strip('"')
+    raise LabError(f"etcdctl member add {rec.name} printed no ETCD_INITIAL_CLUSTER")
+
+
+def member_remove(endpoints: Sequence[str], rec: MemberRecord) -> None:
+    for m in member_list(endpoints):
+        if rec.peer_url in m.peer_urls:
+            etcdctl(endpoints, "member", "remove", f"{m.id:x}")
+            return
