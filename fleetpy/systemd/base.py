@@ -127,11 +127,11 @@ class ChangeFeed:
 
     def __init__(self) -> None:
         self._streams: set[ChangeStream] = set()
-        self._closed = False
+        self.closed = False
 
     def subscribe(self) -> ChangeStream:
         stream = ChangeStream(self)
-        if self._closed:
+        if self.closed:
             stream._end()
         else:
             self._streams.add(stream)
@@ -145,7 +145,7 @@ class ChangeFeed:
             stream._put(status)
 
     def close(self) -> None:
-        self._closed = True
+        self.closed = True
         for stream in self._streams:
             stream._end()
         self._streams.clear()

@@ -52,8 +52,11 @@ class FakeUnitManager:
 
     # ---- life cycle
     async def start(self) -> None:
+        """Start (again: a restarted fleetd on the same, still running, systemd)."""
         self.calls.append(("start_manager",))
         self.started = True
+        if self._feed.closed:
+            self._feed = ChangeFeed()
 
     async def close(self) -> None:
         self.calls.append(("close_manager",))

@@ -1,0 +1,247 @@
+"""The UnitManager contract as one scenario, runnable on the fake or a real systemd.
+
+Inside a lab host (the adapter runs inside fleetd, which runs inside a host):
+
+    python tests/lab/systemd_driver.py contract [PREFIX]
+    python tests/lab/systemd_driver.py bench ROUNDS
+
+prints one JSON object; tests/lab/test_systemd_adapter.py asserts on it. The
+same ``contract()`` runs in-process on FakeUnitManager.
+
+Signal latency is measured against systemd's own clock: the time an item
+reaches the stream minus the unit's ``ActiveEnterTimestampMonotonic`` (or
+``InactiveEnterTimestampMonotonic``); both are CLOCK_MONOTONIC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fleetpy.systemd import (
+    ChangeStream,
+    DbusUnitManager,
+    FakeUnitManager,
+    SystemdError,
+    UnitManager,
+    UnitStatus,
+)
+
+UNIT = "[Unit]\nDescription=fleetpy systemd contract\n[Service]\nExecStart=/bin/sleep 100000\n"
+
+
+class Ticker:
+    """Ticks every 10 ms; the longest gap is how long the event loop was stalled."""
+
+    def __init__(self) -> None:
+        self.max_gap = 0.0
+        self.ticks = 0
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            self.max_gap = max(self.max_gap, now - last)
+            self.ticks += 1
+            last = now
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+
+async def wait_for_state(
+    stream: ChangeStream, name: str, active: str, sub: str, timeout: float = 5.0
+) -> tuple[float, list[list[str]]]:
+    """(monotonic time the matching item arrived, every item of NAME seen until then)."""
+    seen: list[list[str]] = []
+    async with asyncio.timeout(timeout):
+        async for status in stream:
+            if status.name != name:
+                continue
+            seen.append([status.load_state, status.active_state, status.sub_state])
+            if (status.active_state, status.sub_state) == (active, sub):
+                return time.monotonic(), seen
+    raise AssertionError("stream ended")
+
+
+def systemd_time(name: str, prop: str) -> float | None:
+    """A unit's *TimestampMonotonic property in seconds (real systemd only)."""
+    out = subprocess.run(
+        ["systemctl", "show", "-p", prop, "--value", name], capture_output=True, text=True
+    ).stdout.strip()
+    return int(out) / 1e6 if out.isdigit() and int(out) > 0 else None
+
+
+def systemctl(*args: str) -> str:
+    return subprocess.run(["systemctl", *args], capture_output=True, text=True).stdout
+
+
+def as_dict(statuses: dict[str, UnitStatus]) -> dict[str, list[str]]:
+    return {n: [s.load_state, s.active_state, s.sub_state] for n, s in statuses.items()}
+
+
+async def hang(manager: UnitManager, seconds: float) -> None:
+    """Make the next call hang (the real worker sleeps; the fake waits its timeout)."""
+    if isinstance(manager, FakeUnitManager):
+        manager.hang = True
+        try:
+            await manager.statuses(["x.service"])
+        finally:
+            manager.hang = False
+    else:
+        assert isinstance(manager, DbusUnitManager)
+        await manager.debug_hang(seconds)
+
+
+async def contract(make: Callable[[], UnitManager], prefix: str, real: bool) -> dict[str, Any]:
+    r: dict[str, Any] = {}
+    ticker = Ticker()
+    name, gone, never = f"{prefix}-a.service", f"{prefix}-gone.service", f"{prefix}-never.service"
+    m = make()
+    await m.start()
+    stream = m.changes()
+    await m.watch_units({name, gone})
+
+    await m.write_unit(name, UNIT)
+    r["files"] = m.loaded_files()
+    await m.daemon_reload()
+    r["after_reload"] = as_dict(await m.statuses([name]))
+    if real:
+        r["unit_file_state"] = systemctl("show", "-p", "UnitFileState", "--value", name).strip()
+        r["status_text"] = systemctl("status", "--no-pager", name)
+
+    began = time.monotonic()
+    await m.start_unit(name)
+    r["start_call_s"] = time.monotonic() - began
+    arrived, r["start_changes"] = await wait_for_state(stream, name, "active", "running")
+    if real:
+        entered = systemd_time(name, "ActiveEnterTimestampMonotonic")
+        r["start_latency_s"] = None if entered is None else arrived - entered
+    r["running"] = as_dict(await m.statuses([name, never]))
+
+    # a fleetd restart: close and reconnect; the unit keeps running
+    await stream.aclose()
+    await m.close()
+    r["closed_stream_ends"] = [s async for s in m.changes()] == []
+    m = make()
+    await m.start()
+    stream = m.changes()
+    await m.watch_units({name, gone})
+    r["after_restart"] = as_dict(await m.statuses([name]))
+    r["files_after_restart"] = m.loaded_files()
+
+    await m.stop_unit(name)
+    arrived, r["stop_changes"] = await wait_for_state(stream, name, "inactive", "dead")
+    if real:
+        entered = systemd_time(name, "InactiveEnterTimestampMonotonic")
+        r["stop_latency_s"] = None if entered is None else arrived - entered
+
+    # a unit systemd has forgotten: started, stopped, file removed, reloaded
+    await m.write_unit(gone, UNIT)
+    await m.daemon_reload()
+    await m.start_unit(gone)
+    await wait_for_state(stream, gone, "active", "running")
+    await m.stop_unit(gone)
+    await wait_for_state(stream, gone, "inactive", "dead")
+    await m.remove_unit(gone)
+    await m.daemon_reload()
+    r["gone_status"] = as_dict(await m.statuses([gone]))
+    r["stop_errors"] = []
+    for unit in (gone, never):
+        try:
+            await m.stop_unit(unit)
+        except SystemdError as exc:
+            r["stop_errors"].append(f"{unit}: {exc}")
+    try:
+        await m.start_unit(never)
+        r["start_never"] = "no error"
+    except SystemdError as exc:
+        r["start_never"] = f"SystemdError: {exc}"
+
+    await m.remove_unit(name)
+    await m.remove_unit(name)  # twice: missing is fine
+    await m.daemon_reload()
+    r["files_after_remove"] = m.loaded_files()
+    r["removed_status"] = as_dict(await m.statuses([name]))
+
+    # a hung call: times out, the loop keeps ticking, the manager recovers
+    await m.write_unit(name, UNIT)
+    await m.daemon_reload()
+    await m.start_unit(name)
+    await wait_for_state(stream, name, "active", "running")
+    ticker.max_gap = 0.0
+    ticks = ticker.ticks
+    began = time.monotonic()
+    try:
+        await hang(m, 60)
+        r["hang"] = "no error"
+    except SystemdError as exc:
+        r["hang"] = str(exc)
+    r["hang_s"] = time.monotonic() - began
+    r["hang_ticks"] = ticker.ticks - ticks
+    r["hang_max_gap_s"] = ticker.max_gap
+    r["after_hang"] = as_dict(await m.statuses([name]))
+    if real:  # the restarted worker re-emits the watched units' status
+        _, r["resync_changes"] = await wait_for_state(stream, name, "active", "running")
+    await m.stop_unit(name)
+    await wait_for_state(stream, name, "inactive", "dead")
+    await m.remove_unit(name)
+    await m.daemon_reload()
+
+    await m.close()
+    ticker.stop()
+    return r
+
+
+async def bench(rounds: int, prefix: str) -> dict[str, Any]:
+    """Signal latency of start and stop over ROUNDS cycles of one unit."""
+    m = DbusUnitManager()
+    await m.start()
+    name = f"{prefix}-bench.service"
+    stream = m.changes()
+    await m.watch_units({name})
+    await m.write_unit(name, UNIT)
+    await m.daemon_reload()
+    starts: list[float] = []
+    stops: list[float] = []
+    calls: list[float] = []
+    for _ in range(rounds):
+        began = time.monotonic()
+        await m.start_unit(name)
+        calls.append(time.monotonic() - began)
+        arrived, _ = await wait_for_state(stream, name, "active", "running")
+        entered = systemd_time(name, "ActiveEnterTimestampMonotonic")
+        if entered is not None:
+            starts.append(arrived - entered)
+        await m.stop_unit(name)
+        arrived, _ = await wait_for_state(stream, name, "inactive", "dead")
+        entered = systemd_time(name, "InactiveEnterTimestampMonotonic")
+        if entered is not None:
+            stops.append(arrived - entered)
+    await m.remove_unit(name)
+    await m.daemon_reload()
+    await m.close()
+    return {"start": starts, "stop": stops, "start_call": calls}
+
+
+def main() -> None:
+    mode = sys.argv[1]
+    if mode == "contract":
+        prefix = sys.argv[2] if len(sys.argv) > 2 else "fleetpy-contract"
+        result = asyncio.run(contract(lambda: DbusUnitManager(call_timeout=2.0), prefix, real=True))
+    elif mode == "bench":
+        result = asyncio.run(bench(int(sys.argv[2]), "fleetpy-bench"))
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
