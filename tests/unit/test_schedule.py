@@ -1,0 +1,564 @@
+"""The pure scheduler: every constraint, combinations, reasons, indexes, properties."""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fleetpy.model.types import Machine
+from fleetpy.model.xfleet import XFleet
+from fleetpy.schedule import Cluster, Decision, UnitSpec, decide, decide_global, violations
+
+A = "a1b2c3d4" + "0" * 24
+B = "b2c3d4e5" + "1" * 24
+C = "c3d4e5f6" + "2" * 24
+IDS = {"a": A, "b": B, "c": C}
+META = {"a": {"region": "us-west"}, "b": {"region": "us-east", "disk": "ssd"}, "c": {}}
+
+
+def machines(which: str = "abc") -> list[Machine]:
+    return [
+        Machine(id=IDS[k], public_ip=f"10.0.0.{i}", metadata=META[k]) for i, k in enumerate(which)
+    ]
+
+
+def cluster(placed: list[tuple[str, XFleet, str]], which: str = "abc") -> Cluster:
+    return Cluster(machines(which), [(UnitSpec(n, x), IDS[m]) for n, x, m in placed])
+
+
+def filler(machine: str, count: int, prefix: str = "f") -> list[tuple[str, XFleet, str]]:
+    return [(f"{prefix}{machine}{i}.service", XFleet(), machine) for i in range(count)]
+
+
+def where(decision: Decision) -> str | None:
+    rev = {v: k for k, v in IDS.items()}
+    return None if decision.machine_id is None else rev[decision.machine_id]
+
+
+DECIDE = [
+    # id, placed, unit name, xfleet, machines, want machine, want basis / reason fragment
+    ("empty cluster", [], "x.service", XFleet(), "", None, "no machines in the cluster"),
+    (
+        "least loaded",
+        filler("a", 2) + filler("c", 1),
+        "x.service",
+        XFleet(),
+        "abc",
+        "b",
+        "least loaded: 0 units",
+    ),
+    ("tie by machine id", [], "x.service", XFleet(), "cba", "a", "least loaded: 0 units"),
+    (
+        "one unit basis",
+        filler("a", 1) + filler("b", 1) + filler("c", 2),
+        "x.service",
+        XFleet(),
+        "abc",
+        "a",
+        "least loaded: 1 unit",
+    ),
+    (
+        "global units count in load",
+        [("g.service", XFleet(is_global=True), "a"), ("g.service", XFleet(is_global=True), "b")],
+        "x.service",
+        XFleet(),
+        "abc",
+        "c",
+        "least loaded: 0 units",
+    ),
+    (
+        "machine id full",
+        filler("b", 5),
+        "x.service",
+        XFleet(machine_id=B),
+        "abc",
+        "b",
+        f"MachineID={B}",
+    ),
+    (
+        "machine id short",
+        filler("b", 5),
+        "x.service",
+        XFleet(machine_id="b2c3d4e5"),
+        "abc",
+        "b",
+        "MachineID=b2c3d4e5",
+    ),
+    (
+        "machine id other prefix length",
+        [],
+        "x.service",
+        XFleet(machine_id="b2c3"),
+        "abc",
+        None,
+        "MachineID=b2c3: no such machine among 3 machines",
+    ),
+    (
+        "machine id unknown",
+        [],
+        "x.service",
+        XFleet(machine_id="ffffffff"),
+        "abc",
+        None,
+        "MachineID=ffffffff: no such machine",
+    ),
+    (
+        "machine id + metadata mismatch",
+        [],
+        "x.service",
+        XFleet(machine_id=A, machine_metadata=(("region", ("us-east",)),)),
+        "abc",
+        None,
+        "no machine matches MachineMetadata region=us-east (1 machine: a1b2c3d4 region=us-west)",
+    ),
+    (
+        "machine of",
+        [("db.service", XFleet(), "c"), *filler("c", 3)],
+        "x.service",
+        XFleet(machine_of=("db.service",)),
+        "abc",
+        "c",
+        "MachineOf=db.service",
+    ),
+    (
+        "machine of not scheduled waits",
+        [],
+        "x.service",
+        XFleet(machine_of=("db.service",)),
+        "abc",
+        None,
+        "MachineOf=db.service: waiting for db.service to be scheduled",
+    ),
+    (
+        "machine of two targets together",
+        [("db.service", XFleet(), "b"), ("cache.service", XFleet(), "b")],
+        "x.service",
+        XFleet(machine_of=("db.service", "cache.service")),
+        "abc",
+        "b",
+        "MachineOf=",
+    ),
+    (
+        "machine of two targets apart",
+        [("db.service", XFleet(), "a"), ("cache.service", XFleet(), "b")],
+        "x.service",
+        XFleet(machine_of=("db.service", "cache.service")),
+        "abc",
+        None,
+        "MachineOf: no machine hosts them all (db.service on a1b2c3d4; cache.service on b2c3d4e5)",
+    ),
+    (
+        "machine of global target picks least loaded host",
+        [("g.service", XFleet(is_global=True), m) for m in "abc"] + filler("a", 2),
+        "x.service",
+        XFleet(machine_of=("g.service",)),
+        "abc",
+        "b",
+        "MachineOf=g.service",
+    ),
+    (
+        "machine of + metadata mismatch",
+        [("db.service", XFleet(), "a")],
+        "x.service",
+        XFleet(machine_of=("db.service",), machine_metadata=(("region", ("us-east",)),)),
+        "abc",
+        None,
+        "no machine matches MachineMetadata region=us-east (1 machine: a1b2c3d4",
+    ),
+    (
+        "machine of + conflict on target machine",
+        [("db.service", XFleet(), "a"), ("web1.service", XFleet(), "a")],
+        "web2.service",
+        XFleet(machine_of=("db.service",), conflicts=("web*",)),
+        "abc",
+        None,
+        "Conflicts: web* runs on every eligible machine (a1b2c3d4: web1.service)",
+    ),
+    (
+        "metadata",
+        [],
+        "x.service",
+        XFleet(machine_metadata=(("region", ("us-east",)),)),
+        "abc",
+        "b",
+        "least loaded",
+    ),
+    (
+        "metadata OR",
+        filler("b", 1),
+        "x.service",
+        XFleet(machine_metadata=(("region", ("us-east", "us-west")),)),
+        "abc",
+        "a",
+        "least loaded",
+    ),
+    (
+        "metadata AND",
+        [],
+        "x.service",
+        XFleet(machine_metadata=(("disk", ("ssd",)), ("region", ("us-west",)))),
+        "abc",
+        None,
+        "no machine matches MachineMetadata disk=ssd region=us-west (3 machines: a1b2c3d4 "
+        "region=us-west, b2c3d4e5 disk=ssd,region=us-east, c3d4e5f6 no metadata)",
+    ),
+    (
+        "conflicts own glob",
+        [("nginx@1.service", XFleet(), "a")],
+        "nginx@2.service",
+        XFleet(conflicts=("nginx@*.service",)),
+        "ab",
+        "b",
+        "least loaded",
+    ),
+    (
+        "conflicts own literal",
+        [("db.service", XFleet(), "a")],
+        "x.service",
+        XFleet(conflicts=("db.service",)),
+        "ab",
+        "b",
+        "least loaded",
+    ),
+    (
+        "conflicts other direction",
+        [("web.service", XFleet(conflicts=("nginx*",)), "a")],
+        "nginx@2.service",
+        XFleet(),
+        "ab",
+        "b",
+        "least loaded",
+    ),
+    (
+        "conflicts own name ignored",
+        [],
+        "nginx@1.service",
+        XFleet(conflicts=("nginx@*.service",)),
+        "a",
+        "a",
+        "least loaded",
+    ),
+    (
+        "conflicts own glob everywhere",
+        [("nginx@1.service", XFleet(), "a"), ("nginx@3.service", XFleet(), "b")],
+        "nginx@2.service",
+        XFleet(conflicts=("nginx@*.service",)),
+        "ab",
+        None,
+        "Conflicts: nginx@*.service runs on every eligible machine (a1b2c3d4: nginx@1.service, "
+        "b2c3d4e5: nginx@3.service)",
+    ),
+    (
+        "conflicts other direction everywhere",
+        [("web.service", XFleet(conflicts=("nginx*",)), "a"), ("nginx@1.service", XFleet(), "b")],
+        "nginx@2.service",
+        XFleet(conflicts=("nginx@*.service",)),
+        "ab",
+        None,
+        "Conflicts: a conflicting unit runs on every eligible machine (a1b2c3d4: web.service "
+        "(its Conflicts=nginx*), b2c3d4e5: nginx@1.service)",
+    ),
+    (
+        "conflicts only where metadata matches",
+        [("nginx@1.service", XFleet(), "b")],
+        "nginx@2.service",
+        XFleet(conflicts=("nginx@*.service",), machine_metadata=(("region", ("us-east",)),)),
+        "abc",
+        None,
+        "Conflicts: nginx@*.service runs on every eligible machine (b2c3d4e5",
+    ),
+    (
+        "conflicts pick next least loaded",
+        [("nginx@1.service", XFleet(), "a"), *filler("c", 1), *filler("b", 2)],
+        "nginx@2.service",
+        XFleet(conflicts=("nginx@*.service",)),
+        "abc",
+        "c",
+        "least loaded: 1 unit",
+    ),
+    (
+        "replaces prefers the replaced unit's machine",
+        [("old.service", XFleet(), "a"), *filler("a", 3)],
+        "new.service",
+        XFleet(replaces=("old.service",)),
+        "abc",
+        "a",
+        "replaces old.service",
+    ),
+    (
+        "replaces unscheduled target: least loaded",
+        filler("a", 1),
+        "new.service",
+        XFleet(replaces=("old.service",)),
+        "ab",
+        "b",
+        "least loaded: 0 units",
+    ),
+    (
+        "replaced unit avoids its replacer",
+        [("new.service", XFleet(replaces=("old.service",)), "a")],
+        "old.service",
+        XFleet(),
+        "ab",
+        "b",
+        "least loaded: 0 units",
+    ),
+    (
+        "replaced unit with nowhere to go",
+        [("new.service", XFleet(replaces=("old.service",)), "a")],
+        "old.service",
+        XFleet(),
+        "a",
+        None,
+        "a1b2c3d4: new.service (replaces old.service)",
+    ),
+    (
+        "replaces + metadata elsewhere",
+        [("old.service", XFleet(), "a")],
+        "new.service",
+        XFleet(replaces=("old.service",), machine_metadata=(("region", ("us-east",)),)),
+        "abc",
+        "b",
+        "least loaded",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("placed", "name", "spec", "which", "want", "text"),
+    [d[1:] for d in DECIDE],
+    ids=[d[0] for d in DECIDE],
+)
+def test_decide(
+    placed: list[tuple[str, XFleet, str]],
+    name: str,
+    spec: XFleet,
+    which: str,
+    want: str | None,
+    text: str,
+) -> None:
+    decision = decide(cluster(placed, which), UnitSpec(name, spec))
+    assert where(decision) == want
+    if want is None:
+        assert len(decision.reasons) == 1
+        assert text in decision.reasons[0]
+    else:
+        assert decision.reasons == ()
+        assert text in decision.basis
+
+
+def test_replaces_returns_displaced_units() -> None:
+    c = cluster([("old.service", XFleet(), "a")])
+    decision = decide(c, UnitSpec("new.service", XFleet(replaces=("old.service", "gone.service"))))
+    assert decision.displace == ("old.service",)
+
+
+def test_machine_of_missing_targets_each_named() -> None:
+    decision = decide(
+        cluster([]), UnitSpec("x.service", XFleet(machine_of=("a.service", "b.service")))
+    )
+    assert decision.reasons == (
+        "MachineOf=a.service: waiting for a.service to be scheduled",
+        "MachineOf=b.service: waiting for b.service to be scheduled",
+    )
+
+
+def test_many_blocked_machines_are_summarised() -> None:
+    ids = [f"{i:08x}" + "0" * 24 for i in range(8)]
+    c = Cluster(
+        [Machine(id=mid, public_ip="10.0.0.1") for mid in ids],
+        [(UnitSpec(f"n@{i}.service"), mid) for i, mid in enumerate(ids)],
+    )
+    (reason,) = decide(c, UnitSpec("n@x.service", XFleet(conflicts=("n@*",)))).reasons
+    assert reason.endswith("00000004: n@4.service, ... 3 more)")
+
+
+def test_decide_does_not_change_the_cluster() -> None:
+    c = cluster([("old.service", XFleet(), "a")])
+    before = (dict(c.load), {m: dict(u) for m, u in c.units_on.items()})
+    decide(c, UnitSpec("new.service", XFleet(replaces=("old.service",))))
+    assert (dict(c.load), {m: dict(u) for m, u in c.units_on.items()}) == before
+
+
+GLOBAL = [
+    ("everywhere", [], XFleet(is_global=True), "abc"),
+    (
+        "metadata",
+        [],
+        XFleet(is_global=True, machine_metadata=(("region", ("us-east", "us-west")),)),
+        "ab",
+    ),
+    (
+        "conflict keeps it away",
+        [("db.service", XFleet(), "b")],
+        XFleet(is_global=True, conflicts=("db.service",)),
+        "ac",
+    ),
+    (
+        "other unit's conflict keeps it away",
+        [("db.service", XFleet(conflicts=("g.*",)), "c")],
+        XFleet(is_global=True),
+        "ab",
+    ),
+    (
+        "already placed kept",
+        [("g.service", XFleet(is_global=True), "a"), ("db.service", XFleet(), "a")],
+        XFleet(is_global=True, conflicts=("x*",)),
+        "abc",
+    ),
+    ("no machine matches", [], XFleet(is_global=True, machine_metadata=(("k", ("v",)),)), ""),
+]
+
+
+@pytest.mark.parametrize(
+    ("placed", "spec", "want"), [g[1:] for g in GLOBAL], ids=[g[0] for g in GLOBAL]
+)
+def test_decide_global(placed: list[tuple[str, XFleet, str]], spec: XFleet, want: str) -> None:
+    assert decide_global(cluster(placed), UnitSpec("g.service", spec)) == tuple(
+        IDS[k] for k in want
+    )
+
+
+VIOLATIONS = [
+    ("fine", [("x.service", XFleet(conflicts=("x*",)), "a")], XFleet(conflicts=("x*",)), "a", ()),
+    ("machine gone", [], XFleet(), "gone", ("machine gone",)),
+    (
+        "machine id elsewhere",
+        [],
+        XFleet(machine_id=B),
+        "a",
+        (f"MachineID={B} names another machine",),
+    ),
+    ("machine id short here", [], XFleet(machine_id="a1b2c3d4"), "a", ()),
+    (
+        "machine of moved",
+        [("db.service", XFleet(), "b")],
+        XFleet(machine_of=("db.service",)),
+        "a",
+        ("MachineOf=db.service: db.service is not on this machine",),
+    ),
+    (
+        "metadata",
+        [],
+        XFleet(machine_metadata=(("region", ("us-east",)),)),
+        "a",
+        ("machine does not match MachineMetadata region=us-east",),
+    ),
+    (
+        "own conflict",
+        [("y.service", XFleet(), "a"), ("x.service", XFleet(conflicts=("y*",)), "a")],
+        XFleet(conflicts=("y*",)),
+        "a",
+        ("Conflicts=y* matches y.service on this machine",),
+    ),
+    (
+        "their conflict",
+        [("y.service", XFleet(conflicts=("x*",)), "a"), ("x.service", XFleet(), "a")],
+        XFleet(),
+        "a",
+        ("y.service on this machine has Conflicts=x*",),
+    ),
+    (
+        "replaced",
+        [("r.service", XFleet(replaces=("x.service",)), "a"), ("x.service", XFleet(), "a")],
+        XFleet(),
+        "a",
+        ("replaced by r.service",),
+    ),
+    (
+        "replacer itself is fine",
+        [("x.service", XFleet(replaces=("o.service",)), "a"), ("o.service", XFleet(), "a")],
+        XFleet(replaces=("o.service",)),
+        "a",
+        (),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("placed", "spec", "machine", "want"),
+    [v[1:] for v in VIOLATIONS],
+    ids=[v[0] for v in VIOLATIONS],
+)
+def test_violations(
+    placed: list[tuple[str, XFleet, str]], spec: XFleet, machine: str, want: tuple[str, ...]
+) -> None:
+    c = cluster(placed)
+    assert violations(c, UnitSpec("x.service", spec), IDS.get(machine, machine)) == want
+
+
+# index consistency and properties -----------------------------------------------------
+NAMES = st.sampled_from(["a.service", "ab.service", "b@1.service", "b@2.service", "c.socket"])
+GLOBS = st.sampled_from(["a*", "b@*", "*.socket", "ab.service", "b@?.service", "[ab]*"])
+SPECS = st.builds(
+    UnitSpec,
+    NAMES,
+    st.builds(XFleet, conflicts=st.lists(GLOBS, max_size=2, unique=True).map(tuple)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    ops=st.lists(st.tuples(st.booleans(), SPECS, st.sampled_from([A, B, C])), max_size=25),
+    probe=GLOBS,
+)
+def test_indexes_match_brute_force(ops: list[tuple[bool, UnitSpec, str]], probe: str) -> None:
+    c = Cluster(machines())
+    c.hosting(probe)  # cached early: must then be kept up to date
+    for add, spec, mid in ops:
+        if add:
+            c.place(spec, mid)
+        else:
+            c.remove(spec.name, mid)
+    want: dict[str, int] = {}
+    for mid, units in c.units_on.items():
+        n = sum(1 for u in units if fnmatchcase(u, probe))
+        if n:
+            want[mid] = n
+    assert dict(c.hosting(probe)) == want
+    assert list(c.by_load()) == sorted(c.units_on, key=lambda m: (len(c.units_on[m]), m))
+    for pattern, per in c.declared.items():
+        declaring = {
+            m: sum(1 for s in u.values() if pattern in s.xfleet.conflicts)
+            for m, u in c.units_on.items()
+        }
+        assert per == {m: n for m, n in declaring.items() if n}
+
+
+def conflicting(a: UnitSpec, b: UnitSpec) -> bool:
+    return any(fnmatchcase(b.name, p) for p in a.xfleet.conflicts) or any(
+        fnmatchcase(a.name, p) for p in b.xfleet.conflicts
+    )
+
+
+UNIQUE_SPECS = st.lists(
+    st.builds(
+        UnitSpec,
+        st.sampled_from([f"{p}@{i}.service" for p in "abc" for i in range(4)] + ["d.service"]),
+        st.builds(
+            XFleet, conflicts=st.lists(GLOBS | st.just("*"), max_size=2, unique=True).map(tuple)
+        ),
+    ),
+    max_size=20,
+    unique_by=lambda s: s.name,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(specs=UNIQUE_SPECS, n=st.integers(min_value=1, max_value=4))
+def test_scheduler_never_violates_conflicts(specs: list[UnitSpec], n: int) -> None:
+    c = Cluster(machines("abc"[: min(n, 3)]))
+    for spec in specs:
+        decision = decide(c, spec)
+        if decision.machine_id is not None:
+            c.place(spec, decision.machine_id)
+        else:
+            assert decision.reasons
+    for units in c.units_on.values():
+        placed = list(units.values())
+        for i, x in enumerate(placed):
+            for y in placed[i + 1 :]:
+                assert not conflicting(x, y), (x, y)
