@@ -31,76 +31,24 @@ from fleetpy.registry.endpoints import (
     parse_endpoints,
     unreachable_message,
 )
-from fleetpy.registry.kv import (
-    Compare,
-    Delete,
-    EventType,
-    Get,
-    KeyValue,
-    KVEvent,
-    Op,
-    OpResult,
-    Put,
-    RangeResult,
-    Target,
-    TxnResult,
-    WatchBatch,
+from fleetpy.registry.etcd_rpc import (
+    EOF,
+    channel_options,
+    compare_to,
+    event_from,
+    kv_from,
+    op_result_from,
+    op_to,
+    reason,
 )
+from fleetpy.registry.kv import Compare, Get, Op, Put, RangeResult, TxnResult, WatchBatch
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Metadata = tuple[tuple[str, str], ...]
 
-_EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]  # grpc-stubs lags grpcio
 _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-_TARGETS = {
-    Target.VALUE: (rpc.Compare.VALUE, "value"),
-    Target.CREATE: (rpc.Compare.CREATE, "create_revision"),
-    Target.MOD: (rpc.Compare.MOD, "mod_revision"),
-    Target.VERSION: (rpc.Compare.VERSION, "version"),
-    Target.LEASE: (rpc.Compare.LEASE, "lease"),
-}
-
-
-def channel_options(keepalive_time: float, keepalive_timeout: float) -> list[tuple[str, int]]:
-    """gRPC channel arguments: keepalive pings on open streams, quick reconnects.
-
-    etcd refuses pings more often than every 5 s (--grpc-keepalive-min-time)
-    and pings without an open call, so pings are sent only while a call
-    (a watch) is open. Reconnect backoff is capped at 1 s (gRPC's default cap
-    of 120 s would keep a client away long after etcd came back).
-    """
-    return [
-        ("grpc.keepalive_time_ms", int(keepalive_time * 1000)),
-        ("grpc.keepalive_timeout_ms", int(keepalive_timeout * 1000)),
-        ("grpc.keepalive_permit_without_calls", 0),
-        ("grpc.http2.max_pings_without_data", 0),
-        ("grpc.initial_reconnect_backoff_ms", 100),
-        ("grpc.min_reconnect_backoff_ms", 100),
-        ("grpc.max_reconnect_backoff_ms", 1000),
-        ("grpc.max_receive_message_length", 256 * 2**20),
-        ("grpc.enable_retries", 0),
-    ]
-
-
-def _reason(error: grpc.aio.AioRpcError, timeout: float) -> str:
-    """A short human reason for an RPC failure."""
-    if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return f"timed out after {timeout:g}s"
-    details = error.details() or error.code().name
-    lower = details.lower()
-    for needle, reason in (
-        ("connection refused", "connection refused"),
-        ("no route to host", "no route to host"),
-        ("dns resolution failed", "cannot resolve host"),
-        ("handshake", f"TLS handshake failed ({details})"),
-        ("socket closed", "connection closed"),
-        ("connection reset", "connection reset"),
-    ):
-        if needle in lower:
-            return reason
-    return details
 
 
 class _Conn:
@@ -222,7 +170,7 @@ class EtcdClient:
                 result = await self._attempt(conn, call)
             except grpc.aio.AioRpcError as e:
                 if e.code() in _UNREACHABLE and (idempotent or not was_ready):
-                    failures.append((conn.endpoint.url, _reason(e, self.request_timeout)))
+                    failures.append((conn.endpoint.url, reason(e, self.request_timeout)))
                     continue
                 raise self._translate(what, conn, e) from None
             if index != self._current:
@@ -237,7 +185,7 @@ class EtcdClient:
             return LeaseLostError(f"etcd {what}: lease not found (expired or revoked)")
         if code in _UNREACHABLE:
             return RegistryError(
-                f"etcd {what} at {url} failed: {_reason(error, self.request_timeout)}; "
+                f"etcd {what} at {url} failed: {reason(error, self.request_timeout)}; "
                 "the write may or may not have been applied"
             )
         return RegistryError(f"etcd {what} at {url} failed: {code.name}: {details}")
@@ -253,15 +201,15 @@ class EtcdClient:
             )
 
         response, _ = await self._rpc("range", call, idempotent=True)
-        return RangeResult(response.header.revision, [_kv(kv) for kv in response.kvs])
+        return RangeResult(response.header.revision, [kv_from(kv) for kv in response.kvs])
 
     async def txn(
         self, compare: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op] = ()
     ) -> TxnResult:
         request = rpc.TxnRequest(
-            compare=[_compare(c) for c in compare],
-            success=[_request_op(op) for op in success],
-            failure=[_request_op(op) for op in failure],
+            compare=[compare_to(c) for c in compare],
+            success=[op_to(op) for op in success],
+            failure=[op_to(op) for op in failure],
         )
 
         async def call(conn: _Conn) -> Any:
@@ -269,7 +217,7 @@ class EtcdClient:
 
         repeatable = not compare and all(isinstance(op, Put | Get) for op in success)
         response, _ = await self._rpc("txn", call, idempotent=repeatable)
-        results = [_op_result(r) for r in response.responses]
+        results = [op_result_from(r) for r in response.responses]
         return TxnResult(response.succeeded, response.header.revision, results)
 
     async def lease_grant(self, ttl: int) -> tuple[int, int]:
@@ -294,7 +242,7 @@ class EtcdClient:
                 response = await stream.read()
             finally:
                 stream.cancel()
-            if response is _EOF:
+            if response is EOF:
                 return 0
             return int(response.TTL)
 
@@ -354,67 +302,23 @@ class EtcdClient:
         url = conn.endpoint.url
         try:
             while True:
-                if response is _EOF:
+                if response is EOF:
                     raise RegistryError(f"etcd at {url} closed the watch stream")
                 if response.compact_revision:
                     yield WatchBatch(compact_revision=int(response.compact_revision))
                     return
                 if response.canceled:
-                    reason = response.cancel_reason or "no reason given"
-                    raise RegistryError(f"etcd at {url} cancelled the watch: {reason}")
+                    why = response.cancel_reason or "no reason given"
+                    raise RegistryError(f"etcd at {url} cancelled the watch: {why}")
                 if response.created:
                     yield WatchBatch(created=True)
                 if response.events:
-                    yield WatchBatch(events=[_event(e) for e in response.events])
+                    yield WatchBatch(events=[event_from(e) for e in response.events])
                 try:
                     response = await stream.read()
                 except grpc.aio.AioRpcError as e:
-                    reason = _reason(e, self.request_timeout)
-                    raise RegistryError(f"watch stream from {url} broke: {reason}") from None
+                    why = reason(e, self.request_timeout)
+                    raise RegistryError(f"watch stream from {url} broke: {why}") from None
         finally:
             done.set()
             stream.cancel()
-
-
-# protobuf <-> kv types ---------------------------------------------------------
-
-
-def _kv(kv: Any) -> KeyValue:
-    return KeyValue(
-        key=kv.key,
-        value=kv.value,
-        create_revision=kv.create_revision,
-        mod_revision=kv.mod_revision,
-        version=kv.version,
-        lease=kv.lease,
-    )
-
-
-def _event(event: Any) -> KVEvent:
-    kind = EventType.DELETE if event.type == rpc.Event.DELETE else EventType.PUT
-    return KVEvent(kind, _kv(event.kv))
-
-
-def _compare(compare: Compare) -> Any:
-    target, field = _TARGETS[compare.target]
-    message = rpc.Compare(key=compare.key, result=rpc.Compare.EQUAL, target=target)
-    setattr(message, field, compare.value)
-    return message
-
-
-def _request_op(op: Op) -> Any:
-    if isinstance(op, Put):
-        return rpc.RequestOp(request_put=rpc.PutRequest(key=op.key, value=op.value, lease=op.lease))
-    if isinstance(op, Delete):
-        request = rpc.DeleteRangeRequest(key=op.key, range_end=op.range_end or b"")
-        return rpc.RequestOp(request_delete_range=request)
-    return rpc.RequestOp(request_range=rpc.RangeRequest(key=op.key, range_end=op.range_end or b""))
-
-
-def _op_result(response: Any) -> OpResult:
-    kind = response.WhichOneof("response")
-    if kind == "response_range":
-        return OpResult(kvs=[_kv(kv) for kv in response.response_range.kvs])
-    if kind == "response_delete_range":
-        return OpResult(deleted=int(response.response_delete_range.deleted))
-    return OpResult()

@@ -8,6 +8,7 @@ semantics. Keys and values here are raw bytes with the registry prefix included.
 
 from __future__ import annotations
 
+import collections
 import enum
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
@@ -131,6 +132,10 @@ class KVBackend(Protocol):
     @property
     def description(self) -> str:
         """Where this backend connects, for logs (e.g. the endpoint list)."""
+
+    @property
+    def requests(self) -> collections.Counter[str]:
+        """Requests made so far, by kind (range, txn, lease_keepalive, watch...)."""
 
     async def range(self, key: bytes, range_end: bytes | None = None) -> RangeResult: ...
 

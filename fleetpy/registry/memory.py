@@ -106,6 +106,12 @@ class MemoryRegistry(KVRegistry):
             self.store.on_lease_gone(lease.id, lease.check_now)
         return lease
 
+    async def adopt_lease(self, lease_id: int, ttl: int) -> Lease | None:
+        lease = await super().adopt_lease(lease_id, ttl)
+        if isinstance(lease, KeepaliveLease):
+            self.store.on_lease_gone(lease.id, lease.check_now)
+        return lease
+
     # test hooks -----------------------------------------------------------------
 
     def expire_lease(self, lease: Lease | int) -> None:

@@ -183,6 +183,18 @@ class KVRegistry:
         log.info("lease %x granted, ttl %ds", lease_id, granted)
         return lease
 
+    async def adopt_lease(self, lease_id: int, ttl: int) -> Lease | None:
+        if self._closed:
+            raise RegistryError("registry is closed")
+        remaining = await self.backend.lease_keepalive(lease_id)
+        if remaining <= 0:
+            log.info("lease %x no longer exists, not adopted", lease_id)
+            return None
+        lease = KeepaliveLease(self.backend, lease_id, ttl)
+        self._leases = [held for held in self._leases if held.is_alive()] + [lease]
+        log.info("lease %x adopted (%ds left), keeping it alive", lease_id, remaining)
+        return lease
+
     async def register_machine(self, machine: Machine, lease: Lease) -> bool:
         key = self._key(codec.machine_key(machine.id))
         put = Put(key, codec.encode_machine(machine), lease.id)
