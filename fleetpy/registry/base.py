@@ -25,7 +25,7 @@ key                                         value (JSON)                        
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -196,10 +196,11 @@ class Registry(Protocol):
     async def resign(self, token: LeaderToken) -> None: ...
 
     # watches -----------------------------------------------------------------
-    def watch(self, prefix: str) -> AsyncIterator[WatchUpdate]:
+    def watch(self, prefix: str) -> AsyncGenerator[WatchUpdate, None]:
         """Resumable watch of ``prefix`` (relative to the registry prefix).
 
         Starts with a reset (a full listing), then yields changes. Survives etcd
         restarts and leader changes by resuming from the last seen revision + 1;
         re-lists (another reset) after a compaction. Never loses an event.
+        Stop it with ``aclose()`` (e.g. ``async with contextlib.aclosing(...)``).
         """

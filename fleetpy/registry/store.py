@@ -9,7 +9,7 @@ etcd's default limit of 128 operations per transaction).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
@@ -308,7 +308,7 @@ class KVRegistry:
 
     # watches -------------------------------------------------------------------
 
-    def watch(self, prefix: str) -> AsyncIterator[WatchUpdate]:
+    def watch(self, prefix: str) -> AsyncGenerator[WatchUpdate, None]:
         return resumable_watch(
             self.backend,
             self._key(prefix),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 
 from fleetpy.registry.base import Event, EventKind, RegistryError, WatchUpdate
@@ -28,7 +28,7 @@ async def resumable_watch(
     *,
     closed: Callable[[], bool],
     backoff: Backoff | None = None,
-) -> AsyncIterator[WatchUpdate]:
+) -> AsyncGenerator[WatchUpdate, None]:
     """Yield a reset, then changes of every key starting with ``prefix``.
 
     Keys in updates are decoded and have their first ``strip`` characters

@@ -29,14 +29,14 @@ class Cluster:
     def kind(self) -> str:
         return "etcd" if self.etcd is not None else "memory"
 
-    def connect(self, **kwargs: float) -> KVRegistry:
+    def connect(self) -> KVRegistry:
         """Another client (another fleetd) on the same store and prefix."""
         registry: KVRegistry
         if isinstance(self.first, MemoryRegistry):
             registry = self.first.connect()
         else:
             assert self.etcd is not None
-            registry = EtcdRegistry(self.etcd.endpoint, self.first.prefix, **kwargs)
+            registry = EtcdRegistry(self.etcd.endpoint, self.first.prefix)
         self.registries.append(registry)
         return registry
 
