@@ -19,11 +19,40 @@ failover), ``store`` (keys and transactions), ``watch`` (resumable watch),
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, Protocol
 
-from fleetpy.registry.base import DEFAULT_PREFIX
+from fleetpy.registry.base import DEFAULT_PREFIX, RegistryError
 from fleetpy.registry.endpoints import DEFAULT_ENDPOINTS
 from fleetpy.registry.etcd_client import EtcdClient
 from fleetpy.registry.store import DEFAULT_MAX_TXN_OPS, KVRegistry
+
+
+class EtcdSettings(Protocol):
+    """The etcd part of fleetd's configuration (``fleetpy.config.Config``); "" = unset."""
+
+    @property
+    def etcd_servers(self) -> Sequence[str]: ...
+
+    @property
+    def etcd_key_prefix(self) -> str: ...
+
+    @property
+    def etcd_request_timeout(self) -> float: ...
+
+    @property
+    def etcd_cafile(self) -> str: ...
+
+    @property
+    def etcd_certfile(self) -> str: ...
+
+    @property
+    def etcd_keyfile(self) -> str: ...
+
+    @property
+    def etcd_username(self) -> str: ...
+
+    @property
+    def etcd_password(self) -> str: ...
 
 
 class EtcdRegistry(KVRegistry):
@@ -63,6 +92,36 @@ class EtcdRegistry(KVRegistry):
             keepalive_timeout=keepalive_timeout,
         )
         super().__init__(self.client, prefix, max_txn_ops=max_txn_ops)
+
+    @classmethod
+    def from_config(cls, config: EtcdSettings) -> EtcdRegistry:
+        """From fleet's configuration keys (etcd_servers, etcd_key_prefix, ...)."""
+        return cls(
+            list(config.etcd_servers),
+            config.etcd_key_prefix,
+            request_timeout=config.etcd_request_timeout,
+            ca_file=config.etcd_cafile or None,
+            cert_file=config.etcd_certfile or None,
+            key_file=config.etcd_keyfile or None,
+            username=config.etcd_username or None,
+            password=config.etcd_password or None,
+        )
+
+    @classmethod
+    async def connect(
+        cls, endpoints: str | Sequence[str], prefix: str = DEFAULT_PREFIX, **options: Any
+    ) -> EtcdRegistry:
+        """Create and check that etcd answers (RegistryError naming the endpoints if not).
+
+        ``options`` are the constructor's keyword arguments.
+        """
+        registry = cls(endpoints, prefix, **options)
+        try:
+            await registry.ping()
+        except RegistryError:
+            await registry.close()
+            raise
+        return registry
 
     async def ping(self) -> int:
         """Check that etcd answers; -> its current revision. Raises RegistryError."""
