@@ -13,7 +13,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
-from fleetpy.lab import cgroups, etcd, hosts, network, procs
+from fleetpy.lab import cgroups, etcd, network, status, teardown
+from fleetpy.lab import hosts as host_ops
 from fleetpy.lab.errors import LabError
 from fleetpy.lab.state import (
     DEFAULT_NAME,
@@ -21,7 +22,6 @@ from fleetpy.lab.state import (
     FLEET_API_PORT,
     MAX_HOSTS,
     MAX_MEMBERS,
-    STATE_ROOT,
     HostRecord,
     LabConfig,
     LabState,
@@ -30,6 +30,7 @@ from fleetpy.lab.state import (
     locked,
     save,
 )
+from fleetpy.lab.status import HostStatus, MemberStatus
 
 log = logging.getLogger("fleetpy.lab")
 T = TypeVar("T")
@@ -52,26 +53,6 @@ class HostInfo:
     pid: int | None  # its systemd (PID 1 inside), in the root pid namespace; None if stopped
 
 
-@dataclass(frozen=True)
-class HostStatus:
-    name: str
-    machine_id: str
-    ip: str
-    pid: int | None
-    systemd: str  # is-system-running, or "stopped"
-    fleetd: str  # is-active fleet.service, "not-installed", or "-" when stopped
-    memory: int | None  # bytes charged to the host's cgroup
-
-
-@dataclass(frozen=True)
-class MemberStatus:
-    name: str
-    client_url: str
-    pid: int | None
-    health: str  # "healthy", "unhealthy" or "stopped"
-    leader: bool
-
-
 def _parallel(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
     if not items:
         return []
@@ -81,13 +62,16 @@ def _parallel(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
 
 def _require_root() -> None:
     if os.geteuid() != 0:
-        raise LabError(
-            "must run as root (it creates namespaces, a bridge and cgroups): use sudo"
-        )
+        raise LabError("must run as root (it creates namespaces, a bridge and cgroups): use sudo")
 
 
 class Lab:
-    """One lab: etcd members infra1..M and hosts core-01..N. See fleetpy/lab/README."""
+    """One lab: etcd members infra1..M and hosts core-01..N on bridge flb-<name>.
+
+    Every method that changes the lab holds its lock; errors a user can fix are
+    ``LabError`` with a one-line message. Progress is logged to "fleetpy.lab",
+    one line per decision.
+    """
 
     def __init__(
         self, name: str = DEFAULT_NAME, state_dir: Path | None = None, subnet: str = DEFAULT_SUBNET
@@ -111,7 +95,7 @@ class Lab:
         state = load(self.cfg)
         if state is None:
             return []
-        return [HostInfo(h.name, h.machine_id, h.ip, hosts.running_pid(h)) for h in state.hosts]
+        return [HostInfo(h.name, h.machine_id, h.ip, host_ops.running_pid(h)) for h in state.hosts]
 
     @property
     def etcd_endpoints(self) -> list[str]:
@@ -121,7 +105,7 @@ class Lab:
     def env(self) -> dict[str, str]:
         """Variables that point fleetctl and etcdctl on this machine at the lab."""
         state = self._state()
-        running = [h for h in state.hosts if hosts.running_pid(h) is not None]
+        running = [h for h in state.hosts if host_ops.running_pid(h) is not None]
         out = {}
         if running:
             out["FLEETCTL_ENDPOINT"] = f"http://{running[0].ip}:{FLEET_API_PORT}"
@@ -129,7 +113,7 @@ class Lab:
         out |= {"FLEETCTL_ETCD_ENDPOINTS": urls, "ETCDCTL_API": "3", "ETCDCTL_ENDPOINTS": urls}
         out["FLEETLAB_NAME"] = self.cfg.name
         if state.venv:
-            out["PATH"] = f"{state.venv}/bin:{os.environ.get('PATH', hosts.BASE_PATH)}"
+            out["PATH"] = f"{state.venv}/bin:{os.environ.get('PATH', host_ops.BASE_PATH)}"
         return out
 
     # -- building and tearing down ----------------------------------------------
@@ -138,25 +122,28 @@ class Lab:
         _require_root()
         self._preflight(hosts, etcd_members)
         with locked(self.cfg):
-            if self.is_up() or cgroups.pids(self.cfg.cgroup):
+            if teardown.alive(self.cfg):
                 raise LabError(
                     f"lab {self.cfg.name} is already up: `fleetlab status` shows it, "
                     "`fleetlab down` stops it"
                 )
-            leftovers = self._leftovers()
+            leftovers = teardown.leftovers(self.cfg)
             if leftovers:
                 log.info("clearing leftovers of a dead lab: %s", ", ".join(leftovers))
-                self._teardown()
+                teardown.teardown(self.cfg)
             started = time.monotonic()
             try:
                 self._build(hosts, etcd_members)
             except BaseException:
                 log.info("up failed: removing what it started")
-                self._teardown()
+                teardown.teardown(self.cfg)
                 raise
             log.info(
                 "lab %s up: %d hosts, %d etcd members in %.1fs",
-                self.cfg.name, hosts, etcd_members, time.monotonic() - started,
+                self.cfg.name,
+                hosts,
+                etcd_members,
+                time.monotonic() - started,
             )
 
     def _preflight(self, n_hosts: int, n_members: int) -> None:
@@ -167,19 +154,19 @@ class Lab:
         for tool, fix in TOOLS.items():
             if shutil.which(tool) is None:
                 raise LabError(f"{tool} not found in PATH: install it ({fix})")
-        if not os.access(hosts.SYSTEMD, os.X_OK):
-            raise LabError(f"systemd not found at {hosts.SYSTEMD}: apt-get install systemd")
+        if not os.access(host_ops.SYSTEMD, os.X_OK):
+            raise LabError(f"systemd not found at {host_ops.SYSTEMD}: apt-get install systemd")
 
     def _build(self, n_hosts: int, n_members: int) -> None:
         cfg = self.cfg
         network.check_subnet_free(cfg)
-        venv = hosts.venv()
+        venv = host_ops.venv()
         state = LabState(
             name=cfg.name,
             subnet=cfg.subnet,
-            keep=tuple(hosts.keep_paths([hosts.checkout(), venv])),
+            keep=tuple(host_ops.keep_paths([host_ops.checkout(), venv])),
             venv=str(venv or ""),
-            hosts=tuple(hosts.new_record(cfg, i) for i in range(1, n_hosts + 1)),
+            hosts=tuple(host_ops.new_record(cfg, i) for i in range(1, n_hosts + 1)),
             members=tuple(etcd.record(cfg, i) for i in range(1, n_members + 1)),
         )
         save(cfg, state)
@@ -187,7 +174,7 @@ class Lab:
         log.info("bridge %s at %s/%d", cfg.bridge, cfg.gateway, cfg.network.prefixlen)
         if state.keep:
             log.info("hosts will see %s at the same path", ", ".join(state.keep))
-        if hosts.fleetd_unit() is None:
+        if host_ops.fleetd_unit() is None:
             log.info("fleetd not installed in hosts (no deploy/fleet.service or fleetd yet)")
         group = cgroups.create(f"{cfg.cgroup}/etcd")
         cluster = etcd.initial_cluster(state.members)
@@ -196,12 +183,12 @@ class Lab:
         save(cfg, state)
         for m in members:
             log.info("etcd member %s started: %s", m.name, m.client_url)
-        started = _parallel(lambda h: hosts.start(cfg, state, h), state.hosts)
+        started = _parallel(lambda h: host_ops.start(cfg, state, h), state.hosts)
         state = replace(state, hosts=tuple(started))
         save(cfg, state)
 
         def booted(h: HostRecord) -> None:
-            result = hosts.wait_booted(cfg, h)
+            result = host_ops.wait_booted(cfg, h)
             log.info("host %s booted (%s) at %s, machine-id %s", h.name, result, h.ip, h.machine_id)
 
         with ThreadPoolExecutor(1) as pool:
@@ -213,65 +200,15 @@ class Lab:
     def down(self) -> None:
         _require_root()
         with locked(self.cfg):
-            alive = self.is_up() or bool(cgroups.pids(self.cfg.cgroup))
-            leftovers = self._leftovers()
+            alive = teardown.alive(self.cfg)
+            leftovers = teardown.leftovers(self.cfg)
             if not alive and not leftovers:
                 raise LabError(f"lab {self.cfg.name} is not up: nothing to stop")
             if not alive:
                 log.info("lab was dead; clearing its leftovers: %s", ", ".join(leftovers))
             started = time.monotonic()
-            self._teardown()
+            teardown.teardown(self.cfg)
             log.info("lab %s down in %.1fs", self.cfg.name, time.monotonic() - started)
-
-    def _leftovers(self) -> list[str]:
-        found = []
-        if self.cfg.state_dir.exists():
-            found.append(f"state dir {self.cfg.state_dir}")
-        found += [f"link {name}" for name in network.lab_links(self.cfg)]
-        if cgroups.exists(self.cfg.cgroup):
-            found.append(f"cgroup {self.cfg.cgroup}")
-        return found
-
-    def _teardown(self) -> None:
-        """Stop and remove everything of this lab, whatever state it is in."""
-        cfg = self.cfg
-        try:
-            state = load(cfg)
-        except LabError:
-            state = None
-        if state is not None:
-            procs.signal_all([m.proc for m in state.members if m.proc], 15)
-            hosts.stop(cfg, state.hosts)
-            etcd.stop(cfg, state.members)
-        self._kill_stray()
-        for name in network.lab_links(cfg):
-            network.delete_link(name)
-        cgroups.remove(cfg.cgroup)
-        self._remove_state_dir()
-
-    def _kill_stray(self) -> None:
-        """SIGKILL anything still in the lab's cgroups (a lab whose state was lost)."""
-        deadline = time.monotonic() + 10.0
-        while (pids := cgroups.pids(self.cfg.cgroup)) and time.monotonic() < deadline:
-            log.info("killing %d stray lab processes", len(pids))
-            for pid in pids:
-                try:
-                    os.kill(pid, 9)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.1)
-
-    def _remove_state_dir(self) -> None:
-        d = self.cfg.state_dir
-        for entry in ("hosts", "etcd"):
-            shutil.rmtree(d / entry, ignore_errors=True)
-        for entry in ("lab.json", "lab.tmp"):
-            (d / entry).unlink(missing_ok=True)
-        for path in (d, STATE_ROOT):
-            try:
-                path.rmdir()
-            except OSError:
-                break
 
     # -- hosts -------------------------------------------------------------------
 
@@ -280,9 +217,9 @@ class Lab:
         with locked(self.cfg):
             state = self._state()
             rec = state.host(host)
-            if hosts.running_pid(rec) is None:
+            if host_ops.running_pid(rec) is None:
                 raise LabError(f"host {host} is already stopped: `fleetlab host-start {host}`")
-            hosts.stop(self.cfg, [rec])
+            host_ops.stop(self.cfg, [rec])
             save(self.cfg, state.with_host(replace(rec, proc=None)))
             log.info("host %s powered off", host)
 
@@ -291,11 +228,11 @@ class Lab:
         with locked(self.cfg):
             state = self._state()
             rec = state.host(host)
-            if hosts.running_pid(rec) is not None:
+            if host_ops.running_pid(rec) is not None:
                 raise LabError(f"host {host} is already running")
-            rec = hosts.start(self.cfg, state, rec)
+            rec = host_ops.start(self.cfg, state, rec)
             save(self.cfg, state.with_host(rec))
-            result = hosts.wait_booted(self.cfg, rec)
+            result = host_ops.wait_booted(self.cfg, rec)
             log.info("host %s booted (%s), machine-id %s", host, result, rec.machine_id)
 
     def command(
@@ -305,10 +242,10 @@ class Lab:
         _require_root()
         state = self._state()
         rec = state.host(host)
-        pid = hosts.running_pid(rec)
+        pid = host_ops.running_pid(rec)
         if pid is None:
             raise LabError(f"host {host} is stopped: `fleetlab host-start {host}`")
-        return hosts.nsenter(pid, argv), hosts.exec_env(state, rec, env)
+        return host_ops.nsenter(pid, argv), host_ops.exec_env(state, rec, env)
 
     def exec(
         self,
@@ -322,8 +259,13 @@ class Lab:
         """Run ``argv`` in ``host``; output captured; a non-zero exit is not an error."""
         full, full_env = self.command(host, argv, env)
         done = subprocess.run(
-            full, input=input, capture_output=True, text=True, timeout=timeout,
-            env=full_env, check=False,
+            full,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=full_env,
+            check=False,
         )
         return subprocess.CompletedProcess(list(argv), done.returncode, done.stdout, done.stderr)
 
@@ -366,7 +308,7 @@ class Lab:
 
     def _drop_member(self, endpoints: Sequence[str], rec: MemberRecord) -> None:
         etcd.member_remove(endpoints, rec)
-        etcd.stop(self.cfg, [rec])
+        etcd.stop([rec])
         shutil.rmtree(self.cfg.member_dir(rec.name), ignore_errors=True)
         etcd.log_path(self.cfg, rec.name).unlink(missing_ok=True)
 
@@ -375,30 +317,5 @@ class Lab:
     def status(self) -> tuple[list[HostStatus], list[MemberStatus]]:
         _require_root()
         state = self._state()
-        return _parallel(self._host_status, state.hosts), _parallel(
-            _member_status, state.members
-        )
-
-    def _host_status(self, rec: HostRecord) -> HostStatus:
-        pid = hosts.running_pid(rec)
-        if pid is None:
-            return HostStatus(rec.name, rec.machine_id, rec.ip, None, "stopped", "-", None)
-        fleet = (self.cfg.host_dir(rec.name) / "system" / "fleet.service").exists()
-        script = "systemctl is-system-running; systemctl is-active fleet.service"
-        out = subprocess.run(
-            hosts.nsenter(pid, ["sh", "-c", script]), capture_output=True, text=True,
-            timeout=10, check=False,
-        ).stdout.split()
-        systemd = out[0] if out else "unknown"
-        fleetd = (out[1] if len(out) > 1 else "unknown") if fleet else "not-installed"
-        memory = cgroups.memory_bytes(f"{self.cfg.cgroup}/{rec.name}")
-        return HostStatus(rec.name, rec.machine_id, rec.ip, pid, systemd, fleetd, memory)
-
-
-def _member_status(rec: MemberRecord) -> MemberStatus:
-    alive = rec.proc is not None and rec.proc.alive()
-    pid = rec.proc.pid if alive and rec.proc is not None else None
-    if not alive:
-        return MemberStatus(rec.name, rec.client_url, None, "stopped", False)
-    health = "healthy" if etcd.healthy(rec.client_url) else "unhealthy"
-    return MemberStatus(rec.name, rec.client_url, pid, health, etcd.is_leader(rec.client_url) is True)
+        host_rows = _parallel(lambda h: status.host_status(self.cfg, h), state.hosts)
+        return host_rows, _parallel(status.member_status, state.members)

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import click
 
-from fleetpy.lab.api import HostStatus, Lab, MemberStatus
+from fleetpy.lab.api import Lab
 from fleetpy.lab.errors import LabError
 from fleetpy.lab.state import DEFAULT_NAME, DEFAULT_SUBNET
+from fleetpy.lab.status import HostStatus, MemberStatus
 
 
 class _Group(click.Group):
@@ -28,12 +29,26 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group)
-@click.option("--name", envvar="FLEETLAB_NAME", default=DEFAULT_NAME, show_default=True,
-              help="Lab name: names its bridge, cgroups and state dir.")
-@click.option("--state-dir", envvar="FLEETLAB_STATE_DIR", type=click.Path(path_type=Path),
-              help="State directory [default: /var/lib/fleetlab/NAME].")
-@click.option("--subnet", envvar="FLEETLAB_SUBNET", default=DEFAULT_SUBNET, show_default=True,
-              help="The lab bridge's subnet: bridge .1, hosts .101 and up.")
+@click.option(
+    "--name",
+    envvar="FLEETLAB_NAME",
+    default=DEFAULT_NAME,
+    show_default=True,
+    help="Lab name: names its bridge, cgroups and state dir.",
+)
+@click.option(
+    "--state-dir",
+    envvar="FLEETLAB_STATE_DIR",
+    type=click.Path(path_type=Path),
+    help="State directory [default: /var/lib/fleetlab/NAME].",
+)
+@click.option(
+    "--subnet",
+    envvar="FLEETLAB_SUBNET",
+    default=DEFAULT_SUBNET,
+    show_default=True,
+    help="The lab bridge's subnet: bridge .1, hosts .101 and up.",
+)
 @click.pass_context
 def main(ctx: click.Context, name: str, state_dir: Path | None, subnet: str) -> None:
     """A fleet lab on this machine: etcd members and hosts running systemd."""
@@ -91,8 +106,9 @@ def status(lab: Lab) -> None:
     head = ["HOST", "MACHINE-ID", "IP", "PID", "SYSTEMD", "FLEETD", "MEMORY"]
     click.echo(_table([head, *map(_host_row, hosts)]))
     click.echo()
-    click.echo(_table([["MEMBER", "CLIENT-URL", "PID", "HEALTH", "LEADER"],
-                       *map(_member_row, members)]))
+    click.echo(
+        _table([["MEMBER", "CLIENT-URL", "PID", "HEALTH", "LEADER"], *map(_member_row, members)])
+    )
 
 
 @main.command("exec", context_settings={"ignore_unknown_options": True})

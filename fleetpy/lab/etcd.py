@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 import urllib.error
@@ -63,8 +64,8 @@ def start(
     return MemberRecord(rec.name, rec.index, rec.client_url, rec.peer_url, proc)
 
 
-def stop(cfg: LabConfig, recs: Sequence[MemberRecord]) -> None:
-    procs.stop([r.proc for r in recs if r.proc is not None], timeout=10.0)
+def stop(recs: Sequence[MemberRecord], sig: int = signal.SIGTERM) -> None:
+    procs.stop([r.proc for r in recs if r.proc is not None], sig, timeout=5.0)
 
 
 def healthy(url: str, timeout: float = 1.0) -> bool:
@@ -93,9 +94,7 @@ def wait_healthy(cfg: LabConfig, recs: Sequence[MemberRecord], timeout: float = 
     while pending:
         for rec in pending:
             if rec.proc is not None and not rec.proc.alive():
-                raise LabError(
-                    f"etcd member {rec.name} exited: {tail(log_path(cfg, rec.name))}"
-                )
+                raise LabError(f"etcd member {rec.name} exited: {tail(log_path(cfg, rec.name))}")
         with ThreadPoolExecutor(len(pending)) as pool:
             ok = list(pool.map(lambda r: healthy(r.client_url, 0.5), pending))
         pending = [r for r, good in zip(pending, ok, strict=True) if not good]
@@ -113,19 +112,27 @@ def tail(path: Path, lines: int = 1) -> str:
         return f"(no log at {path})"
 
 
-def etcdctl(endpoints: Sequence[str], *args: str) -> str:
+def etcdctl(endpoints: Sequence[str], *args: str, retry_unhealthy: float = 0.0) -> str:
+    """Run etcdctl against ``endpoints``.
+
+    etcd refuses membership changes ("unhealthy cluster") until its leader has
+    been connected to a quorum for 5 s, which a fresh lab has not: with
+    ``retry_unhealthy`` seconds, retry until then.
+    """
     env = {**os.environ, "ETCDCTL_API": "3"}
     env.pop("ETCDCTL_ENDPOINTS", None)
-    done = subprocess.run(
-        ["etcdctl", f"--endpoints={','.join(endpoints)}", "--dial-timeout=3s", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=30,
-    )
+    argv = ["etcdctl", f"--endpoints={','.join(endpoints)}", "--dial-timeout=3s", *args]
+    deadline = time.monotonic() + retry_unhealthy
+    while True:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, env=env, check=False, timeout=30
+        )
+        if "unhealthy cluster" not in done.stderr or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     if done.returncode != 0:
-        raise LabError(f"etcdctl {' '.join(args)}: {done.stderr.strip().splitlines()[-1:]}")
+        why = (done.stderr.strip().splitlines() or ["failed"])[-1]
+        raise LabError(f"etcdctl {' '.join(args)}: {why}")
     return done.stdout
 
 
@@ -148,7 +155,9 @@ def member_list(endpoints: Sequence[str]) -> list[Member]:
 
 def member_add(endpoints: Sequence[str], rec: MemberRecord) -> str:
     """Announce ``rec`` to the cluster; return its ETCD_INITIAL_CLUSTER."""
-    out = etcdctl(endpoints, "member", "add", rec.name, f"--peer-urls={rec.peer_url}")
+    out = etcdctl(
+        endpoints, "member", "add", rec.name, f"--peer-urls={rec.peer_url}", retry_unhealthy=15
+    )
     for line in out.splitlines():
         if line.startswith("ETCD_INITIAL_CLUSTER="):
             return line.split("=", 1)[1].strip('"')
@@ -158,5 +167,5 @@ def member_add(endpoints: Sequence[str], rec: MemberRecord) -> str:
 def member_remove(endpoints: Sequence[str], rec: MemberRecord) -> None:
     for m in member_list(endpoints):
         if rec.peer_url in m.peer_urls:
-            etcdctl(endpoints, "member", "remove", f"{m.id:x}")
+            etcdctl(endpoints, "member", "remove", f"{m.id:x}", retry_unhealthy=15)
             return

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -83,9 +84,7 @@ def prepare(cfg: LabConfig, state: LabState, rec: HostRecord) -> Path:
     _write(d / "hosts", f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n{peers}")
     _write(d / "init.sh", SCRIPT)
     system = d / "system"
-    if system.exists():
-        for f in sorted(system.rglob("*"), reverse=True):
-            f.rmdir() if f.is_dir() and not f.is_symlink() else f.unlink()
+    shutil.rmtree(system, ignore_errors=True)
     system.mkdir()
     wants = ["systemd-journald.socket", "systemd-journald.service", "dbus.socket"]
     for unit in MASKED:
@@ -94,8 +93,8 @@ def prepare(cfg: LabConfig, state: LabState, rec: HostRecord) -> Path:
         _write(system / f"{unit}.d" / "10-lab.conf", "[Unit]\nDefaultDependencies=no\n")
     fleet = fleetd_unit()
     if fleet is not None:
-        unit, fleetd = fleet
-        _write(system / "fleet.service", unit.read_text())
+        unit_file, fleetd = fleet
+        _write(system / "fleet.service", unit_file.read_text())
         _write(
             system / "fleet.service.d" / "10-lab.conf",
             "[Service]\nExecStart=\n"
@@ -175,23 +174,43 @@ def nsenter(pid: int, argv: Sequence[str]) -> list[str]:
     return ["nsenter", "-t", str(pid), "-a", "--wd=/", *argv]
 
 
+def _in_host(pid: int, argv: Sequence[str], timeout: float) -> str:
+    try:
+        return subprocess.run(
+            nsenter(pid, argv), capture_output=True, text=True, timeout=timeout, check=False
+        ).stdout.strip()
+    except subprocess.TimeoutExpired:
+        return ""
+
+
 def wait_booted(cfg: LabConfig, rec: HostRecord, timeout: float = 30.0) -> str:
-    """Wait until the host's systemd has finished booting; return its state."""
+    """Wait until the host's systemd has finished booting.
+
+    Returns its state, "running" or "degraded (failed: UNITS)". With fleetd
+    installed (Type=notify) that includes fleetd being ready or failed.
+    """
     deadline = time.monotonic() + timeout
     while True:
         pid = init_pid(cfg, rec)
-        left = deadline - time.monotonic()
-        argv = nsenter(pid, ["systemctl", "is-system-running", "--wait"])
-        try:
-            out = subprocess.run(
-                argv, capture_output=True, text=True, timeout=max(left, 0.1), check=False
-            ).stdout.strip()
-        except subprocess.TimeoutExpired:
-            out = "timeout"
-        if out in ("running", "degraded"):
+        left = max(deadline - time.monotonic(), 0.1)
+        out = _in_host(pid, ["systemctl", "is-system-running", "--wait"], left)
+        if out == "running":
             return out
+        if out == "degraded":
+            failed = _in_host(
+                pid,
+                ["systemctl", "list-units", "--failed", "--plain", "--no-legend", "--no-pager"],
+                5.0,
+            )
+            return f"degraded (failed: {' '.join(line.split()[0] for line in failed.splitlines())})"
         if time.monotonic() > deadline:
-            raise LabError(f"host {rec.name} did not boot in {timeout:.0f}s (systemd: {out})")
+            jobs = _in_host(pid, ["systemctl", "list-jobs", "--plain", "--no-legend"], 5.0)
+            waiting = " ".join(line.split()[1] for line in jobs.splitlines() if line.split())
+            raise LabError(
+                f"host {rec.name} did not finish booting in {timeout:.0f}s "
+                f"(systemd {out or 'not answering'}; waiting for: {waiting or '-'}); "
+                f"see `fleetlab exec {rec.name} -- journalctl -b`"
+            )
         time.sleep(0.05)
 
 
@@ -199,20 +218,14 @@ def poweroff(rec: HostRecord) -> None:
     """Ask the host's systemd to power off (SIGRTMIN+4 in a container)."""
     pid = running_pid(rec)
     if pid is not None:
-        try:
-            os.kill(pid, signal.SIGRTMIN + 4)
-        except ProcessLookupError:
-            pass
+        procs.send(pid, signal.SIGRTMIN + 4)
 
 
 def kill(rec: HostRecord) -> None:
     """SIGKILL the host's PID 1: the kernel ends everything in its pid namespace."""
     pid = running_pid(rec)
     if pid is not None:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        procs.send(pid, signal.SIGKILL)
 
 
 def stop(cfg: LabConfig, recs: Sequence[HostRecord], timeout: float = 20.0) -> None:

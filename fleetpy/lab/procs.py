@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,13 +111,21 @@ def _reap() -> None:
     _spawned[:] = [c for c in _spawned if c.poll() is None]
 
 
+def running(pids: Iterable[int]) -> set[int]:
+    """Those of ``pids`` that still run (zombies excluded)."""
+    return {p for p in pids if (f := _stat_fields(p)) is not None and f[0] not in "ZX"}
+
+
+def send(pid: int, sig: int) -> None:
+    """Signal ``pid``; one that has just exited is not an error."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
 def signal_all(procs: Sequence[Proc], sig: int) -> None:
     for p in procs:
         if p.alive():
-            try:
-                os.kill(p.pid, sig)
-            except ProcessLookupError:
-                pass
+            send(p.pid, sig)
 
 
 def stop(procs: Sequence[Proc], sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:

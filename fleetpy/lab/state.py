@@ -172,9 +172,7 @@ def load(cfg: LabConfig) -> LabState | None:
         return None
     except (OSError, ValueError) as exc:
         raise LabError(f"cannot read {cfg.state_file}: {exc}; run `fleetlab down`") from None
-    hosts = tuple(
-        HostRecord(**{**h, "proc": Proc.from_json(h["proc"])}) for h in data["hosts"]
-    )
+    hosts = tuple(HostRecord(**{**h, "proc": Proc.from_json(h["proc"])}) for h in data["hosts"])
     members = tuple(
         MemberRecord(**{**m, "proc": Proc.from_json(m["proc"])}) for m in data["members"]
     )

@@ -1,0 +1,58 @@
+"""What `fleetlab status` reports about hosts and etcd members."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+
+from fleetpy.lab import cgroups, etcd, hosts
+from fleetpy.lab.state import HostRecord, LabConfig, MemberRecord
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    name: str
+    machine_id: str
+    ip: str
+    pid: int | None  # its systemd, in the root pid namespace
+    systemd: str  # is-system-running, or "stopped"
+    fleetd: str  # is-active fleet.service, "not-installed", or "-" when stopped
+    memory: int | None  # bytes charged to the host's cgroup
+
+
+@dataclass(frozen=True)
+class MemberStatus:
+    name: str
+    client_url: str
+    pid: int | None
+    health: str  # "healthy", "unhealthy" or "stopped"
+    leader: bool
+
+
+def host_status(cfg: LabConfig, rec: HostRecord) -> HostStatus:
+    pid = hosts.running_pid(rec)
+    if pid is None:
+        return HostStatus(rec.name, rec.machine_id, rec.ip, None, "stopped", "-", None)
+    script = "systemctl is-system-running; systemctl is-active fleet.service"
+    out = subprocess.run(
+        hosts.nsenter(pid, ["sh", "-c", script]),
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    ).stdout.split()
+    systemd = out[0] if out else "unknown"
+    if not (cfg.host_dir(rec.name) / "system" / "fleet.service").exists():
+        fleetd = "not-installed"
+    else:
+        fleetd = out[1] if len(out) > 1 else "unknown"
+    memory = cgroups.memory_bytes(f"{cfg.cgroup}/{rec.name}")
+    return HostStatus(rec.name, rec.machine_id, rec.ip, pid, systemd, fleetd, memory)
+
+
+def member_status(rec: MemberRecord) -> MemberStatus:
+    if rec.proc is None or not rec.proc.alive():
+        return MemberStatus(rec.name, rec.client_url, None, "stopped", False)
+    health = "healthy" if etcd.healthy(rec.client_url) else "unhealthy"
+    leader = etcd.is_leader(rec.client_url) is True
+    return MemberStatus(rec.name, rec.client_url, rec.proc.pid, health, leader)
