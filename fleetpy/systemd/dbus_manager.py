@@ -135,7 +135,7 @@ class DbusUnitManager:
         except _CallError as exc:
             if exc.kind != protocol.NO_SUCH_UNIT:
                 raise
-            log.info("stop %s: systemd does not know it (%s): already stopped", name, exc.message)
+            log.info("stop %s: systemd does not know it (%s): already stopped", name, exc)
 
     async def statuses(self, names: Sequence[str]) -> dict[str, UnitStatus]:
         if not names:
@@ -172,7 +172,11 @@ class DbusUnitManager:
                 self._pending[rid] = fut
                 proc.stdin.write(protocol.encode({"id": rid, "op": op, "args": args}))
                 await proc.stdin.drain()
-                return await fut
+                try:
+                    return await fut
+                except _CallError as exc:
+                    exc.args = (f"systemd {op} {_describe(args)}: {exc}",)
+                    raise
         except TimeoutError:
             if proc is None:
                 raise SystemdError(
@@ -242,7 +246,7 @@ class DbusUnitManager:
             if fut is None or fut.done():
                 return  # its caller timed out or went away
             if "err" in message:
-                fut.set_exception(_CallError(message.get("kind", ""), message["err"]))
+                fut.set_exception(_CallError(message.get("kind", ""), str(message["err"])))
             else:
                 fut.set_result(message.get("ok"))
         elif message.get("ev") == "changes":
@@ -295,4 +299,7 @@ class _CallError(SystemdError):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
-        self.message = message
+
+
+def _describe(args: dict[str, Any]) -> str:
+    return " ".join(str(v) if not isinstance(v, list) else ",".join(v) for v in args.values())

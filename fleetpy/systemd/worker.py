@@ -53,6 +53,8 @@ class Worker:
         self.changes: list[list[str]] = []
         self.dispatched = 0
         self.disconnected = False
+        self.signal_callback: Any = None
+        self.last: dict[str, tuple[str, ...]] = {}  # last state sent, per unit
 
     # ---- output
     def send(self, message: dict[str, Any]) -> None:
@@ -66,7 +68,7 @@ class Worker:
             self.changes = []
 
     # ---- signals
-    def on_signal(self, msg: Any, error: Any = None, userdata: Any = None) -> None:
+    def on_signal(self, msg: Any) -> None:
         self.dispatched += 1
         try:
             msg.process_reply(True)
@@ -78,6 +80,9 @@ class Worker:
         member = headers.get("Member")
         if member == b"Disconnected":
             self.disconnected = True
+            return
+        if member == b"UnitRemoved" and body:
+            self.last.pop(_s(body[0]), None)
             return
         if member != b"PropertiesChanged" or not body or body[0] != UNIT_IFACE:
             return
@@ -92,7 +97,10 @@ class Worker:
                 v if v is not None else self.bus.get_property(SYSTEMD, path, UNIT_IFACE, p, b"s")
                 for v, p in zip(values, STATE_PROPS, strict=True)
             ]
-        self.changes.append([name, *(_s(v) for v in values)])
+        state = tuple(_s(v) for v in values)
+        if self.last.get(name) != state:  # systemd repeats itself (e.g. when a job is queued)
+            self.last[name] = state
+            self.changes.append([name, *state])
 
     def drain(self) -> None:
         """Dispatch every queued bus message (each one runs on_signal), then flush."""
@@ -114,7 +122,8 @@ class Worker:
                 raise ValueError(f"unknown request {op!r}")
             reply: dict[str, Any] = {"id": rid, "ok": handler(**request.get("args", {}))}
         except Exception as exc:
-            reply = {"id": rid, "err": str(exc) or type(exc).__name__, "kind": type(exc).__name__}
+            message = getattr(exc, "err_message", None) or str(exc) or type(exc).__name__
+            reply = {"id": rid, "err": _s(message), "kind": type(exc).__name__}
             if getattr(exc, "errno", None) in LOST_CONNECTION:
                 self.disconnected = True
         self.send(reply)
@@ -138,6 +147,8 @@ class Worker:
 
     def op_watch(self, names: list[str] | None) -> None:
         self.watch = None if names is None else set(names)
+        if self.watch is not None:  # a unit watched again later is reported afresh
+            self.last = {n: v for n, v in self.last.items() if n in self.watch}
 
     def op_reload(self) -> None:
         self._manager(b"Reload")
@@ -168,10 +179,18 @@ def connect(address: bytes, bus_client: bool) -> Any:
 
 def run(worker: Worker, in_fd: int) -> int:
     if worker.bus is not None:
-        # On a direct (peer-to-peer) connection messages carry no sender: match on
-        # any sender there, or nothing would ever match.
+        # Tried on systemd 252: on the private socket every signal reaches us with
+        # or without Subscribe() (systemd sends to direct connections
+        # unconditionally); on a dbus-daemon only after Subscribe().
         sender = SYSTEMD if worker.bus_client else None
-        worker.bus.match_signal(sender, None, None, None, worker.on_signal)
+
+        # pystemd sets an attribute on the callback (a plain function, not a bound
+        # method) and does not keep a reference to it: the worker keeps one.
+        def on_signal(msg: Any, error: Any = None, userdata: Any = None) -> None:
+            worker.on_signal(msg)
+
+        worker.signal_callback = on_signal
+        worker.bus.match_signal(sender, None, None, None, on_signal)
         if worker.bus_client:
             worker.op_subscribe()  # the bus only carries systemd's signals to subscribers
     fds = [in_fd] if worker.bus is None else [in_fd, worker.bus.get_fd()]

@@ -2,7 +2,7 @@
 
 Inside a lab host (the adapter runs inside fleetd, which runs inside a host):
 
-    python tests/lab/systemd_driver.py contract [PREFIX]
+    python tests/lab/systemd_driver.py contract [PREFIX [system-bus]]
     python tests/lab/systemd_driver.py bench ROUNDS
 
 prints one JSON object; tests/lab/test_systemd_adapter.py asserts on it. The
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -138,10 +139,9 @@ async def contract(make: Callable[[], UnitManager], prefix: str, real: bool) -> 
     r["files_after_restart"] = m.loaded_files()
 
     await m.stop_unit(name)
+    queued = time.monotonic()
     arrived, r["stop_changes"] = await wait_for_state(stream, name, "inactive", "dead")
-    if real:
-        entered = systemd_time(name, "InactiveEnterTimestampMonotonic")
-        r["stop_latency_s"] = None if entered is None else arrived - entered
+    r["stop_after_call_s"] = arrived - queued  # systemd forgets a stopped unit's timestamps
 
     # a unit systemd has forgotten: started, stopped, file removed, reloaded
     await m.write_unit(gone, UNIT)
@@ -201,7 +201,12 @@ async def contract(make: Callable[[], UnitManager], prefix: str, real: bool) -> 
 
 
 async def bench(rounds: int, prefix: str) -> dict[str, Any]:
-    """Signal latency of start and stop over ROUNDS cycles of one unit."""
+    """Signal latency over ROUNDS start/stop cycles of one unit.
+
+    start: item arrival - systemd's ActiveEnterTimestampMonotonic (the signal's own
+    latency); stop: item arrival - StopUnit's return (systemd forgets a stopped
+    unit's timestamps), so it includes the time the unit takes to die.
+    """
     m = DbusUnitManager()
     await m.start()
     name = f"{prefix}-bench.service"
@@ -221,10 +226,9 @@ async def bench(rounds: int, prefix: str) -> dict[str, Any]:
         if entered is not None:
             starts.append(arrived - entered)
         await m.stop_unit(name)
+        queued = time.monotonic()
         arrived, _ = await wait_for_state(stream, name, "inactive", "dead")
-        entered = systemd_time(name, "InactiveEnterTimestampMonotonic")
-        if entered is not None:
-            stops.append(arrived - entered)
+        stops.append(arrived - queued)
     await m.remove_unit(name)
     await m.daemon_reload()
     await m.close()
@@ -232,10 +236,16 @@ async def bench(rounds: int, prefix: str) -> dict[str, Any]:
 
 
 def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
     mode = sys.argv[1]
     if mode == "contract":
         prefix = sys.argv[2] if len(sys.argv) > 2 else "fleetpy-contract"
-        result = asyncio.run(contract(lambda: DbusUnitManager(call_timeout=2.0), prefix, real=True))
+        bus: dict[str, Any] = {}
+        if len(sys.argv) > 3 and sys.argv[3] == "system-bus":  # via dbus-daemon
+            bus = {"bus_address": b"unix:path=/run/dbus/system_bus_socket", "bus_client": True}
+        result = asyncio.run(
+            contract(lambda: DbusUnitManager(call_timeout=2.0, **bus), prefix, real=True)
+        )
     elif mode == "bench":
         result = asyncio.run(bench(int(sys.argv[2]), "fleetpy-bench"))
     else:

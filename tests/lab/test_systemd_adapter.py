@@ -1,0 +1,100 @@
+"""The UnitManager contract on the fake and on a real systemd in a lab host.
+
+The same scenario (tests/lab/systemd_driver.py ``contract``) runs in-process on
+FakeUnitManager and, for the real DbusUnitManager, inside a lab host (the
+adapter runs inside fleetd, which runs inside a host), driven by
+``lab.exec(host, [python, systemd_driver.py, "contract", ...])``; it prints
+JSON that ``check_contract`` asserts on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleetpy.lab import Lab
+from fleetpy.systemd import FakeUnitManager
+from tests.lab.systemd_driver import UNIT, contract
+
+DRIVER = Path(__file__).resolve().with_name("systemd_driver.py")
+SHA1 = hashlib.sha1(UNIT.encode()).hexdigest()
+
+
+def check_contract(r: dict[str, Any], p: str) -> None:
+    """What both implementations must do (p: the unit name prefix)."""
+    a, gone, never = f"{p}-a.service", f"{p}-gone.service", f"{p}-never.service"
+    assert r["files"] == {a: SHA1}
+    assert r["after_reload"] == {a: ["loaded", "inactive", "dead"]}
+    assert r["start_call_s"] < 1.0  # returns once the job is queued
+    assert r["start_changes"][-1] == ["loaded", "active", "running"]
+    assert r["running"] == {
+        a: ["loaded", "active", "running"],
+        never: ["not-found", "inactive", "dead"],
+    }
+    # closing the manager ends its streams; reconnecting leaves the unit running
+    assert r["closed_stream_ends"] is True
+    assert r["after_restart"] == {a: ["loaded", "active", "running"]}
+    assert r["files_after_restart"] == {a: SHA1}
+    assert r["stop_changes"][-1] == ["loaded", "inactive", "dead"]
+    # stopping a unit systemd forgot (or never knew) is not an error
+    assert r["gone_status"] == {gone: ["not-found", "inactive", "dead"]}
+    assert r["stop_errors"] == []
+    assert r["start_never"].startswith("SystemdError:") and "not found" in r["start_never"]
+    assert r["files_after_remove"] == {}
+    assert r["removed_status"] == {a: ["not-found", "inactive", "dead"]}
+    # a hung call times out; the event loop kept ticking; the manager recovers
+    assert "timed out" in r["hang"]
+    assert r["hang_max_gap_s"] < 0.1, r["hang_max_gap_s"]
+    assert r["hang_ticks"] > 20
+    assert r["after_hang"] == {a: ["loaded", "active", "running"]}
+
+
+def run_in_host(lab: Lab, *args: str) -> tuple[dict[str, Any], str]:
+    host = lab.hosts[0].name
+    done = lab.exec(host, [sys.executable, str(DRIVER), *args], timeout=90)
+    assert done.returncode == 0, f"driver failed ({done.returncode}):\n{done.stderr}"
+    return json.loads(done.stdout), done.stderr
+
+
+def test_contract_on_fake() -> None:
+    fake = FakeUnitManager(call_timeout=0.3)
+    # a fleetd restart on the same systemd: the same fake, started again
+    r = asyncio.run(contract(lambda: fake, "fake", real=False))
+    check_contract(r, "fake")
+
+
+@pytest.mark.lab
+@pytest.mark.timeout(120)
+def test_contract_on_real_systemd_private_socket(lab: Lab) -> None:
+    r, log = run_in_host(lab, "contract", "sdtest")
+    check_contract(r, "sdtest")
+    # linked into /run/systemd/system from /run/fleet/units
+    assert r["unit_file_state"] == "linked-runtime"
+    assert (
+        "Loaded: loaded (/run/systemd/system/sdtest-a.service; linked-runtime;" in r["status_text"]
+    )
+    # the state arrived by signal, within a fraction of a second of systemd's change
+    assert 0 <= r["start_latency_s"] < 0.1, r["start_latency_s"]
+    assert r["stop_after_call_s"] < 1.0
+    # the stops of forgotten units went through systemd's NoSuchUnit path
+    assert "stop sdtest-gone.service: systemd does not know it" in log
+    assert "stop sdtest-never.service: systemd does not know it" in log
+    # the hung worker was killed, restarted, and re-emitted the watched units' state
+    assert "killing worker" in log and "re-emitting the status" in log
+    assert r["resync_changes"] == [["loaded", "active", "running"]]
+
+
+@pytest.mark.lab
+@pytest.mark.timeout(120)
+def test_contract_on_real_systemd_system_bus(lab: Lab) -> None:
+    """The same over the host's dbus-daemon (needs Subscribe(), which the worker sends)."""
+    r, _ = run_in_host(lab, "contract", "sdbus", "system-bus")
+    check_contract(r, "sdbus")
+    assert r["unit_file_state"] == "linked-runtime"
+    assert 0 <= r["start_latency_s"] < 0.1, r["start_latency_s"]
