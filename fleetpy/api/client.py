@@ -1,0 +1,150 @@
+"""The gRPC client of the Fleet API (fleetctl's default ``--driver api``).
+
+It offers the same read/write methods as a Registry (the subset fleetctl uses)
+plus ``watch_units``; transport failures raise RegistryError naming the endpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
+
+import grpc
+import grpc.aio
+
+from fleetpy.api import convert
+from fleetpy.api.gen import fleet_pb2 as pb
+from fleetpy.api.gen import fleet_pb2_grpc as pb_grpc
+from fleetpy.api.snapshot import Snapshot
+from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
+from fleetpy.registry.base import RegistryError, UnitRecord
+
+MAX_MESSAGE = 64 * 1024 * 1024
+
+
+def grpc_target(endpoint: str) -> str:
+    """``unix:///path``, ``http://host:port`` or ``host:port`` -> a gRPC target."""
+    endpoint = endpoint.split(",")[0].strip()
+    if endpoint.startswith(("unix:", "file:")):
+        parts = urlsplit(endpoint)
+        if parts.netloc:
+            # "unix://var/run/fleet.sock" parses as host "var" (fleet says the same)
+            raise ValueError(
+                f'unable to connect to host "{parts.netloc}" with scheme "{parts.scheme}"'
+            )
+        if not parts.path.startswith("/"):
+            raise ValueError(f"endpoint {endpoint!r}: the socket path must be absolute")
+        return f"unix://{parts.path}"
+    if endpoint.startswith("https://"):
+        raise ValueError(f"endpoint {endpoint!r}: TLS is not supported yet (use http://)")
+    if endpoint.startswith("http://"):
+        endpoint = endpoint[len("http://"):]
+    endpoint = endpoint.rstrip("/")
+    host, sep, port = endpoint.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"endpoint {endpoint!r}: expected unix:///path or http://host:port")
+    return endpoint
+
+
+class ApiDriver:
+    """fleetctl's client over the Fleet gRPC API."""
+
+    def __init__(self, endpoint: str, request_timeout: float = 3.0) -> None:
+        self.endpoint = endpoint
+        self._timeout = request_timeout if request_timeout > 0 else None
+        self._channel = grpc.aio.insecure_channel(grpc_target(endpoint), options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE),
+            ("grpc.max_send_message_length", MAX_MESSAGE),
+        ])
+        self._stub = pb_grpc.FleetStub(self._channel)  # type: ignore[no-untyped-call]
+
+    async def close(self) -> None:
+        await self._channel.close(None)
+
+    def _fail(self, e: grpc.aio.AioRpcError) -> NoReturn:
+        code, detail = e.code(), e.details() or ""
+        if code == grpc.StatusCode.UNAVAILABLE and "ailed to connect" in detail:
+            raise RegistryError(
+                f"cannot reach the fleet API at {self.endpoint} (is fleetd running?): {detail}"
+            ) from None
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            raise RegistryError(
+                f"the fleet API at {self.endpoint} did not answer within {self._timeout}s"
+            ) from None
+        if code == grpc.StatusCode.INVALID_ARGUMENT:
+            raise ValueError(detail) from None
+        raise RegistryError(f"fleet API at {self.endpoint}: {detail or code.name}") from None
+
+    async def _call(self, method: Any, request: Any) -> Any:
+        try:
+            return await method(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as e:
+            self._fail(e)
+
+    async def _maybe(self, method: Any, request: Any) -> Any:
+        """Like _call, but NOT_FOUND is None."""
+        try:
+            return await method(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            self._fail(e)
+
+    async def create_unit(self, unit: UnitFile, desired: TargetState) -> bool:
+        req = pb.CreateUnitRequest(
+            file=convert.unit_file_to_pb(unit), desired=convert.state_to_pb(desired))
+        resp: pb.CreateUnitResponse = await self._call(self._stub.CreateUnit, req)
+        return resp.created
+
+    async def put_unit(self, unit: UnitFile, desired: TargetState) -> None:
+        req = pb.PutUnitRequest(
+            file=convert.unit_file_to_pb(unit), desired=convert.state_to_pb(desired))
+        await self._call(self._stub.PutUnit, req)
+
+    async def get_unit(self, name: str) -> UnitRecord | None:
+        resp = await self._maybe(self._stub.GetUnit, pb.GetUnitRequest(name=name))
+        return None if resp is None else convert.record_from_pb(resp.unit)
+
+    async def list_units(self) -> list[UnitRecord]:
+        resp: pb.ListUnitsResponse = await self._call(self._stub.ListUnits, pb.ListUnitsRequest())
+        return [convert.record_from_pb(u) for u in resp.units]
+
+    async def set_desired(self, name: str, desired: TargetState) -> bool:
+        req = pb.SetDesiredRequest(name=name, desired=convert.state_to_pb(desired))
+        return await self._maybe(self._stub.SetDesired, req) is not None
+
+    async def destroy_unit(self, name: str) -> bool:
+        req = pb.DestroyUnitRequest(name=name)
+        return await self._maybe(self._stub.DestroyUnit, req) is not None
+
+    async def list_machines(self) -> list[Machine]:
+        resp: pb.ListMachinesResponse = await self._call(
+            self._stub.ListMachines, pb.ListMachinesRequest())
+        return [convert.machine_from_pb(m) for m in resp.machines]
+
+    async def list_unit_states(self, machine_id: str | None = None) -> list[UnitState]:
+        resp: pb.ListUnitStatesResponse = await self._call(
+            self._stub.ListUnitStates, pb.ListUnitStatesRequest(machine_id=machine_id or ""))
+        return [convert.state_msg_from_pb(s) for s in resp.states]
+
+    async def list_schedule(self, machine_id: str | None = None) -> list[ScheduledUnit]:
+        resp: pb.ListScheduleResponse = await self._call(
+            self._stub.ListSchedule, pb.ListScheduleRequest(machine_id=machine_id or ""))
+        return [convert.scheduled_from_pb(s) for s in resp.units]
+
+    async def list_waiting(self) -> dict[str, str]:
+        resp: pb.ListWaitingResponse = await self._call(
+            self._stub.ListWaiting, pb.ListWaitingRequest())
+        return dict(resp.waiting)
+
+    async def watch_units(self, names: Sequence[str]) -> AsyncIterator[Snapshot]:
+        """Snapshots of ``names`` now and after every change (server-streamed)."""
+        call = self._stub.WatchUnitStates(pb.WatchUnitStatesRequest(names=list(names)))
+        try:
+            async for msg in call:
+                yield convert.snapshot_from_pb(msg)
+        except grpc.aio.AioRpcError as e:
+            self._fail(e)
+        finally:
+            call.cancel()

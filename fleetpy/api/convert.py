@@ -1,0 +1,126 @@
+"""Model <-> protobuf conversions (only the API adapter touches generated code)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fleetpy.api.gen import fleet_pb2 as pb
+from fleetpy.api.snapshot import Snapshot
+from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
+from fleetpy.registry.base import UnitRecord
+
+_STATE_TO_PB = {
+    TargetState.INACTIVE: pb.TARGET_STATE_INACTIVE,
+    TargetState.LOADED: pb.TARGET_STATE_LOADED,
+    TargetState.LAUNCHED: pb.TARGET_STATE_LAUNCHED,
+}
+_STATE_FROM_PB = {v: k for k, v in _STATE_TO_PB.items()}
+
+
+class ConversionError(ValueError):
+    """A message lacks a field it must have (INVALID_ARGUMENT)."""
+
+
+def state_to_pb(state: TargetState) -> Any:
+    return _STATE_TO_PB[state]
+
+
+def state_from_pb(value: int) -> TargetState:
+    try:
+        return _STATE_FROM_PB[value]  # type: ignore[index]
+    except KeyError:
+        raise ConversionError(f"invalid target state {value}") from None
+
+
+def unit_file_to_pb(unit: UnitFile) -> pb.UnitFile:
+    return pb.UnitFile(name=unit.name, contents=unit.contents, hash=unit.hash)
+
+
+def unit_file_from_pb(msg: pb.UnitFile) -> UnitFile:
+    return UnitFile(name=msg.name, contents=msg.contents, hash=msg.hash)
+
+
+def record_to_pb(record: UnitRecord) -> pb.Unit:
+    return pb.Unit(
+        file=unit_file_to_pb(record.unit),
+        desired=state_to_pb(record.desired),
+        revision=record.revision,
+    )
+
+
+def record_from_pb(msg: pb.Unit) -> UnitRecord:
+    return UnitRecord(
+        unit=unit_file_from_pb(msg.file),
+        desired=state_from_pb(msg.desired),
+        revision=msg.revision,
+    )
+
+
+def machine_to_pb(machine: Machine) -> pb.Machine:
+    return pb.Machine(id=machine.id, public_ip=machine.public_ip, metadata=dict(machine.metadata))
+
+
+def machine_from_pb(msg: pb.Machine) -> Machine:
+    return Machine(id=msg.id, public_ip=msg.public_ip, metadata=dict(msg.metadata))
+
+
+def state_msg_to_pb(state: UnitState) -> pb.UnitState:
+    return pb.UnitState(
+        name=state.name,
+        machine_id=state.machine_id,
+        load_state=state.load_state,
+        active_state=state.active_state,
+        sub_state=state.sub_state,
+        hash=state.hash,
+    )
+
+
+def state_msg_from_pb(msg: pb.UnitState) -> UnitState:
+    return UnitState(
+        name=msg.name,
+        machine_id=msg.machine_id,
+        load_state=msg.load_state,
+        active_state=msg.active_state,
+        sub_state=msg.sub_state,
+        hash=msg.hash,
+    )
+
+
+def scheduled_to_pb(unit: ScheduledUnit) -> pb.ScheduledUnit:
+    return pb.ScheduledUnit(
+        name=unit.name,
+        machine_id=unit.machine_id,
+        target=state_to_pb(unit.target),
+        hash=unit.hash,
+        contents=unit.contents,
+    )
+
+
+def scheduled_from_pb(msg: pb.ScheduledUnit) -> ScheduledUnit:
+    return ScheduledUnit(
+        name=msg.name,
+        machine_id=msg.machine_id,
+        target=state_from_pb(msg.target),
+        hash=msg.hash,
+        contents=msg.contents,
+    )
+
+
+def snapshot_to_pb(snap: Snapshot) -> pb.ClusterSnapshot:
+    return pb.ClusterSnapshot(
+        units=[record_to_pb(r) for r in snap.units.values()],
+        schedule=[scheduled_to_pb(s) for s in snap.schedule],
+        states=[state_msg_to_pb(s) for s in snap.states],
+        waiting=dict(snap.waiting),
+        machines=[machine_to_pb(m) for m in snap.machines.values()],
+    )
+
+
+def snapshot_from_pb(msg: pb.ClusterSnapshot) -> Snapshot:
+    return Snapshot(
+        units={u.file.name: record_from_pb(u) for u in msg.units},
+        schedule=tuple(scheduled_from_pb(s) for s in msg.schedule),
+        states=tuple(state_msg_from_pb(s) for s in msg.states),
+        waiting=dict(msg.waiting),
+        machines={m.id: machine_from_pb(m) for m in msg.machines},
+    )

@@ -1,0 +1,219 @@
+"""The gRPC API server: a thin adapter from fleetpy.v1.Fleet to a Registry.
+
+fleetd calls :func:`start_api_server` with its registry and the addresses to
+listen on (``unix:///var/run/fleet.sock`` and, when configured, ``host:port``).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import stat
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+import grpc.aio
+
+from fleetpy.api import convert
+from fleetpy.api.gen import fleet_pb2 as pb
+from fleetpy.api.gen import fleet_pb2_grpc as pb_grpc
+from fleetpy.api.snapshot import watch_snapshots
+from fleetpy.api.validation import checked_unit_file
+from fleetpy.model.types import UnitFile
+from fleetpy.registry.base import Registry, RegistryError
+
+log = logging.getLogger(__name__)
+
+SOCKET_MODE = 0o660
+MAX_MESSAGE = 64 * 1024 * 1024
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Handler = Callable[[Any, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]]
+
+
+def _unary(fn: Handler[Req, Resp]) -> Handler[Req, Resp]:
+    """Map registry and validation failures to gRPC status codes."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext[Any, Any]) -> Resp:
+        try:
+            return await fn(self, request, context)
+        except RegistryError as e:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(e) or type(e).__name__)
+        except (convert.ConversionError, ValueError) as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        raise AssertionError("unreachable")  # context.abort raises
+
+    return wrapper
+
+
+def _checked_unit(msg: pb.UnitFile) -> UnitFile:
+    """The unit as the model builds it: a bad name or file is INVALID_ARGUMENT."""
+    unit, _ = checked_unit_file(msg.name, msg.contents)
+    if msg.hash and msg.hash != unit.hash:
+        raise ValueError(f"unit {msg.name}: hash {msg.hash} does not match its contents")
+    return unit
+
+
+class FleetService(pb_grpc.FleetServicer):
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    async def _not_found(self, context: grpc.aio.ServicerContext[Any, Any], name: str) -> None:
+        await context.abort(grpc.StatusCode.NOT_FOUND, f"Unit {name} not found")
+
+    @_unary
+    async def CreateUnit(
+        self, request: pb.CreateUnitRequest, context: Any
+    ) -> pb.CreateUnitResponse:
+        unit = _checked_unit(request.file)
+        desired = convert.state_from_pb(request.desired)
+        return pb.CreateUnitResponse(created=await self._registry.create_unit(unit, desired))
+
+    @_unary
+    async def PutUnit(self, request: pb.PutUnitRequest, context: Any) -> pb.PutUnitResponse:
+        unit = _checked_unit(request.file)
+        await self._registry.put_unit(unit, convert.state_from_pb(request.desired))
+        return pb.PutUnitResponse()
+
+    @_unary
+    async def GetUnit(self, request: pb.GetUnitRequest, context: Any) -> pb.GetUnitResponse:
+        record = await self._registry.get_unit(request.name)
+        if record is None:
+            await self._not_found(context, request.name)
+            raise AssertionError("unreachable")
+        return pb.GetUnitResponse(unit=convert.record_to_pb(record))
+
+    @_unary
+    async def ListUnits(self, request: pb.ListUnitsRequest, context: Any) -> pb.ListUnitsResponse:
+        records = await self._registry.list_units()
+        return pb.ListUnitsResponse(units=[convert.record_to_pb(r) for r in records])
+
+    @_unary
+    async def SetDesired(
+        self, request: pb.SetDesiredRequest, context: Any
+    ) -> pb.SetDesiredResponse:
+        desired = convert.state_from_pb(request.desired)
+        if not await self._registry.set_desired(request.name, desired):
+            await self._not_found(context, request.name)
+        return pb.SetDesiredResponse()
+
+    @_unary
+    async def DestroyUnit(
+        self, request: pb.DestroyUnitRequest, context: Any
+    ) -> pb.DestroyUnitResponse:
+        if not await self._registry.destroy_unit(request.name):
+            await self._not_found(context, request.name)
+        return pb.DestroyUnitResponse()
+
+    @_unary
+    async def ListMachines(
+        self, request: pb.ListMachinesRequest, context: Any
+    ) -> pb.ListMachinesResponse:
+        machines = await self._registry.list_machines()
+        return pb.ListMachinesResponse(machines=[convert.machine_to_pb(m) for m in machines])
+
+    @_unary
+    async def ListUnitStates(
+        self, request: pb.ListUnitStatesRequest, context: Any
+    ) -> pb.ListUnitStatesResponse:
+        states = await self._registry.list_unit_states(request.machine_id or None)
+        return pb.ListUnitStatesResponse(states=[convert.state_msg_to_pb(s) for s in states])
+
+    @_unary
+    async def ListSchedule(
+        self, request: pb.ListScheduleRequest, context: Any
+    ) -> pb.ListScheduleResponse:
+        units = await self._registry.list_schedule(request.machine_id or None)
+        return pb.ListScheduleResponse(units=[convert.scheduled_to_pb(u) for u in units])
+
+    @_unary
+    async def ListWaiting(
+        self, request: pb.ListWaitingRequest, context: Any
+    ) -> pb.ListWaitingResponse:
+        return pb.ListWaitingResponse(waiting=await self._registry.list_waiting())
+
+    async def WatchUnitStates(
+        self, request: pb.WatchUnitStatesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.ClusterSnapshot]:
+        names = list(request.names) or None
+        try:
+            async for snap in watch_snapshots(self._registry, names):
+                yield convert.snapshot_to_pb(snap)
+        except RegistryError as e:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(e) or type(e).__name__)
+
+
+def _unix_path(address: str) -> str | None:
+    """The socket path of a ``unix:`` address, None for a TCP address."""
+    if address.startswith("unix://"):
+        path = address[len("unix://"):]
+    elif address.startswith("unix:"):
+        path = address[len("unix:"):]
+    else:
+        return None
+    if not path.startswith("/"):
+        raise ValueError(f"API address {address!r}: the socket path must be absolute "
+                         "(unix:///var/run/fleet.sock)")
+    return path
+
+
+def _tcp_address(address: str) -> str:
+    for scheme in ("http://", "tcp://"):
+        if address.startswith(scheme):
+            address = address[len(scheme):]
+    address = address.rstrip("/")
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"API address {address!r}: expected host:port or unix:///path")
+    return address if host else f"[::]:{port}"
+
+
+def _prepare_socket(path: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise ValueError(f"API socket {path} exists and is not a socket")
+    os.unlink(path)  # stale socket of a previous fleetd
+
+
+async def start_api_server(registry: Registry, listen: Sequence[str]) -> grpc.aio.Server:
+    """Serve the Fleet API on every address in ``listen`` and return the started server.
+
+    Addresses: ``unix:///path/to.sock`` (parent directory created, socket mode
+    0660, a stale socket replaced) or ``host:port`` / ``http://host:port``
+    (plain TCP). Raises ValueError for a malformed address and RuntimeError
+    when an address cannot be bound. Stop it with ``await server.stop(grace)``.
+    """
+    if not listen:
+        raise ValueError("start_api_server: no address to listen on")
+    server = grpc.aio.server(options=[
+        ("grpc.max_receive_message_length", MAX_MESSAGE),
+        ("grpc.max_send_message_length", MAX_MESSAGE),
+    ])
+    pb_grpc.add_FleetServicer_to_server(FleetService(registry), server)  # type: ignore[no-untyped-call]
+    sockets: list[str] = []
+    for address in listen:
+        path = _unix_path(address)
+        target = f"unix://{path}" if path is not None else _tcp_address(address)
+        if path is not None:
+            _prepare_socket(path)
+            sockets.append(path)
+        try:
+            port = server.add_insecure_port(target)
+        except RuntimeError as e:
+            raise RuntimeError(f"cannot listen on {address}: {e}") from e
+        if path is None and port == 0:
+            raise RuntimeError(f"cannot listen on {address}")
+        log.info("API listening on %s", address)
+    await server.start()
+    for path in sockets:
+        os.chmod(path, SOCKET_MODE)
+    return server

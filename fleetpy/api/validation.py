@@ -1,0 +1,19 @@
+"""The checks every submitted unit passes, in fleetctl and in the API server alike."""
+
+from __future__ import annotations
+
+from fleetpy.model.types import UnitFile
+from fleetpy.model.unitfile import make_unit_file, parse_unit
+from fleetpy.model.xfleet import check_xfleet
+
+
+def checked_unit_file(name: str, data: str | bytes) -> tuple[UnitFile, tuple[str, ...]]:
+    """The UnitFile for ``name`` and its [X-Fleet] warnings.
+
+    Raises ValueError (InvalidUnitName, InvalidUnitFile, InvalidXFleet) naming
+    the problem: a bad name, a file systemd would not parse, a file over the
+    size limit, or [X-Fleet] options that cannot be honoured together.
+    """
+    unit = make_unit_file(name, data)
+    _, warnings = check_xfleet(parse_unit(name, unit.contents), name)
+    return unit, warnings

@@ -1,0 +1,223 @@
+"""What the unit commands do (submit, load, start, stop, unload, destroy, restart, cat).
+
+Each function validates every argument first and raises BadInput before any
+write, so a bad argument leaves the registry unchanged. Returns the exit code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from fleetpy.ctl import files
+from fleetpy.ctl.client import FleetClient
+from fleetpy.ctl.common import err, out
+from fleetpy.ctl.files import BadInput, Wanted
+from fleetpy.ctl.state import is_global
+from fleetpy.ctl.wait import Goal, Progress, wait_units
+from fleetpy.model import names as unit_names
+from fleetpy.model.types import TargetState
+from fleetpy.registry.base import UnitRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Blocking:
+    no_block: bool = False
+    attempts: int = 0
+    tty: bool = False
+
+
+def _report(errors: Sequence[str]) -> int:
+    for e in errors:
+        err(f"Error waiting for units: {e}")
+    return 1 if errors else 0
+
+
+async def _get_all(client: FleetClient, names: Sequence[str]) -> list[UnitRecord | None]:
+    return list(await asyncio.gather(*(client.get_unit(n) for n in names)))
+
+
+async def create_units(
+    client: FleetClient, args: Sequence[str], replace: bool, verb: str | None = None
+) -> dict[str, UnitRecord]:
+    """Make sure every argument's unit is in the registry; return them by name.
+
+    ``verb`` (load/start) refuses templates. Prints ``Unit X inactive`` for each
+    unit created, and warns when a local file differs from the registry copy
+    (or replaces it with ``replace``).
+    """
+    pairs = files.dedupe(args)
+    if verb is not None:
+        files.refuse_templates([n for _, n in pairs], verb)
+    existing = await _get_all(client, [n for _, n in pairs])
+    tmpl_names = {
+        t for (arg, name), rec in zip(pairs, existing, strict=True)
+        if rec is None and (t := unit_names.template_of(name)) is not None
+    }
+    tmpl_list = sorted(tmpl_names)
+    templates = dict(zip(tmpl_list, await _get_all(client, tmpl_list), strict=True))
+    wanted: list[Wanted] = []
+    for (arg, name), rec in zip(pairs, existing, strict=True):
+        tmpl = unit_names.template_of(name)
+        wanted.append(files.resolve_local(
+            arg, name, rec, templates.get(tmpl) if tmpl else None, replace))
+
+    result: dict[str, UnitRecord] = {}
+    for w in wanted:
+        for warning in w.warnings:
+            err(f"WARNING: Unit {w.name}: {warning}")
+        if w.existing is None:
+            assert w.local is not None
+            desired = TargetState.INACTIVE
+            if await client.create_unit(w.local, desired):
+                out(f"Unit {w.name} inactive")
+                result[w.name] = UnitRecord(unit=w.local, desired=desired)
+                continue
+            w = Wanted(w.arg, w.name, await client.get_unit(w.name), w.local, w.source)
+            if w.existing is None:
+                raise BadInput(f"unit {w.name} vanished while it was being created")
+        if w.local is not None and w.local.hash != w.existing.unit.hash:
+            if replace:
+                await client.put_unit(w.local, w.existing.desired)
+                result[w.name] = UnitRecord(unit=w.local, desired=w.existing.desired)
+                continue
+            kind = "local unit file" if w.source == w.arg else "local template unit file"
+            err(f"WARNING: Unit {w.name} in registry differs from {kind} {w.source}")
+        result[w.name] = w.existing
+    return result
+
+
+async def submit(client: FleetClient, args: Sequence[str], replace: bool) -> int:
+    await create_units(client, args, replace)
+    return 0
+
+
+async def _raise_and_wait(
+    client: FleetClient,
+    records: dict[str, UnitRecord],
+    target: TargetState,
+    goal: Goal,
+    verb: str,
+    block: Blocking,
+) -> int:
+    waiting: dict[str, Goal] = {}
+    for name, rec in records.items():
+        if rec.desired != target and not (
+            target is TargetState.LOADED and rec.desired is TargetState.LAUNCHED
+        ):
+            await client.set_desired(name, target)
+        if is_global(rec.unit.contents):
+            out(f"Triggered global unit {name} {verb}")
+        elif block.no_block:
+            out(f"Triggered unit {name} {verb}")
+        else:
+            waiting[name] = goal
+    errors = await wait_units(client, waiting, block.attempts, Progress(block.tty))
+    return _report(errors)
+
+
+async def load(client: FleetClient, args: Sequence[str], replace: bool, block: Blocking) -> int:
+    records = await create_units(client, args, replace, verb="load")
+    return await _raise_and_wait(client, records, TargetState.LOADED, Goal.LOADED, "load", block)
+
+
+async def start(client: FleetClient, args: Sequence[str], replace: bool, block: Blocking) -> int:
+    records = await create_units(client, args, replace, verb="start")
+    return await _raise_and_wait(
+        client, records, TargetState.LAUNCHED, Goal.LAUNCHED, "start", block)
+
+
+async def find_units(client: FleetClient, args: Sequence[str]) -> dict[str, UnitRecord]:
+    """The named units, all of which must exist (``Unit X not found`` otherwise)."""
+    pairs = files.dedupe(args)
+    records = await _get_all(client, [n for _, n in pairs])
+    missing = [n for (_, n), r in zip(pairs, records, strict=True) if r is None]
+    if missing:
+        raise BadInput("\n".join(f"Unit {n} not found" for n in missing), plain=True)
+    return {n: r for (_, n), r in zip(pairs, records, strict=True) if r is not None}
+
+
+async def stop(client: FleetClient, args: Sequence[str], block: Blocking) -> int:
+    records = await find_units(client, args)
+    for name, rec in records.items():
+        if rec.desired is TargetState.INACTIVE and not is_global(rec.unit.contents):
+            raise BadInput(
+                f"Unable to stop unit {name} in state {TargetState.INACTIVE}", plain=True)
+    return await _lower_and_wait(client, records, TargetState.LOADED, Goal.LOADED, "stop", block)
+
+
+async def unload(client: FleetClient, args: Sequence[str], block: Blocking) -> int:
+    records = await find_units(client, args)
+    return await _lower_and_wait(
+        client, records, TargetState.INACTIVE, Goal.INACTIVE, "unload", block)
+
+
+async def _lower_and_wait(
+    client: FleetClient,
+    records: dict[str, UnitRecord],
+    target: TargetState,
+    goal: Goal,
+    verb: str,
+    block: Blocking,
+) -> int:
+    waiting: dict[str, Goal] = {}
+    for name, rec in records.items():
+        if rec.desired != target:
+            await client.set_desired(name, target)
+        if is_global(rec.unit.contents):
+            out(f"Triggered global unit {name} {verb}")
+        elif block.no_block:
+            out(f"Triggered unit {name} {verb}")
+        else:
+            waiting[name] = goal
+    return _report(await wait_units(client, waiting, block.attempts, Progress(block.tty)))
+
+
+async def destroy(client: FleetClient, args: Sequence[str], block: Blocking) -> int:
+    records = await find_units(client, args)
+    for name in records:
+        await client.destroy_unit(name)
+    done = {name: f"Destroyed {name}" for name in records}
+    if block.no_block:
+        for msg in done.values():
+            out(msg)
+        return 0
+    goals = {name: Goal.GONE for name in records}
+    return _report(await wait_units(client, goals, block.attempts, Progress(block.tty), done))
+
+
+async def restart(client: FleetClient, args: Sequence[str], block: Blocking) -> int:
+    """Stop then start, one unit after the other (a rolling restart)."""
+    records = await find_units(client, args)
+    for name, rec in records.items():
+        if rec.desired is TargetState.INACTIVE and not is_global(rec.unit.contents):
+            raise BadInput(
+                f"Unable to restart unit {name} in state {TargetState.INACTIVE}", plain=True)
+    for name, rec in records.items():
+        if is_global(rec.unit.contents):
+            await client.set_desired(name, TargetState.LOADED)
+            await client.set_desired(name, TargetState.LAUNCHED)
+            out(f"Triggered global unit {name} restart")
+            continue
+        if rec.desired is TargetState.LAUNCHED:
+            await client.set_desired(name, TargetState.LOADED)
+            errors = await wait_units(
+                client, {name: Goal.LOADED}, block.attempts, Progress(block.tty))
+            if errors:
+                return _report(errors)
+        await client.set_desired(name, TargetState.LAUNCHED)
+        errors = await wait_units(
+            client, {name: Goal.LAUNCHED}, block.attempts, Progress(block.tty))
+        if errors:
+            return _report(errors)
+    return 0
+
+
+async def cat(client: FleetClient, arg: str) -> int:
+    name = files.unit_name(arg)
+    rec = await client.get_unit(name)
+    if rec is None:
+        raise BadInput(f"Unit {name} not found", plain=True)
+    out(rec.unit.contents, nl=False)
+    return 0

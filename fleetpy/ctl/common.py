@@ -1,0 +1,127 @@
+"""Shared plumbing of the fleetctl commands: context, errors, running a client.
+
+Kept light (click only): grpc, asyncio and the etcd client are imported when a
+command actually talks to the cluster, so ``fleetctl --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from fleetpy.ctl.client import FleetClient, RegistryFactory
+
+DEFAULT_ENDPOINT = "unix:///var/run/fleet.sock"
+DEFAULT_PREFIX = "/fleetpy/"
+ETCD_PORTS = ("2379", "4001")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """fleetctl's global options."""
+
+    endpoint: str = DEFAULT_ENDPOINT
+    driver: str = "api"
+    etcd_endpoints: str = ""
+    etcd_key_prefix: str = DEFAULT_PREFIX
+    request_timeout: float = 3.0
+
+    def etcd_endpoint_list(self) -> list[str]:
+        spec = self.etcd_endpoints or self.endpoint
+        return [e.strip() for e in spec.split(",") if e.strip()]
+
+
+def looks_like_etcd(endpoint: str) -> bool:
+    """fleet's rule: an --endpoint on port 2379 or 4001 means --driver etcd."""
+    first = endpoint.split(",")[0].strip().rstrip("/")
+    return first.rpartition(":")[2] in ETCD_PORTS
+
+
+class CtlError(click.ClickException):
+    """A user-facing failure: message on stderr, exit 1, no traceback.
+
+    ``prefix`` False prints fleet's own wording as it is (``Unit x not found``).
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, prefix: bool = True) -> None:
+        super().__init__(message)
+        self.prefix = prefix
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        text = f"Error: {self.message}" if self.prefix else self.message
+        click.echo(text, err=True, file=file)
+
+
+@dataclass
+class CtlEnv:
+    """Per-invocation state carried in click's ``ctx.obj``.
+
+    Tests pass their own (``CliRunner().invoke(main, args, obj=CtlEnv(...))``)
+    to inject a registry for ``--driver etcd``.
+    """
+
+    settings: Settings | None = None
+    registry_factory: RegistryFactory | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+pass_env = click.make_pass_decorator(CtlEnv, ensure=True)
+
+
+def out(text: str, nl: bool = True) -> None:
+    click.echo(text, nl=nl)
+
+
+def err(text: str) -> None:
+    click.echo(text, err=True)
+
+
+def stderr_is_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def run_with_client(env: CtlEnv, action: Callable[[FleetClient], Awaitable[int]]) -> None:
+    """Open the client, run ``action`` with it, close it; exit with its status.
+
+    Connection and registry failures become ``Error: ...`` and exit 1.
+    """
+    import asyncio
+
+    from fleetpy.ctl.client import open_client
+    from fleetpy.registry.base import RegistryError
+
+    assert env.settings is not None
+
+    async def go() -> int:
+        try:
+            client = await open_client(env.settings, env.registry_factory)  # type: ignore[arg-type]
+        except ValueError as e:
+            raise CtlError(f"Unable to initialize client: {e}") from None
+        try:
+            return await action(client)
+        finally:
+            with contextlib.suppress(Exception):  # closing must not hide the outcome
+                await client.close()
+
+    try:
+        code = asyncio.run(go())
+    except RegistryError as e:
+        raise CtlError(str(e) or type(e).__name__) from None
+    except ValueError as e:  # bad input: invalid name or file, unknown unit...
+        raise CtlError(str(e), prefix=not getattr(e, "plain", False)) from None
+    except KeyboardInterrupt:
+        err("Interrupted")
+        sys.exit(130)
+    if code:
+        click.get_current_context().exit(code)

@@ -1,0 +1,169 @@
+"""List commands: list-units, list-unit-files, list-machines.
+
+Row builders are pure (data in, field -> value out); the commands fetch, then
+hand the rows to the one renderer (fleetpy.ctl.render).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from fleetpy.ctl.common import CtlEnv, CtlError, out, pass_env, run_with_client
+from fleetpy.ctl.render import OUTPUTS, parse_fields, render
+
+if TYPE_CHECKING:
+    from fleetpy.api.snapshot import Snapshot
+    from fleetpy.ctl.client import FleetClient
+    from fleetpy.model.types import Machine, UnitState
+
+Row = dict[str, str | None]
+
+UNITS_FIELDS = ("unit", "machine", "load", "active", "sub", "hash")
+UNITS_DEFAULT = "unit,machine,active,sub"
+UNIT_FILES_FIELDS = ("unit", "hash", "dstate", "state", "target", "global", "desc")
+UNIT_FILES_DEFAULT = "unit,hash,dstate,state,target"
+MACHINES_FIELDS = ("machine", "ip", "metadata")
+MACHINES_DEFAULT = "machine,ip,metadata"
+
+
+def unit_state_rows(
+    states: Iterable[UnitState], machines: Mapping[str, Machine], full: bool
+) -> list[Row]:
+    from fleetpy.ctl.state import machine_legend
+
+    return [
+        {
+            "unit": s.name,
+            "machine": machine_legend(s.machine_id, machines, full) if s.machine_id else None,
+            "load": s.load_state,
+            "active": s.active_state,
+            "sub": s.sub_state,
+            "hash": s.hash if full else s.hash[:7],
+        }
+        for s in sorted(states, key=lambda s: (s.name, s.machine_id))
+    ]
+
+
+def unit_file_rows(
+    snap: Snapshot, full: bool, fields: Iterable[str] = UNIT_FILES_FIELDS
+) -> list[Row]:
+    from fleetpy.ctl.state import description, machine_legend, view
+
+    want_desc = "desc" in fields
+    rows: list[Row] = []
+    for name in sorted(snap.units):
+        v = view(snap, name)
+        assert v.record is not None
+        unit = v.record.unit
+        target = None
+        if v.is_global:
+            target = "global"
+        elif v.machine is not None:
+            target = machine_legend(v.machine, snap.machines, full)
+        rows.append({
+            "unit": name,
+            "hash": unit.hash if full else unit.hash[:7],
+            "dstate": str(v.record.desired),
+            "state": None if v.is_global else str(v.current),
+            "target": target,
+            "global": "true" if v.is_global else "false",
+            "desc": description(unit.contents) if want_desc else None,
+        })
+    return rows
+
+
+def machine_rows(machines: Iterable[Machine], full: bool) -> list[Row]:
+    from fleetpy.ctl.state import format_metadata, machine_id_legend
+
+    return [
+        {
+            "machine": machine_id_legend(m.id, full),
+            "ip": m.public_ip or None,
+            "metadata": format_metadata(m.metadata) or None,
+        }
+        for m in sorted(machines, key=lambda m: m.id)
+    ]
+
+
+def _table_options(default_fields: str, valid: tuple[str, ...]) -> Callable[[Any], Any]:
+    def decorate(fn: Any) -> Any:
+        for opt in reversed([
+            click.option("--full", "-l", is_flag=True, help="Do not ellipsize fields on output"),
+            click.option("--no-legend", is_flag=True,
+                         help="Do not print a legend (column headers)"),
+            click.option("--fields", default=default_fields, show_default=True,
+                         help=f"Columns to print. Valid fields are {','.join(valid)!r}"),
+            click.option("--output", "-o", type=click.Choice(OUTPUTS), default="plain",
+                         show_default=True, help="plain: fleet's table; json: for scripts"),
+        ]):
+            fn = opt(fn)
+        return fn
+    return decorate
+
+
+def _fields(spec: str, valid: tuple[str, ...]) -> list[str]:
+    try:
+        return parse_fields(spec, valid)
+    except ValueError as e:
+        raise CtlError(str(e), prefix=False) from None
+
+
+@click.command("list-units")
+@_table_options(UNITS_DEFAULT, UNITS_FIELDS)
+@pass_env
+def list_units(env: CtlEnv, full: bool, no_legend: bool, fields: str, output: str) -> None:
+    """List the current state of units in the cluster"""
+    cols = _fields(fields, UNITS_FIELDS)
+
+    async def action(client: FleetClient) -> int:
+        import asyncio
+
+        if "machine" in cols:
+            states, machines = await asyncio.gather(
+                client.list_unit_states(), client.list_machines())
+        else:
+            states, machines = await client.list_unit_states(), []
+        rows = unit_state_rows(states, {m.id: m for m in machines}, full or output == "json")
+        out(render(cols, rows, output=output, legend=not no_legend), nl=False)
+        return 0
+
+    run_with_client(env, action)
+
+
+@click.command("list-unit-files")
+@_table_options(UNIT_FILES_DEFAULT, UNIT_FILES_FIELDS)
+@pass_env
+def list_unit_files(env: CtlEnv, full: bool, no_legend: bool, fields: str, output: str) -> None:
+    """List the units that exist in the cluster."""
+    cols = _fields(fields, UNIT_FILES_FIELDS)
+
+    async def action(client: FleetClient) -> int:
+        from fleetpy.api.snapshot import read_snapshot
+
+        snap = await read_snapshot(client)
+        rows = unit_file_rows(snap, full or output == "json", cols)
+        out(render(cols, rows, output=output, legend=not no_legend), nl=False)
+        return 0
+
+    run_with_client(env, action)
+
+
+@click.command("list-machines")
+@_table_options(MACHINES_DEFAULT, MACHINES_FIELDS)
+@pass_env
+def list_machines(env: CtlEnv, full: bool, no_legend: bool, fields: str, output: str) -> None:
+    """Enumerate the current hosts in the cluster"""
+    cols = _fields(fields, MACHINES_FIELDS)
+
+    async def action(client: FleetClient) -> int:
+        rows = machine_rows(await client.list_machines(), full or output == "json")
+        out(render(cols, rows, output=output, legend=not no_legend), nl=False)
+        return 0
+
+    run_with_client(env, action)
+
+
+COMMANDS: list[click.Command] = [list_units, list_unit_files, list_machines]

@@ -1,0 +1,136 @@
+"""fleetctl: the command-line interface to fleetpy, with fleet's commands and flags.
+
+Global flags are also read from ``FLEETCTL_<FLAG>`` (``FLEETCTL_ENDPOINT``,
+``FLEETCTL_DRIVER``, ``FLEETCTL_ETCD_ENDPOINTS``...). Only click is imported
+here; commands import what they need when they run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from fleetpy.ctl import lists, units
+from fleetpy.ctl.common import DEFAULT_ENDPOINT, DEFAULT_PREFIX, CtlEnv, Settings, looks_like_etcd
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fleetpy")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class FleetGroup(click.Group):
+    """fleet's wording for an unknown command; ``--version`` as in fleet."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            click.echo(f'fleetctl: unknown subcommand: "{name}"', err=True)
+            click.echo("Run 'fleetctl help' for usage.", err=True)
+            ctx.exit(2)
+        return super().resolve_command(ctx, args)
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"fleetctl version {_version()}")
+        ctx.exit(0)
+
+
+@click.group(
+    cls=FleetGroup,
+    invoke_without_command=True,
+    context_settings={"auto_envvar_prefix": "FLEETCTL", "help_option_names": ["-h", "--help"]},
+    help="fleetctl is a command-line interface to fleet, the cluster-wide CoreOS init system.",
+    epilog='Run "fleetctl help <command>" for more details on a specific command.',
+)
+@click.option("--endpoint", default=DEFAULT_ENDPOINT, show_default=True, show_envvar=True,
+              help="Location of the fleet API if --driver=api. Alternatively, if "
+                   "--driver=etcd, location of the etcd API.")
+@click.option("--driver", type=click.Choice(["api", "etcd"], case_sensitive=False),
+              default="api", show_default=True, show_envvar=True,
+              help="Adapter used to execute fleetctl commands.")
+@click.option("--etcd-endpoints", default="", show_envvar=True, metavar="URL[,URL...]",
+              help="etcd endpoints for --driver=etcd (default: --endpoint).")
+@click.option("--etcd-key-prefix", default=DEFAULT_PREFIX, show_default=True, show_envvar=True,
+              help="Keyspace for fleet data in etcd (development use only!)")
+@click.option("--request-timeout", type=float, default=3.0, show_default=True,
+              show_envvar=True,
+              help="Amount of time in seconds to allow a single request before "
+                   "considering it failed.")
+@click.option("--debug", is_flag=True, help="Print out more debug information to stderr.")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=_print_version, help="Print the version and exit.")
+@click.pass_context
+def main(
+    ctx: click.Context,
+    endpoint: str,
+    driver: str,
+    etcd_endpoints: str,
+    etcd_key_prefix: str,
+    request_timeout: float,
+    debug: bool,
+) -> None:
+    if debug:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
+    env = ctx.ensure_object(CtlEnv)
+    source = ctx.get_parameter_source
+    if (source("driver") == click.core.ParameterSource.DEFAULT
+            and source("endpoint") != click.core.ParameterSource.DEFAULT
+            and looks_like_etcd(endpoint)):
+        driver = "etcd"  # fleet: an --endpoint on an etcd port means --driver=etcd
+    env.settings = Settings(
+        endpoint=endpoint,
+        driver=driver.lower(),
+        etcd_endpoints=etcd_endpoints,
+        etcd_key_prefix=etcd_key_prefix,
+        request_timeout=request_timeout,
+    )
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+        ctx.exit(0)
+
+
+@main.command("version")
+def version_cmd() -> None:
+    """Print the version and exit"""
+    click.echo(f"fleetctl version {_version()}")
+
+
+@main.command("help")
+@click.argument("command", required=False)
+@click.pass_context
+def help_cmd(ctx: click.Context, command: str | None) -> None:
+    """Show a list of commands or help for one command"""
+    parent = ctx.parent
+    assert parent is not None
+    if not command:
+        click.echo(parent.get_help())
+        return
+    cmd = main.get_command(parent, command)
+    if cmd is None:
+        raise click.UsageError(f'unknown subcommand: "{command}"', ctx)
+    with click.Context(cmd, info_name=command, parent=parent) as sub:
+        click.echo(cmd.get_help(sub))
+
+
+def _register(group: click.Group, commands: list[click.Command]) -> None:
+    for cmd in commands:
+        group.add_command(cmd)
+
+
+_register(main, units.COMMANDS + lists.COMMANDS)
+
+
+def run(argv: list[str] | None = None, **extra: Any) -> None:
+    """Entry point for ``python -m fleetpy.ctl``."""
+    main.main(args=argv, prog_name="fleetctl", **extra)

@@ -1,0 +1,74 @@
+"""The one table renderer: fleet's tab-aligned text, or JSON for scripts.
+
+fleet prints its tables through Go's ``text/tabwriter`` set up as
+``Init(os.Stdout, 0, 8, 1, '\\t', 0)``: every cell but the last of a line is
+padded with tabs to the column's width (widest cell + 1) rounded up to a
+multiple of 8. :func:`tabwrite` reproduces that byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+
+EMPTY = "-"
+OUTPUTS = ("plain", "json")
+TAB_WIDTH = 8
+PADDING = 1
+
+
+def tabwrite(lines: Sequence[Sequence[str]]) -> str:
+    """Align ``lines`` (rows of cells) the way fleet's tabwriter does."""
+    if not lines:
+        return ""
+    ncols = max(len(line) for line in lines)
+    widths = [0] * ncols
+    for line in lines:
+        for i, cell in enumerate(line[:-1]):
+            widths[i] = max(widths[i], len(cell) + PADDING)
+    out: list[str] = []
+    for line in lines:
+        parts: list[str] = []
+        for i, cell in enumerate(line):
+            parts.append(cell)
+            if i < len(line) - 1:
+                cellw = -(-widths[i] // TAB_WIDTH) * TAB_WIDTH
+                parts.append("\t" * -(-(cellw - len(cell)) // TAB_WIDTH))
+        out.append("".join(parts) + "\n")
+    return "".join(out)
+
+
+def render(
+    fields: Sequence[str],
+    rows: Sequence[Mapping[str, str | None]],
+    *,
+    output: str = "plain",
+    legend: bool = True,
+) -> str:
+    """Render ``rows`` (field -> value, None when unknown) as ``output``.
+
+    plain: a header of the upper-cased field names (unless ``legend`` is
+    False), missing values shown as ``-``. json: a list of objects with the
+    selected fields, missing values as null.
+    """
+    if output == "json":
+        data = [{f: (row.get(f) or None) for f in fields} for row in rows]
+        return json.dumps(data, indent=2) + "\n"
+    if output != "plain":
+        raise ValueError(f"unknown output {output!r} (choose from {', '.join(OUTPUTS)})")
+    lines: list[list[str]] = [[f.upper() for f in fields]] if legend else []
+    lines.extend([row.get(f) or EMPTY for f in fields] for row in rows)
+    return tabwrite(lines)
+
+
+def parse_fields(spec: str, valid: Sequence[str]) -> list[str]:
+    """``unit,machine`` -> ["unit", "machine"]; ValueError with fleet's wording."""
+    if not spec:
+        raise ValueError("Must define output format")
+    fields = [f.strip() for f in spec.split(",")]
+    for f in fields:
+        if f not in valid:
+            raise ValueError(
+                f'Invalid key in output format: "{f}" (valid fields: {",".join(valid)})'
+            )
+    return fields

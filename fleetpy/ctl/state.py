@@ -1,0 +1,124 @@
+"""What fleetctl shows about a unit, derived from a Snapshot (pure: no I/O).
+
+- TARGET: the machine the engine scheduled the unit on (``global`` for a
+  global unit, ``-`` when unscheduled).
+- STATE (current): ``launched`` when the unit's scheduled machine reports it
+  active, reloading or activating; ``loaded`` when that machine reports it
+  otherwise; ``inactive`` when it is not reported there (or not scheduled).
+  A report for another version of the unit (other hash) does not count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from fleetpy.api.snapshot import Snapshot
+from fleetpy.model.types import Machine, TargetState, UnitState
+from fleetpy.registry.base import UnitRecord
+
+ACTIVE_STATES = frozenset({"active", "reloading", "activating"})
+FAILED_STATES = frozenset({"failed"})
+
+
+def machine_id_legend(machine_id: str, full: bool) -> str:
+    """``4f4a4289...`` (or the whole id with ``full``)."""
+    return machine_id if full else f"{machine_id[:8]}..."
+
+
+def machine_legend(machine_id: str, machines: Mapping[str, Machine], full: bool) -> str:
+    """``4f4a4289.../172.17.8.101``: short (or full) id, and the public IP when known."""
+    legend = machine_id_legend(machine_id, full)
+    machine = machines.get(machine_id)
+    if machine is not None and machine.public_ip:
+        legend = f"{legend}/{machine.public_ip}"
+    return legend
+
+
+def format_metadata(metadata: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={metadata[k]}" for k in sorted(metadata))
+
+
+def is_global(contents: str) -> bool:
+    """``[X-Fleet] Global=true``: scheduled on every matching machine."""
+    if "Global" not in contents:
+        return False
+    from fleetpy.model.unitfile import parse_unit
+    from fleetpy.model.xfleet import parse_xfleet
+
+    try:
+        return parse_xfleet(parse_unit("unit.service", contents))[0].is_global
+    except ValueError:
+        return False
+
+
+def description(contents: str) -> str:
+    from fleetpy.model.unitfile import InvalidUnitFile, parse_unit
+
+    try:
+        return parse_unit("unit.service", contents).last("Unit", "Description") or ""
+    except InvalidUnitFile:
+        return ""
+
+
+def current_of(state: UnitState | None) -> TargetState:
+    if state is None:
+        return TargetState.INACTIVE
+    if state.active_state in ACTIVE_STATES:
+        return TargetState.LAUNCHED
+    return TargetState.LOADED
+
+
+@dataclass(frozen=True, slots=True)
+class UnitView:
+    """One unit as fleetctl sees it."""
+
+    name: str
+    record: UnitRecord | None
+    is_global: bool
+    targets: tuple[str, ...]  # machines the unit is scheduled on
+    state: UnitState | None  # reported on its (first) scheduled machine, same version
+    current: TargetState
+    reported: tuple[UnitState, ...]  # every machine's report, any version
+    waiting: str | None
+
+    @property
+    def machine(self) -> str | None:
+        return self.targets[0] if self.targets else None
+
+    @property
+    def failed(self) -> bool:
+        return self.state is not None and self.state.active_state in FAILED_STATES
+
+
+def view(snap: Snapshot, name: str) -> UnitView:
+    record = snap.units.get(name)
+    glob = record is not None and is_global(record.unit.contents)
+    entries = [s for s in snap.schedule if s.name == name]
+    targets = tuple(s.machine_id for s in entries)
+    reported = tuple(s for s in snap.states if s.name == name)
+    state: UnitState | None = None
+    if targets and not glob:
+        want_hash = record.unit.hash if record is not None else entries[0].hash
+        for s in reported:
+            if s.machine_id == targets[0] and (not s.hash or not want_hash or s.hash == want_hash):
+                state = s
+                break
+    return UnitView(
+        name=name,
+        record=record,
+        is_global=glob,
+        targets=targets,
+        state=state,
+        current=current_of(state),
+        reported=reported,
+        waiting=snap.waiting.get(name),
+    )
+
+
+def state_message(v: UnitView, machines: Mapping[str, Machine]) -> str:
+    """fleet's ``Unit hello.service launched on 4f4a4289.../172.17.8.101``."""
+    msg = f"Unit {v.name} {v.current}"
+    if v.current != TargetState.INACTIVE and v.machine is not None:
+        msg += f" on {machine_legend(v.machine, machines, False)}"
+    return msg
