@@ -167,3 +167,7 @@ def etcd_add(lab: Lab) -> None:
 def etcd_remove(lab: Lab, name: str) -> None:
     """Remove etcd member NAME from the cluster and stop it."""
     lab.etcd_remove(name)
+
+
+if __name__ == "__main__":
+    main()
