@@ -230,9 +230,44 @@ async def bench(rounds: int, prefix: str) -> dict[str, Any]:
         arrived, _ = await wait_for_state(stream, name, "inactive", "dead")
         stops.append(arrived - queued)
     await m.remove_unit(name)
-    await m.daemon_reload()
+    burst = await start_burst(m, stream, [f"{prefix}-burst{i}.service" for i in range(100)])
     await m.close()
-    return {"start": starts, "stop": stops, "start_call": calls}
+    return {"start": starts, "stop": stops, "start_call": calls} | burst
+
+
+async def start_burst(m: UnitManager, stream: ChangeStream, names: list[str]) -> dict[str, Any]:
+    """Start NAMES at once; per-unit signal latency and the whole burst's duration."""
+    await m.watch_units(set(names))
+    for name in names:
+        await m.write_unit(name, UNIT)
+    await m.daemon_reload()
+    arrived: dict[str, float] = {}
+
+    async def collect() -> None:  # concurrently: an item's time is when it arrives
+        async for status in stream:
+            if status.active_state == "active" and status.name in names:
+                arrived[status.name] = time.monotonic()
+                if len(arrived) == len(names):
+                    return
+
+    collector = asyncio.create_task(collect())
+    began = time.monotonic()
+    await asyncio.gather(*(m.start_unit(name) for name in names))
+    await asyncio.wait_for(collector, 30)
+    done = time.monotonic()
+    began_status = time.monotonic()
+    await m.statuses(names)
+    statuses_s = time.monotonic() - began_status
+    latencies = []
+    for name in names:
+        entered = systemd_time(name, "ActiveEnterTimestampMonotonic")
+        if entered is not None:
+            latencies.append(arrived[name] - entered)
+    for name in names:
+        await m.stop_unit(name)
+        await m.remove_unit(name)
+    await m.daemon_reload()
+    return {"burst_latency": latencies, "burst_s": done - began, "statuses_100_s": statuses_s}
 
 
 def main() -> None:
