@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from fleetpy.systemd import (
@@ -33,6 +34,10 @@ from fleetpy.systemd import (
     UnitStatus,
 )
 
+# Not fleetd's /run/fleet/units: a fleetd running in the host would unload
+# unit files there that are not in its schedule. The links still go to
+# /run/systemd/system, which is what makes systemd say linked-runtime.
+UNITS_DIR = Path("/run/fleetpy-systemd-test/units")
 UNIT = "[Unit]\nDescription=fleetpy systemd contract\n[Service]\nExecStart=/bin/sleep 100000\n"
 
 
@@ -207,7 +212,7 @@ async def bench(rounds: int, prefix: str) -> dict[str, Any]:
     latency); stop: item arrival - StopUnit's return (systemd forgets a stopped
     unit's timestamps), so it includes the time the unit takes to die.
     """
-    m = DbusUnitManager()
+    m = DbusUnitManager(units_dir=UNITS_DIR)
     await m.start()
     name = f"{prefix}-bench.service"
     stream = m.changes()
@@ -279,7 +284,11 @@ def main() -> None:
         if len(sys.argv) > 3 and sys.argv[3] == "system-bus":  # via dbus-daemon
             bus = {"bus_address": b"unix:path=/run/dbus/system_bus_socket", "bus_client": True}
         result = asyncio.run(
-            contract(lambda: DbusUnitManager(call_timeout=2.0, **bus), prefix, real=True)
+            contract(
+                lambda: DbusUnitManager(units_dir=UNITS_DIR, call_timeout=2.0, **bus),
+                prefix,
+                real=True,
+            )
         )
     elif mode == "bench":
         result = asyncio.run(bench(int(sys.argv[2]), "fleetpy-bench"))
