@@ -6,7 +6,7 @@ plus ``watch_units``; transport failures raise RegistryError naming the endpoint
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
@@ -138,7 +138,7 @@ class ApiDriver:
             self._stub.ListWaiting, pb.ListWaitingRequest())
         return dict(resp.waiting)
 
-    async def watch_units(self, names: Sequence[str]) -> AsyncIterator[Snapshot]:
+    async def watch_units(self, names: Sequence[str]) -> AsyncGenerator[Snapshot, None]:
         """Snapshots of ``names`` now and after every change (server-streamed)."""
         call = self._stub.WatchUnitStates(pb.WatchUnitStatesRequest(names=list(names)))
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncGenerator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -85,7 +85,7 @@ async def read_snapshot(source: SnapshotSource, names: Collection[str] | None = 
 
 async def watch_snapshots(
     registry: Registry, names: Collection[str] | None = None
-) -> AsyncIterator[Snapshot]:
+) -> AsyncGenerator[Snapshot, None]:
     """Yield a snapshot now, then a new one whenever the registry changes it.
 
     One watch on the whole registry prefix wakes us; unchanged snapshots are

@@ -11,7 +11,7 @@ when a client is opened.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Protocol
 
 from fleetpy.api.snapshot import Snapshot, SnapshotSource, watch_snapshots
@@ -33,7 +33,7 @@ class FleetClient(SnapshotSource, Protocol):
 
     async def destroy_unit(self, name: str) -> bool: ...
 
-    def watch_units(self, names: Sequence[str]) -> AsyncIterator[Snapshot]:
+    def watch_units(self, names: Sequence[str]) -> AsyncGenerator[Snapshot, None]:
         """A snapshot of ``names`` now, then after every change."""
         ...
 
@@ -77,7 +77,7 @@ class EtcdDriver:
     async def list_waiting(self) -> dict[str, str]:
         return await self.registry.list_waiting()
 
-    def watch_units(self, names: Sequence[str]) -> AsyncIterator[Snapshot]:
+    def watch_units(self, names: Sequence[str]) -> AsyncGenerator[Snapshot, None]:
         return watch_snapshots(self.registry, list(names) or None)
 
 

@@ -14,6 +14,8 @@ import contextlib
 import enum
 import sys
 from collections.abc import Mapping, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, field
 
 import click
 
@@ -95,6 +97,65 @@ def _label(pending: Sequence[str]) -> str:
     return f"Waiting for {shown}..."
 
 
+@dataclass
+class Tracker:
+    """Follows units towards their goals, one snapshot at a time (pure).
+
+    ``observe`` returns what to print: ("out", text) for a unit that got
+    there, ("err", text) for a scheduling reason (said once per reason).
+    Units that failed or vanished go to ``errors``; what is left is ``pending``.
+    """
+
+    pending: dict[str, Goal]
+    done_message: Mapping[str, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    stale_failed: set[str] | None = None  # failed before we started: not our verdict
+    told: dict[str, str] = field(default_factory=dict)
+
+    def observe(self, snap: Snapshot) -> list[tuple[str, str]]:
+        printed: list[tuple[str, str]] = []
+        views = {name: view(snap, name) for name in self.pending}
+        if self.stale_failed is None:
+            self.stale_failed = {n for n, v in views.items() if v.failed}
+        for name, v in views.items():
+            goal = self.pending[name]
+            if not v.failed:
+                self.stale_failed.discard(name)
+            if reached(v, goal):
+                msg = self.done_message.get(name) or state_message(v, snap.machines)
+                printed.append(("out", msg))
+            elif v.record is None and goal is not Goal.GONE:
+                self.errors.append(f"unit {name} was destroyed while waiting for it")
+            elif goal is Goal.LAUNCHED and v.failed and name not in self.stale_failed:
+                assert v.state is not None and v.machine is not None
+                where = machine_legend(v.machine, snap.machines, False)
+                self.errors.append(
+                    f"unit {name} failed on {where} "
+                    f"(ActiveState={v.state.active_state}, SubState={v.state.sub_state})"
+                )
+            else:
+                if v.waiting and self.told.get(name) != v.waiting:
+                    self.told[name] = v.waiting
+                    printed.append(("err", f"Unit {name} is waiting to be scheduled: {v.waiting}"))
+                continue
+            del self.pending[name]
+        return printed
+
+    def timed_out(self, last: Snapshot | None) -> list[str]:
+        errors: list[str] = []
+        for name, goal in self.pending.items():
+            if goal is not Goal.GONE:
+                errors.append(f"timed out waiting for unit {name} to report state {goal}")
+                continue
+            where = ""
+            machines = sorted({s.machine_id for s in last.states if s.name == name}) if last else []
+            if last is not None and machines:
+                shown = ", ".join(machine_legend(m, last.machines, False) for m in machines)
+                where = f" (still reported by {shown})"
+            errors.append(f"timed out waiting for unit {name} to be removed{where}")
+        return errors
+
+
 async def wait_units(
     client: FleetClient,
     goals: Mapping[str, Goal],
@@ -108,59 +169,23 @@ async def wait_units(
     ``done_message[X]``), the engine's reason once when a unit waits for a
     machine, and stops early for a unit that reports ``failed`` after start.
     """
-    pending = dict(goals)
-    errors: list[str] = []
-    if not pending:
-        return errors
-    stale_failed: set[str] | None = None  # failed before we started: not our verdict
-    told: dict[str, str] = {}
+    tracker = Tracker(dict(goals), done_message or {})
+    if not goals:
+        return []
     last: Snapshot | None = None
     timeout = attempts * ATTEMPT_INTERVAL if attempts > 0 else None
-    progress.start(_label(list(pending)))
+    progress.start(_label(list(goals)))
     try:
-        async with asyncio.timeout(timeout):
-            async for snap in client.watch_units(list(goals)):
+        async with asyncio.timeout(timeout), aclosing(client.watch_units(list(goals))) as snaps:
+            async for snap in snaps:
                 last = snap
-                views = {name: view(snap, name) for name in pending}
-                if stale_failed is None:
-                    stale_failed = {n for n, v in views.items() if v.failed}
-                for name, v in views.items():
-                    goal = pending[name]
-                    if not v.failed:
-                        stale_failed.discard(name)
-                    if reached(v, goal):
-                        msg = (done_message or {}).get(name) or state_message(v, snap.machines)
-                        progress.line(msg)
-                    elif v.record is None and goal is not Goal.GONE:
-                        errors.append(f"unit {name} was destroyed while waiting for it")
-                    elif goal is Goal.LAUNCHED and v.failed and name not in stale_failed:
-                        assert v.state is not None and v.machine is not None
-                        where = machine_legend(v.machine, snap.machines, False)
-                        errors.append(
-                            f"unit {name} failed on {where} "
-                            f"(ActiveState={v.state.active_state}, SubState={v.state.sub_state})"
-                        )
-                    else:
-                        if v.waiting and told.get(name) != v.waiting:
-                            told[name] = v.waiting
-                            progress.note(f"Unit {name} is waiting to be scheduled: {v.waiting}")
-                        continue
-                    del pending[name]
-                if not pending:
+                for stream, text in tracker.observe(snap):
+                    (progress.line if stream == "out" else progress.note)(text)
+                if not tracker.pending:
                     break
-                progress.label = _label(list(pending))
+                progress.label = _label(list(tracker.pending))
     except TimeoutError:
         pass
     finally:
         await progress.stop()
-    for name, goal in pending.items():
-        if goal is Goal.GONE:
-            where = ""
-            if last is not None:
-                machines = {s.machine_id for s in last.states if s.name == name}
-                where = " (still reported by " + ", ".join(
-                    machine_legend(m, last.machines, False) for m in sorted(machines)) + ")"
-            errors.append(f"timed out waiting for unit {name} to be removed{where}")
-        else:
-            errors.append(f"timed out waiting for unit {name} to report state {goal}")
-    return errors
+    return tracker.errors + tracker.timed_out(last)
