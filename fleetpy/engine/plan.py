@@ -1,0 +1,299 @@
+"""The engine's decisions: from units, machines and the schedule to schedule changes.
+
+``plan_engine(units, machines, schedule)`` is pure (no I/O, no clock, no
+logging). It returns the entries to write and delete, the reasons units wait,
+and one sentence per decision, for the log:
+
+- a unit destroyed, desired inactive, or whose [X-Fleet] became invalid
+  leaves the schedule;
+- an entry on a machine that is gone is removed and the unit placed again in
+  the same pass; MachineOf followers follow their leader;
+- an entry whose machine no longer satisfies its constraints (MachineID,
+  MachineOf, MachineMetadata, Conflicts, replaced) moves; otherwise a placed
+  unit never moves: a changed hash or target updates the entry in place;
+- an unplaced unit desired loaded or launched is placed by the scheduler, or
+  waits with the scheduler's reason; a unit placed on a machine hosting a
+  unit it Replaces displaces that unit, which is placed again;
+- a Global unit gets one entry per matching machine, machines joining later
+  included.
+
+Units are processed by name, a MachineOf follower after its targets, and
+each placement sees the earlier ones of the same pass.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from fleetpy.model.names import parse, validate_unit_name
+from fleetpy.model.types import Machine, ScheduledUnit, TargetState
+from fleetpy.model.unitfile import InvalidUnitFile, short_hash
+from fleetpy.model.xfleet import InvalidXFleet, XFleet, xfleet_of
+from fleetpy.registry.base import UnitRecord
+from fleetpy.schedule import Cluster, UnitSpec, decide, decide_global, explain, violations
+
+SHOWN = 5
+MAX_VISITS = 3  # times one unit may be (re)considered in a pass (displacement chains)
+Spec = XFleet | str  # parsed requirements, or why they cannot be parsed
+SpecCache = Mapping[str, tuple[str, Spec]]  # name -> (unit hash, spec)
+
+
+@dataclass(frozen=True, slots=True)
+class EnginePlan:
+    """Schedule changes: ``waiting`` maps every waiting unit to its reason, None clears one."""
+
+    puts: list[ScheduledUnit] = field(default_factory=list)
+    deletes: list[tuple[str, str]] = field(default_factory=list)
+    waiting: dict[str, str | None] = field(default_factory=dict)
+    decisions: list[str] = field(default_factory=list)
+    specs: dict[str, tuple[str, Spec]] = field(default_factory=dict)
+
+
+def parse_spec(name: str, contents: str) -> Spec:
+    """A unit's [X-Fleet] requirements, or the reason they are unusable."""
+    try:
+        return xfleet_of(name, contents)
+    except (InvalidXFleet, InvalidUnitFile) as exc:
+        return str(exc)
+
+
+def _template_reason(name: str) -> str | None:
+    try:
+        validate_unit_name(name)
+    except ValueError as exc:
+        return str(exc)
+    parsed = parse(name)
+    if parsed.is_template:
+        return f"{name} is a template: start an instance such as {parsed.prefix}@1.{parsed.suffix}"
+    return None
+
+
+def _order(specs: Mapping[str, XFleet]) -> list[str]:
+    """Names sorted, each MachineOf follower after its targets (cycles: by name)."""
+    followers: dict[str, list[str]] = {}
+    blocking: dict[str, int] = {}
+    for name, spec in specs.items():
+        targets = {t for t in spec.machine_of if t in specs and t != name}
+        blocking[name] = len(targets)
+        for target in targets:
+            followers.setdefault(target, []).append(name)
+    ready = [name for name, n in blocking.items() if n == 0]
+    heapq.heapify(ready)
+    out: list[str] = []
+    while ready:
+        name = heapq.heappop(ready)
+        out.append(name)
+        for follower in followers.get(name, ()):
+            blocking[follower] -= 1
+            if blocking[follower] == 0:
+                heapq.heappush(ready, follower)
+    if len(out) < len(specs):
+        done = set(out)
+        out.extend(sorted(n for n in specs if n not in done))
+    return out
+
+
+class _Pass:
+    """One planning pass: the cluster as it evolves, and what was decided."""
+
+    def __init__(self, cluster: Cluster, specs: Mapping[str, XFleet], order: list[str]) -> None:
+        self.cluster = cluster
+        self.specs = specs
+        self.rank = {name: i for i, name in enumerate(order)}
+        self.followers: dict[str, list[str]] = {}
+        for name, spec in specs.items():
+            for target in spec.machine_of:
+                self.followers.setdefault(target, []).append(name)
+        self.queue = [(i, name) for i, name in enumerate(order)]
+        self.queued = set(order)
+        self.visits: dict[str, int] = {}
+        self.reasons: dict[str, str] = {}
+        self.decisions: list[str] = []
+
+    def run(self) -> None:
+        while self.queue:
+            _, name = heapq.heappop(self.queue)
+            self.queued.discard(name)
+            self.visits[name] = self.visits.get(name, 0) + 1
+            spec = UnitSpec(name, self.specs[name])
+            if spec.xfleet.is_global:
+                self._global(spec)
+            else:
+                self._single(spec)
+
+    def _requeue(self, name: str) -> None:
+        """Consider ``name`` again (it lost its place) unless seen too often."""
+        if name not in self.queued and self.visits.get(name, 0) < MAX_VISITS:
+            heapq.heappush(self.queue, (self.rank[name], name))
+            self.queued.add(name)
+
+    def _unschedule(self, name: str, machine_id: str, why: str) -> None:
+        self.cluster.remove(name, machine_id)
+        self.decisions.append(f"unscheduled {name} from {machine_id[:8]}: {why}")
+        for follower in self.followers.get(name, ()):
+            if follower in self.rank:
+                self._requeue(follower)
+
+    def _single(self, spec: UnitSpec) -> None:
+        name = spec.name
+        for machine_id in sorted(self.cluster.placed(name)):
+            bad = violations(self.cluster, spec, machine_id)
+            if not bad:
+                self.reasons.pop(name, None)
+                return
+            self._unschedule(name, machine_id, "; ".join(bad))
+        decision = decide(self.cluster, spec)
+        if decision.machine_id is None:
+            self.reasons[name] = "; ".join(decision.reasons)
+            return
+        for displaced in decision.displace:
+            self._unschedule(displaced, decision.machine_id, f"replaced by {name}")
+            self._requeue(displaced)
+        self.cluster.place(spec, decision.machine_id)
+        self.reasons.pop(name, None)
+        self.decisions.append(f"scheduled {name} on {decision.machine_id[:8]} ({decision.basis})")
+
+    def _global(self, spec: UnitSpec) -> None:
+        name = spec.name
+        for machine_id in sorted(self.cluster.placed(name)):
+            bad = violations(self.cluster, spec, machine_id)
+            if bad:
+                self._unschedule(name, machine_id, "; ".join(bad))
+        have = self.cluster.placed(name)
+        new = [mid for mid in decide_global(self.cluster, spec) if mid not in have]
+        for machine_id in new:
+            self.cluster.place(spec, machine_id)
+        if new:
+            shown = ", ".join(mid[:8] for mid in new[:SHOWN])
+            more = f", ... {len(new) - SHOWN} more" if len(new) > SHOWN else ""
+            where = f"{len(new)} machines" if len(new) > 1 else "1 machine"
+            self.decisions.append(f"scheduled {name} on {where} (global): {shown}{more}")
+        if self.cluster.placed(name):
+            self.reasons.pop(name, None)
+        else:
+            self.reasons[name] = "; ".join(explain(self.cluster, spec))
+
+
+def _initial(
+    schedule: Sequence[ScheduledUnit],
+    active: Mapping[str, XFleet],
+    reasons: Mapping[str, str],
+    records: Mapping[str, UnitRecord],
+    cluster: Cluster,
+    decisions: list[str],
+) -> None:
+    """Keep the entries that may stay (they are checked again later); drop the rest."""
+    for entry in sorted(schedule, key=lambda e: (e.name, e.machine_id)):
+        name, machine_id = entry.name, entry.machine_id
+        spec = active.get(name)
+        rec = records.get(name)
+        if rec is None:
+            why = "unit destroyed"
+        elif rec.desired == TargetState.INACTIVE:
+            why = "desired state inactive"
+        elif spec is None:
+            why = reasons.get(name, "cannot be scheduled")
+        elif machine_id not in cluster.machines:
+            why = "machine gone"
+        elif cluster.placed(name) and not spec.is_global:
+            why = f"duplicate entry (also on {min(cluster.placed(name))[:8]})"
+        else:
+            cluster.place(UnitSpec(name, spec), machine_id)
+            continue
+        decisions.append(f"unscheduled {name} from {machine_id[:8]}: {why}")
+
+
+def _changes(
+    before: Mapping[tuple[str, str], ScheduledUnit],
+    cluster: Cluster,
+    records: Mapping[str, UnitRecord],
+    decisions: list[str],
+) -> tuple[list[ScheduledUnit], list[tuple[str, str]]]:
+    puts: list[ScheduledUnit] = []
+    after: set[tuple[str, str]] = set()
+    for machine_id, units in cluster.units_on.items():
+        for name in units:
+            rec = records[name]
+            entry = ScheduledUnit(
+                name=name,
+                machine_id=machine_id,
+                target=rec.desired,
+                hash=rec.unit.hash,
+                contents=rec.unit.contents,
+            )
+            after.add((machine_id, name))
+            old = before.get((machine_id, name))
+            if old == entry:
+                continue
+            puts.append(entry)
+            if old is not None:
+                what = []
+                if old.target != entry.target:
+                    what.append(f"target {old.target} -> {entry.target}")
+                if old.hash != entry.hash or old.contents != entry.contents:
+                    what.append(f"contents {short_hash(old.hash)} -> {short_hash(entry.hash)}")
+                decisions.append(f"updated {name} on {machine_id[:8]}: {', '.join(what)}")
+    deletes = sorted(key for key in before if key not in after)
+    puts.sort(key=lambda e: (e.name, e.machine_id))
+    return puts, deletes
+
+
+def plan_engine(
+    units: Sequence[UnitRecord],
+    machines: Sequence[Machine],
+    schedule: Sequence[ScheduledUnit],
+    waiting: Mapping[str, str] | None = None,
+    specs: SpecCache | None = None,
+) -> EnginePlan:
+    """Plan one engine pass.
+
+    ``waiting``: the reasons currently written (so that cleared ones get None
+    and unchanged ones are not announced again). ``specs``: parsed [X-Fleet]
+    from an earlier pass (``EnginePlan.specs``), reused while the hash matches.
+    """
+    previous = waiting or {}
+    records = {r.unit.name: r for r in units}
+    parsed: dict[str, tuple[str, Spec]] = {}
+    for name, rec in records.items():
+        cached = specs.get(name) if specs else None
+        if cached is not None and cached[0] == rec.unit.hash:
+            parsed[name] = cached
+        else:
+            parsed[name] = (rec.unit.hash, parse_spec(name, rec.unit.contents))
+    spec_of = {name: spec for name, (_, spec) in parsed.items()}
+
+    reasons: dict[str, str] = {}
+    active: dict[str, XFleet] = {}
+    for name, rec in records.items():
+        if rec.desired == TargetState.INACTIVE:
+            continue
+        spec = spec_of[name]
+        why = _template_reason(name)
+        if why is None and isinstance(spec, XFleet):
+            active[name] = spec
+        else:
+            reasons[name] = why or str(spec)
+
+    cluster = Cluster(machines)
+    decisions: list[str] = []
+    _initial(schedule, active, reasons, records, cluster, decisions)
+    planner = _Pass(cluster, active, _order(active))
+    planner.run()
+    decisions.extend(planner.decisions)
+    reasons.update(planner.reasons)
+
+    before = {(e.machine_id, e.name): e for e in schedule}
+    puts, deletes = _changes(before, cluster, records, decisions)
+    out: dict[str, str | None] = {}
+    for name in sorted(reasons):
+        if cluster.placed(name):
+            continue
+        out[name] = reasons[name]
+        if previous.get(name) != reasons[name]:
+            decisions.append(f"{name} waits: {reasons[name]}")
+    for name in sorted(previous):
+        if name not in out:
+            out[name] = None
+    return EnginePlan(puts=puts, deletes=deletes, waiting=out, decisions=decisions, specs=parsed)

@@ -1,0 +1,461 @@
+"""Engine plan: units + machines + schedule -> puts, deletes, waiting reasons, sentences."""
+
+from __future__ import annotations
+
+import random
+from fnmatch import fnmatchcase
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fleetpy.engine.plan import EnginePlan, parse_spec, plan_engine
+from fleetpy.model.types import Machine, ScheduledUnit, TargetState
+from fleetpy.model.unitfile import make_unit_file
+from fleetpy.model.xfleet import XFleet
+from fleetpy.registry.base import UnitRecord
+
+LAUNCHED, LOADED, INACTIVE = TargetState.LAUNCHED, TargetState.LOADED, TargetState.INACTIVE
+A = "a1b2c3d4" + "0" * 24
+B = "b2c3d4e5" + "1" * 24
+C = "c3d4e5f6" + "2" * 24
+D = "d4e5f6a7" + "3" * 24
+IDS = {"a": A, "b": B, "c": C, "d": D}
+SHORT = {v: k for k, v in IDS.items()}
+
+
+def rec(name: str, xfleet: str = "", desired: TargetState = LAUNCHED, body: str = "") -> UnitRecord:
+    text = f"[Service]\nExecStart=/bin/true{body}\n"
+    if xfleet:
+        text += "[X-Fleet]\n" + xfleet.replace(";", "\n") + "\n"
+    return UnitRecord(unit=make_unit_file(name, text), desired=desired)
+
+
+def machines(which: str, **meta: dict[str, str]) -> list[Machine]:
+    return [
+        Machine(id=IDS[k], public_ip=f"10.0.0.{i}", metadata=meta.get(k, {}))
+        for i, k in enumerate(which)
+    ]
+
+
+def entry(r: UnitRecord, where: str, target: TargetState | None = None) -> ScheduledUnit:
+    return ScheduledUnit(
+        name=r.unit.name,
+        machine_id=IDS[where],
+        target=target or r.desired,
+        hash=r.unit.hash,
+        contents=r.unit.contents,
+    )
+
+
+def apply(schedule: list[ScheduledUnit], plan: EnginePlan) -> list[ScheduledUnit]:
+    out = {(e.machine_id, e.name): e for e in schedule}
+    for key in plan.deletes:
+        out.pop(key)
+    for e in plan.puts:
+        out[(e.machine_id, e.name)] = e
+    return list(out.values())
+
+
+def layout(schedule: list[ScheduledUnit]) -> dict[str, str]:
+    """unit -> machine letters (sorted, joined) of the schedule."""
+    out: dict[str, list[str]] = {}
+    for e in schedule:
+        out.setdefault(e.name, []).append(SHORT[e.machine_id])
+    return {name: "".join(sorted(ms)) for name, ms in sorted(out.items())}
+
+
+HELLO = rec("hello.service")
+HELLO_LOADED = rec("hello.service", desired=LOADED)
+HELLO_INACTIVE = rec("hello.service", desired=INACTIVE)
+HELLO_V2 = rec("hello.service", body=" v2")
+
+CASES = [
+    # id, units, machines, schedule (record, machine), want layout, sentence fragments
+    (
+        "place a new unit",
+        [HELLO],
+        "ab",
+        [],
+        {"hello.service": "a"},
+        ["scheduled hello.service on a1b2c3d4 (least loaded: 0 units)"],
+    ),
+    ("inactive is not placed", [HELLO_INACTIVE], "ab", [], {}, []),
+    (
+        "desired inactive unschedules",
+        [HELLO_INACTIVE],
+        "ab",
+        [(HELLO, "b")],
+        {},
+        ["unscheduled hello.service from b2c3d4e5: desired state inactive"],
+    ),
+    (
+        "destroyed unschedules",
+        [],
+        "ab",
+        [(HELLO, "a")],
+        {},
+        ["unscheduled hello.service from a1b2c3d4: unit destroyed"],
+    ),
+    (
+        "machine gone: unscheduled and placed again",
+        [HELLO],
+        "b",
+        [(HELLO, "a")],
+        {"hello.service": "b"},
+        [
+            "unscheduled hello.service from a1b2c3d4: machine gone",
+            "scheduled hello.service on b2c3d4e5 (least loaded: 0 units)",
+        ],
+    ),
+    (
+        "no needless move",
+        [HELLO, rec("x.service"), rec("y.service")],
+        "ab",
+        [(HELLO, "a"), (rec("x.service"), "a"), (rec("y.service"), "a")],
+        {"hello.service": "a", "x.service": "a", "y.service": "a"},
+        [],
+    ),
+    (
+        "target changed: updated in place",
+        [HELLO],
+        "ab",
+        [(HELLO_LOADED, "b")],
+        {"hello.service": "b"},
+        ["updated hello.service on b2c3d4e5: target loaded -> launched"],
+    ),
+    (
+        "hash changed: updated in place",
+        [HELLO_V2],
+        "ab",
+        [(HELLO, "b")],
+        {"hello.service": "b"},
+        [
+            f"updated hello.service on b2c3d4e5: contents {HELLO.unit.hash[:7]} -> "
+            f"{HELLO_V2.unit.hash[:7]}"
+        ],
+    ),
+    (
+        "machine of pair moves together",
+        [rec("db.service"), rec("side.service", "MachineOf=db.service")],
+        "bc",
+        [(rec("db.service"), "a"), (rec("side.service", "MachineOf=db.service"), "a")],
+        {"db.service": "b", "side.service": "b"},
+        [
+            "scheduled db.service on b2c3d4e5",
+            "scheduled side.service on b2c3d4e5 (MachineOf=db.service)",
+        ],
+    ),
+    (
+        "follower sorted before its target still follows",
+        [rec("zdb.service"), rec("a-side.service", "MachineOf=zdb.service")]
+        + [rec(f"f{i}.service") for i in range(2)],
+        "ab",
+        [(rec("f0.service"), "a"), (rec("f1.service"), "a")],
+        {"a-side.service": "b", "f0.service": "a", "f1.service": "a", "zdb.service": "b"},
+        [],
+    ),
+    (
+        "follower waits for its target",
+        [rec("side.service", "MachineOf=db.service")],
+        "ab",
+        [],
+        {},
+        ["side.service waits: MachineOf=db.service: waiting for db.service to be scheduled"],
+    ),
+    (
+        "five conflicting units on three machines",
+        [rec(f"n@{i}.service", "Conflicts=n@*.service") for i in range(5)],
+        "abc",
+        [],
+        {"n@0.service": "a", "n@1.service": "b", "n@2.service": "c"},
+        [
+            "n@3.service waits: Conflicts: n@*.service runs on every eligible machine "
+            "(a1b2c3d4: n@0.service, b2c3d4e5: n@1.service, c3d4e5f6: n@2.service)",
+            "n@4.service waits: Conflicts",
+        ],
+    ),
+    (
+        "placements see earlier ones",
+        [rec(f"u{i}.service") for i in range(4)],
+        "ab",
+        [],
+        {"u0.service": "a", "u1.service": "b", "u2.service": "a", "u3.service": "b"},
+        [],
+    ),
+    (
+        "global on every machine",
+        [rec("g.service", "Global=true")],
+        "abc",
+        [],
+        {"g.service": "abc"},
+        ["scheduled g.service on 3 machines (global): a1b2c3d4, b2c3d4e5, c3d4e5f6"],
+    ),
+    (
+        "global on a joining machine",
+        [rec("g.service", "Global=true")],
+        "abc",
+        [(rec("g.service", "Global=true"), "a"), (rec("g.service", "Global=true"), "b")],
+        {"g.service": "abc"},
+        ["scheduled g.service on 1 machine (global): c3d4e5f6"],
+    ),
+    (
+        "global leaves a machine gone",
+        [rec("g.service", "Global=true")],
+        "a",
+        [(rec("g.service", "Global=true"), "a"), (rec("g.service", "Global=true"), "b")],
+        {"g.service": "a"},
+        ["unscheduled g.service from b2c3d4e5: machine gone"],
+    ),
+    (
+        "global metadata",
+        [rec("g.service", "Global=true;MachineMetadata=role=web")],
+        "abc",
+        [],
+        {"g.service": "ac"},
+        [],
+    ),
+    (
+        "global matching nothing waits",
+        [rec("g.service", "Global=true;MachineMetadata=role=db")],
+        "abc",
+        [],
+        {},
+        ["g.service waits: no machine matches MachineMetadata role=db"],
+    ),
+    (
+        "metadata changed on the machine: moves",
+        [rec("w.service", "MachineMetadata=role=web")],
+        "abc",
+        [(rec("w.service", "MachineMetadata=role=web"), "b")],
+        {"w.service": "a"},
+        [
+            "unscheduled w.service from b2c3d4e5: machine does not match MachineMetadata role=web",
+            "scheduled w.service on a1b2c3d4",
+        ],
+    ),
+    (
+        "new conflict: first by name moves",
+        [rec("p.service", "Conflicts=q.service"), rec("q.service")],
+        "ab",
+        [(rec("p.service"), "a"), (rec("q.service"), "a")],
+        {"p.service": "b", "q.service": "a"},
+        [
+            "unscheduled p.service from a1b2c3d4: "
+            "Conflicts=q.service matches q.service on this machine"
+        ],
+    ),
+    (
+        "replaces takes the place and moves the old unit",
+        [rec("old.service"), rec("new.service", "Replaces=old.service")],
+        "ab",
+        [(rec("old.service"), "a")],
+        {"new.service": "a", "old.service": "b"},
+        [
+            "unscheduled old.service from a1b2c3d4: replaced by new.service",
+            "scheduled new.service on a1b2c3d4 (replaces old.service)",
+            "scheduled old.service on b2c3d4e5",
+        ],
+    ),
+    (
+        "replaced unit with nowhere to go waits",
+        [rec("old.service"), rec("new.service", "Replaces=old.service")],
+        "a",
+        [(rec("old.service"), "a")],
+        {"new.service": "a"},
+        [
+            "old.service waits: Conflicts: a conflicting unit runs on every eligible machine "
+            "(a1b2c3d4: new.service (replaces old.service))"
+        ],
+    ),
+    (
+        "template waits",
+        [rec("t@.service")],
+        "a",
+        [],
+        {},
+        ["t@.service waits: t@.service is a template: start an instance such as t@1.service"],
+    ),
+    (
+        "invalid x-fleet waits and leaves",
+        [rec("bad.service", "MachineID=x;Global=true")],
+        "a",
+        [(rec("bad.service"), "a")],
+        {},
+        [
+            'unscheduled bad.service from a1b2c3d4: invalid [X-Fleet] in "bad.service": MachineID '
+            "cannot be combined with Global=true",
+            "bad.service waits: invalid [X-Fleet]",
+        ],
+    ),
+    (
+        "duplicate entry of a non-global unit",
+        [HELLO],
+        "ab",
+        [(HELLO, "a"), (HELLO, "b")],
+        {"hello.service": "a"},
+        ["unscheduled hello.service from b2c3d4e5: duplicate entry"],
+    ),
+    (
+        "machine id",
+        [rec("pin.service", "MachineID=c3d4e5f6")],
+        "abc",
+        [],
+        {"pin.service": "c"},
+        ["scheduled pin.service on c3d4e5f6 (MachineID=c3d4e5f6)"],
+    ),
+    ("no machines", [HELLO], "", [], {}, ["hello.service waits: no machines in the cluster"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("units", "which", "schedule", "want", "sentences"),
+    [c[1:] for c in CASES],
+    ids=[c[0] for c in CASES],
+)
+def test_plan_engine(
+    units: list[UnitRecord],
+    which: str,
+    schedule: list[tuple[UnitRecord, str]],
+    want: dict[str, str],
+    sentences: list[str],
+) -> None:
+    current = [entry(r, m) for r, m in schedule]
+    ms = machines(which, a={"role": "web"}, c={"role": "web"})
+    plan = plan_engine(units, ms, current)
+    after = apply(current, plan)
+    assert layout(after) == want
+    for fragment in sentences:
+        assert any(fragment in d for d in plan.decisions), (fragment, plan.decisions)
+    for e in after:
+        r = next(u for u in units if u.unit.name == e.name)
+        assert (e.target, e.hash, e.contents) == (r.desired, r.unit.hash, r.unit.contents)
+    # planning again on the result changes nothing and announces nothing new
+    waiting = {n: r for n, r in plan.waiting.items() if r is not None}
+    again = plan_engine(units, ms, after, waiting, plan.specs)
+    assert (again.puts, again.deletes, again.decisions) == ([], [], [])
+    assert again.waiting == waiting
+
+
+def test_no_change_means_empty_plan() -> None:
+    plan = plan_engine([HELLO], machines("ab"), [entry(HELLO, "a")])
+    assert (plan.puts, plan.deletes, plan.waiting, plan.decisions) == ([], [], {}, [])
+
+
+def test_waiting_reasons_cleared_and_kept() -> None:
+    units = [rec("side.service", "MachineOf=db.service"), rec("db.service", desired=INACTIVE)]
+    previous = {
+        "side.service": "MachineOf=db.service: waiting for db.service to be scheduled",
+        "gone.service": "old reason",
+        "db.service": "old",
+    }
+    plan = plan_engine(units, machines("a"), [], previous)
+    assert plan.waiting == {
+        "side.service": previous["side.service"],
+        "gone.service": None,
+        "db.service": None,
+    }
+    assert plan.decisions == []
+    placed = plan_engine([rec("db.service"), units[0]], machines("a"), [], previous)
+    assert placed.waiting == {"side.service": None, "gone.service": None, "db.service": None}
+
+
+def test_puts_and_deletes_are_whole_entries() -> None:
+    plan = plan_engine([HELLO], machines("b"), [entry(HELLO, "a")])
+    assert plan.deletes == [(A, "hello.service")]
+    assert plan.puts == [entry(HELLO, "b")]
+
+
+def test_spec_cache_reused_only_for_same_hash() -> None:
+    stale = {"hello.service": (HELLO.unit.hash, XFleet(machine_id=B))}
+    plan = plan_engine([HELLO], machines("ab"), [], specs=stale)
+    assert layout(apply([], plan)) == {"hello.service": "b"}  # the cached spec was used
+    other = {"hello.service": ("0" * 40, XFleet(machine_id=B))}
+    plan = plan_engine([HELLO], machines("ab"), [], specs=other)
+    assert layout(apply([], plan)) == {"hello.service": "a"}
+    assert plan.specs == {"hello.service": (HELLO.unit.hash, XFleet())}
+
+
+def test_parse_spec_reports_bad_contents() -> None:
+    assert parse_spec("x.service", "junk") == (
+        'invalid unit file "x.service": line 1: text outside a section: "junk"'
+    )
+
+
+def test_deterministic_whatever_the_input_order() -> None:
+    units = [rec(f"n@{i}.service", "Conflicts=n@*.service") for i in range(6)]
+    units += [rec(f"s@{i}.service", f"MachineOf=n@{i}.service") for i in range(6)]
+    units += [rec("g.service", "Global=true"), rec("r.service", "Replaces=n@0.service")]
+    ms = machines("abcd")
+    schedule = [entry(units[0], "a"), entry(units[1], "d")]
+    first = plan_engine(units, ms, schedule)
+    rng = random.Random(7)
+    for _ in range(5):
+        u, m, s = list(units), list(ms), list(schedule)
+        rng.shuffle(u)
+        rng.shuffle(m)
+        rng.shuffle(s)
+        assert plan_engine(u, m, s) == first
+
+
+# properties: converged after one pass, constraints hold --------------------------------
+UNIT = st.tuples(
+    st.sampled_from(["a@1", "a@2", "a@3", "b@1", "b@2", "c", "d"]),
+    st.lists(
+        st.sampled_from(
+            [
+                "Conflicts=a@*.service",
+                "Conflicts=b*",
+                "MachineOf=c.service",
+                "MachineOf=a@1.service",
+                "MachineMetadata=role=web",
+                "Global=true",
+                "Replaces=d.service",
+            ]
+        ),
+        max_size=2,
+        unique=True,
+    ),
+    st.sampled_from([LAUNCHED, LOADED, INACTIVE]),
+)
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    specs=st.lists(UNIT, max_size=7, unique_by=lambda u: u[0]),
+    which=st.sampled_from(["a", "ab", "abc", "abcd"]),
+    gone=st.sampled_from(["", "a", "b"]),
+)
+def test_one_pass_converges_and_respects_constraints(
+    specs: list[tuple[str, list[str], TargetState]], which: str, gone: str
+) -> None:
+    units = [rec(f"{n}.service", ";".join(x), d) for n, x, d in specs]
+    units = [u for u in units if not isinstance(parse_spec(u.unit.name, u.unit.contents), str)]
+    ms = machines(which, a={"role": "web"}, c={"role": "web"})
+    first = apply([], plan_engine(units, machines("abcd", a={"role": "web"}), []))
+    live = [m for m in ms if SHORT[m.id] != gone]
+    plan = plan_engine(units, live, first)
+    after = apply(first, plan)
+    again = plan_engine(
+        units, live, after, {n: r for n, r in plan.waiting.items() if r}, plan.specs
+    )
+    assert (again.puts, again.deletes) == ([], [])
+    by = {u.unit.name: parse_spec(u.unit.name, u.unit.contents) for u in units}
+    live_ids = {m.id for m in live}
+    on: dict[str, list[str]] = {}
+    for e in after:
+        assert e.machine_id in live_ids
+        on.setdefault(e.machine_id, []).append(e.name)
+    for _mid, names in on.items():
+        for x in names:
+            spec = by[x]
+            assert isinstance(spec, XFleet)
+            for y in names:
+                if x != y:
+                    assert not any(fnmatchcase(y, p) for p in spec.conflicts), (x, y)
+                    assert y not in spec.replaces, (x, y)
+            for target in spec.machine_of:
+                assert target in names
+    for u in units:
+        placed = u.unit.name in {e.name for e in after}
+        assert placed or u.desired == INACTIVE or plan.waiting.get(u.unit.name)
