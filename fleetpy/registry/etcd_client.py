@@ -112,6 +112,11 @@ class EtcdClient:
         return ",".join(e.url for e in self.endpoints)
 
     @property
+    def current_endpoint(self) -> str:
+        """The endpoint tried first: the one that answered last."""
+        return self.endpoints[self._current].url
+
+    @property
     def closed(self) -> bool:
         return self._closed
 

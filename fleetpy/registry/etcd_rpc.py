@@ -58,16 +58,17 @@ def reason(error: grpc.aio.AioRpcError, timeout: float) -> str:
         return f"timed out after {timeout:g}s"
     details = error.details() or error.code().name
     lower = details.lower()
-    for needle, reason in (
+    for needle, short in (
         ("connection refused", "connection refused"),
         ("no route to host", "no route to host"),
         ("dns resolution failed", "cannot resolve host"),
         ("handshake", f"TLS handshake failed ({details})"),
         ("socket closed", "connection closed"),
         ("connection reset", "connection reset"),
+        ("timed out", "connection attempt timed out"),
     ):
         if needle in lower:
-            return reason
+            return short
     return details
 
 

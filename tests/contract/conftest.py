@@ -48,6 +48,29 @@ class Cluster:
             assert isinstance(lease, KeepaliveLease)
             await lease.stop_keepalive()  # etcd expires it after its ttl
 
+    async def down(self) -> None:
+        """etcd becomes unreachable (stopped; or the memory store refuses calls)."""
+        if isinstance(self.first, MemoryRegistry):
+            self.first.set_available(False)
+        else:
+            assert self.etcd is not None
+            await asyncio.to_thread(self.etcd.stop)
+
+    async def up(self) -> None:
+        """etcd is back (restarted with its data)."""
+        if isinstance(self.first, MemoryRegistry):
+            self.first.set_available(True)
+        else:
+            assert self.etcd is not None
+            await asyncio.to_thread(self.etcd.start)
+
+    def compact(self) -> int:
+        """Compact the history up to the current revision."""
+        if isinstance(self.first, MemoryRegistry):
+            return self.first.compact()
+        assert self.etcd is not None
+        return self.etcd.compact()
+
     async def close(self) -> None:
         for registry in self.registries:
             await registry.close()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
-from fleetpy.registry.base import WatchUpdate
+from fleetpy.registry.base import Event, RegistryError, WatchUpdate
+
+T = TypeVar("T")
 
 WAIT = 5.0  # seconds: the most any single expected event may take
 
@@ -43,3 +46,51 @@ async def events_until(
         while sum(len(u.events) for u in updates) < count:
             updates.append(await anext(watch))
     return updates
+
+
+async def until_ok(call: Callable[[], Awaitable[T]], timeout: float = WAIT) -> T:
+    """Retry ``call`` while it raises RegistryError: a client waiting for etcd to be back."""
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                return await call()
+            except RegistryError:
+                await asyncio.sleep(0.05)
+
+
+class Collector:
+    """Consumes a watch in a task, keeping every update."""
+
+    def __init__(self, watch: AsyncGenerator[WatchUpdate, None]) -> None:
+        self.watch = watch
+        self.updates: list[WatchUpdate] = []
+        self._changed = asyncio.Event()
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        async for update in self.watch:
+            self.updates.append(update)
+            self._changed.set()
+
+    @property
+    def events(self) -> list[Event]:
+        return [e for u in self.updates for e in u.events]
+
+    async def _wait(self, done: Callable[[], bool], timeout: float) -> None:
+        async with asyncio.timeout(timeout):
+            while not done():
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def wait_updates(self, count: int, timeout: float = WAIT) -> list[WatchUpdate]:
+        await self._wait(lambda: len(self.updates) >= count, timeout)
+        return self.updates
+
+    async def wait_events(self, count: int, timeout: float = WAIT) -> list[Event]:
+        await self._wait(lambda: len(self.events) >= count, timeout)
+        return self.events
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self.watch.aclose()
