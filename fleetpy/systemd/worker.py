@@ -234,8 +234,12 @@ def main(argv: list[str] | None = None) -> int:
         return run(worker, 0)
     except BrokenPipeError:
         return 0
-    except Exception:
-        log.exception("worker failed")
+    except Exception as exc:
+        code = getattr(exc, "errno", None)
+        if isinstance(code, int) and code in LOST_CONNECTION:  # e.g. systemctl daemon-reexec
+            log.error("D-Bus connection to systemd lost (%s): exiting", os.strerror(-code))
+        else:
+            log.exception("worker failed")
         return 3
 
 

@@ -3,6 +3,7 @@
 Inside a lab host (the adapter runs inside fleetd, which runs inside a host):
 
     python tests/lab/systemd_driver.py contract [PREFIX [system-bus]]
+    python tests/lab/systemd_driver.py reexec PREFIX
     python tests/lab/systemd_driver.py bench ROUNDS
 
 prints one JSON object; tests/lab/test_systemd_adapter.py asserts on it. The
@@ -205,6 +206,34 @@ async def contract(make: Callable[[], UnitManager], prefix: str, real: bool) -> 
     return r
 
 
+async def reexec(prefix: str) -> dict[str, Any]:
+    """systemctl daemon-reexec drops the connection: the worker is restarted, the
+    watched unit's state re-emitted, and the unit keeps running."""
+    r: dict[str, Any] = {}
+    m = DbusUnitManager(units_dir=UNITS_DIR, call_timeout=5.0)
+    await m.start()
+    name = f"{prefix}-reexec.service"
+    stream = m.changes()
+    await m.watch_units({name})
+    await m.write_unit(name, UNIT)
+    await m.daemon_reload()
+    await m.start_unit(name)
+    await wait_for_state(stream, name, "active", "running")
+    main_pid = systemctl("show", "-p", "MainPID", "--value", name).strip()
+    proc = await asyncio.create_subprocess_exec("systemctl", "daemon-reexec")
+    await proc.wait()
+    r["resync"] = (await wait_for_state(stream, name, "active", "running"))[1]
+    r["restarts"] = m.restarts
+    r["status"] = as_dict(await m.statuses([name]))
+    r["same_pid"] = systemctl("show", "-p", "MainPID", "--value", name).strip() == main_pid
+    await m.stop_unit(name)
+    r["stopped"] = (await wait_for_state(stream, name, "inactive", "dead"))[1][-1]
+    await m.remove_unit(name)
+    await m.daemon_reload()
+    await m.close()
+    return r
+
+
 async def bench(rounds: int, prefix: str) -> dict[str, Any]:
     """Signal latency over ROUNDS start/stop cycles of one unit.
 
@@ -290,6 +319,8 @@ def main() -> None:
                 real=True,
             )
         )
+    elif mode == "reexec":
+        result = asyncio.run(reexec(sys.argv[2]))
     elif mode == "bench":
         result = asyncio.run(bench(int(sys.argv[2]), "fleetpy-bench"))
     else:

@@ -98,3 +98,15 @@ def test_contract_on_real_systemd_system_bus(lab: Lab) -> None:
     check_contract(r, "sdbus")
     assert r["unit_file_state"] == "linked-runtime"
     assert 0 <= r["start_latency_s"] < 0.1, r["start_latency_s"]
+
+
+@pytest.mark.lab
+@pytest.mark.timeout(120)
+def test_systemd_reexec_restarts_the_worker_and_leaves_units_alone(lab: Lab) -> None:
+    r, log = run_in_host(lab, "reexec", "sdrx")
+    assert "D-Bus connection to systemd lost" in log
+    assert r["restarts"] >= 1
+    assert r["resync"] == [["loaded", "active", "running"]]
+    assert r["status"] == {"sdrx-reexec.service": ["loaded", "active", "running"]}
+    assert r["same_pid"] is True
+    assert r["stopped"] == ["loaded", "inactive", "dead"]
