@@ -63,6 +63,10 @@ def read_unit_file(path: str, name: str) -> tuple[UnitFile, tuple[str, ...]]:
         if os.path.isdir(path):
             raise BadInput(f"{path} is a directory, not a unit file")
         with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_UNIT_SIZE:
+                raise BadInput(f"invalid unit file {names.quote(name)}: {size} bytes, "
+                               f"more than {MAX_UNIT_SIZE}")
             data = f.read(MAX_UNIT_SIZE + 1)
     except OSError as e:
         raise BadInput(f"failed reading unit file {path}: {e.strerror or e}") from None

@@ -7,8 +7,6 @@ here; commands import what they need when they run.
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from fleetpy.ctl import lists, units
@@ -130,7 +128,3 @@ def _register(group: click.Group, commands: list[click.Command]) -> None:
 
 _register(main, units.COMMANDS + lists.COMMANDS)
 
-
-def run(argv: list[str] | None = None, **extra: Any) -> None:
-    """Entry point for ``python -m fleetpy.ctl``."""
-    main.main(args=argv, prog_name="fleetctl", **extra)

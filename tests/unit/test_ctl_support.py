@@ -167,13 +167,13 @@ class Cluster:
         self.server = self.run(start_api_server(self.registry, [address]))
         return address
 
-    def ctl(self, *args: str, api: str | None = None, input: str | None = None) -> Result:
+    def ctl(self, *args: str, api: str | None = None, env: dict[str, str] | None = None) -> Result:
         """Run fleetctl in-process: through ``api`` when given, else --driver etcd."""
         if api is not None:
             argv = ["--endpoint", api, *args]
-            return CliRunner().invoke(main, argv, obj=CtlEnv(), input=input)
+            return CliRunner().invoke(main, argv, obj=CtlEnv(), env=env)
         argv = ["--driver", "etcd", "--etcd-endpoints", "http://fake:2379", *args]
-        return CliRunner().invoke(main, argv, obj=self.env(), input=input)
+        return CliRunner().invoke(main, argv, obj=self.env(), env=env)
 
 
 class LoopProxy:
