@@ -27,7 +27,6 @@ import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from fleetpy.model.names import parse, validate_unit_name
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState
 from fleetpy.model.unitfile import InvalidUnitFile, short_hash
 from fleetpy.model.xfleet import InvalidXFleet, XFleet, xfleet_of
@@ -60,14 +59,12 @@ def parse_spec(name: str, contents: str) -> Spec:
 
 
 def _template_reason(name: str) -> str | None:
-    try:
-        validate_unit_name(name)
-    except ValueError as exc:
-        return str(exc)
-    parsed = parse(name)
-    if parsed.is_template:
-        return f"{name} is a template: start an instance such as {parsed.prefix}@1.{parsed.suffix}"
-    return None
+    """Why a template cannot be scheduled (names were validated at submit time)."""
+    dot = name.rfind(".")
+    if dot < 1 or name[dot - 1] != "@":
+        return None
+    prefix, suffix = name[: name.find("@")], name[dot + 1 :]
+    return f"{name} is a template: start an instance such as {prefix}@1.{suffix}"
 
 
 def _order(specs: Mapping[str, XFleet]) -> list[str]:

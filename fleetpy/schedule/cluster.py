@@ -73,15 +73,18 @@ class PatternIndex:
     def __init__(self) -> None:
         self._by_prefix: dict[str, dict[str, int]] = {}
         self._lengths: dict[int, int] = {}
+        self._prefix: dict[str, str] = {}
 
     def add(self, pattern: str) -> None:
-        prefix = literal_prefix(pattern)
+        prefix = self._prefix.get(pattern)
+        if prefix is None:
+            prefix = self._prefix[pattern] = literal_prefix(pattern)
         per = self._by_prefix.setdefault(prefix, {})
         per[pattern] = per.get(pattern, 0) + 1
         self._lengths[len(prefix)] = self._lengths.get(len(prefix), 0) + 1
 
     def discard(self, pattern: str) -> None:
-        prefix = literal_prefix(pattern)
+        prefix = self._prefix[pattern]
         per = self._by_prefix[prefix]
         if per[pattern] == 1:
             del per[pattern]

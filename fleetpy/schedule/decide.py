@@ -80,10 +80,16 @@ def decide(cluster: Cluster, spec: UnitSpec) -> Decision:
     eligible = cluster.eligible(x)
     blockers = _blockers(cluster, spec)
 
-    def fits(mid: str) -> bool:
-        if eligible is not None and mid not in eligible:
-            return False
-        return not any(mid in blocked for blocked in blockers)
+    def first_fit(order: Iterable[str]) -> str | None:
+        for mid in order:
+            if eligible is not None and mid not in eligible:
+                continue
+            for blocked in blockers:
+                if mid in blocked:
+                    break
+            else:
+                return mid
+        return None
 
     chosen: str | None = None
     if x.replaces and candidates is None:
@@ -91,15 +97,14 @@ def decide(cluster: Cluster, spec: UnitSpec) -> Decision:
         for replaced in x.replaces:
             if replaced != spec.name:
                 preferred |= cluster.placed(replaced)
-        chosen = next((mid for mid in cluster.sort_by_load(preferred) if fits(mid)), None)
+        chosen = first_fit(cluster.sort_by_load(preferred))
     if chosen is None:
         if candidates is not None:
-            order: Iterable[str] = cluster.sort_by_load(candidates)
+            chosen = first_fit(cluster.sort_by_load(candidates))
         elif eligible is not None and len(eligible) * 4 < len(cluster.machine_ids):
-            order = cluster.sort_by_load(eligible)
+            chosen = first_fit(cluster.sort_by_load(eligible))
         else:
-            order = cluster.by_load()
-        chosen = next((mid for mid in order if fits(mid)), None)
+            chosen = first_fit(cluster.by_load())
     if chosen is None:
         return Decision(machine_id=None, reasons=explain(cluster, spec))
     units_there = cluster.units_on[chosen]
