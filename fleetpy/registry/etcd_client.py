@@ -272,8 +272,11 @@ class EtcdClient:
         self, key: bytes, range_end: bytes, start_revision: int
     ) -> AsyncGenerator[WatchBatch, None]:
         create = rpc.WatchRequest(
+            # progress_notify: etcd tells an idle watch its revision now and
+            # then (every 10 min), so that a resume after a long quiet spell
+            # does not start below a compaction and need a re-listing.
             create_request=rpc.WatchCreateRequest(
-                key=key, range_end=range_end, start_revision=start_revision
+                key=key, range_end=range_end, start_revision=start_revision, progress_notify=True
             )
         )
         done = asyncio.Event()
@@ -319,6 +322,8 @@ class EtcdClient:
                     yield WatchBatch(created=True)
                 if response.events:
                     yield WatchBatch(events=[event_from(e) for e in response.events])
+                elif not response.created:
+                    yield WatchBatch(progress=int(response.header.revision))
                 try:
                     response = await stream.read()
                 except grpc.aio.AioRpcError as e:

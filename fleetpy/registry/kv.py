@@ -118,12 +118,15 @@ class WatchBatch:
 
     The first batch of a stream is ``created`` (no events). A batch with
     ``compact_revision`` > 0 says the requested start revision is compacted:
-    the stream ends after it and the watcher must re-list.
+    the stream ends after it and the watcher must re-list. ``progress`` > 0
+    says every change up to that revision has been delivered (etcd's progress
+    notification), so a resumed watch may start after it.
     """
 
     events: Sequence[KVEvent] = ()
     created: bool = False
     compact_revision: int = 0
+    progress: int = 0
 
 
 class KVBackend(Protocol):

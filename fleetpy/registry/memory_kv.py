@@ -8,7 +8,7 @@ revision; watches from a past revision replay history, and report compaction
 when that revision is gone. Test hooks: :meth:`MemoryKV.set_available` (a
 simulated outage: every call raises RegistryError, watch streams break),
 :meth:`MemoryKV.expire_lease`, :meth:`MemoryKV.compact`,
-:meth:`MemoryKV.break_watches`.
+:meth:`MemoryKV.break_watches`, :meth:`MemoryKV.notify_progress`.
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ class _Subscriber:
     start: bytes
     end: bytes
     owner: object
-    queue: asyncio.Queue[list[KVEvent] | RegistryError] = field(default_factory=asyncio.Queue)
+    # events, a breaking error, or a progress notification (a revision)
+    queue: asyncio.Queue[list[KVEvent] | RegistryError | int] = field(default_factory=asyncio.Queue)
 
 
 class MemoryKV:
@@ -94,6 +95,11 @@ class MemoryKV:
             if owner is None or sub.owner is owner:
                 sub.queue.put_nowait(RegistryError(f"watch stream from {URL} broke: {why}"))
                 self._subscribers.discard(sub)
+
+    def notify_progress(self) -> None:
+        """Send every open watch a progress notification (etcd: every 10 min)."""
+        for sub in self._subscribers:
+            sub.queue.put_nowait(self.revision)
 
     def expire_lease(self, lease_id: int) -> None:
         """Expire a lease now, as if its holder had stopped refreshing it."""
@@ -279,14 +285,19 @@ class MemoryKV:
                 item = await sub.queue.get()
                 batch: list[KVEvent] = []
                 while True:
-                    if isinstance(item, RegistryError):
+                    if not isinstance(item, list):
                         if batch:
                             yield WatchBatch(events=batch)
-                        raise item
-                    batch += item
+                            batch = []
+                        if isinstance(item, RegistryError):
+                            raise item
+                        yield WatchBatch(progress=item)
+                    else:
+                        batch += item
                     if sub.queue.empty():
                         break
                     item = sub.queue.get_nowait()
-                yield WatchBatch(events=batch)
+                if batch:
+                    yield WatchBatch(events=batch)
         finally:
             self._subscribers.discard(sub)

@@ -72,6 +72,8 @@ async def resumable_watch(
                         break
                     if batch.created:
                         backoff.reset()
+                    if batch.progress:
+                        next_revision = max(next_revision, batch.progress + 1)
                     if not batch.events:
                         continue
                     events = [_event(e, rel) for e in batch.events]

@@ -12,7 +12,7 @@ from fleetpy.registry.etcd import EtcdRegistry
 from fleetpy.registry.lease import KeepaliveLease
 from fleetpy.registry.memory import MemoryRegistry
 from fleetpy.registry.store import KVRegistry
-from tests.fixtures.etcd import EtcdProcess
+from tests.fixtures.etcd import PROGRESS_INTERVAL, EtcdProcess
 
 BACKENDS = ["memory", pytest.param("etcd", marks=pytest.mark.etcd)]
 
@@ -63,6 +63,14 @@ class Cluster:
         else:
             assert self.etcd is not None
             await asyncio.to_thread(self.etcd.start)
+
+    async def progress(self) -> None:
+        """Let etcd send its watch progress notifications."""
+        if isinstance(self.first, MemoryRegistry):
+            self.first.store.notify_progress()
+        else:
+            # etcd's own timer sends them; nothing to wait on but its interval.
+            await asyncio.sleep(PROGRESS_INTERVAL * 3)
 
     def compact(self) -> int:
         """Compact the history up to the current revision."""

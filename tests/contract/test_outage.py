@@ -98,6 +98,29 @@ async def test_watch_relists_when_its_revision_was_compacted_meanwhile(
     assert [(e.kind, e.key) for e in after.events] == [(EventKind.PUT, "units/k3.service")]
 
 
+async def test_a_quiet_watch_resumes_after_a_compaction_without_relisting(
+    own_cluster: Cluster,
+) -> None:
+    agent, writer = own_cluster.first, own_cluster.connect()
+    lease = await writer.grant_lease(5)
+    collector = Collector(agent.watch("units/"))
+    try:
+        (listed,) = await collector.wait_updates(1)
+        for i in range(5):  # elsewhere: the store moves on, this watch sees nothing
+            await writer.register_machine(machine(f"m{i}"), lease)
+        await own_cluster.progress()  # ...but learns how far it is up to date
+        await own_cluster.down()
+        await own_cluster.up()
+        compacted = await until_ok(partial(asyncio.to_thread, own_cluster.compact))
+        assert compacted > listed.revision + 1  # the listing's revision is gone
+        await until_ok(partial(writer.put_unit, unit("k1.service"), TargetState.LAUNCHED))
+        updates = await collector.wait_updates(2, timeout=3 * WAIT)
+    finally:
+        await collector.stop()
+    assert [u.reset for u in updates] == [True, False]
+    assert [(e.kind, e.key) for e in updates[1].events] == [(EventKind.PUT, "units/k1.service")]
+
+
 async def test_a_lease_survives_an_outage_shorter_than_its_ttl(own_cluster: Cluster) -> None:
     registry = own_cluster.first
     lease = await registry.grant_lease(3)
