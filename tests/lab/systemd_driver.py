@@ -4,6 +4,7 @@ Inside a lab host (the adapter runs inside fleetd, which runs inside a host):
 
     python tests/lab/systemd_driver.py contract [PREFIX [system-bus]]
     python tests/lab/systemd_driver.py reexec PREFIX
+    python tests/lab/systemd_driver.py freeze PREFIX
     python tests/lab/systemd_driver.py bench ROUNDS
 
 prints one JSON object; tests/lab/test_systemd_adapter.py asserts on it. The
@@ -234,6 +235,38 @@ async def reexec(prefix: str) -> dict[str, Any]:
     return r
 
 
+async def freeze(prefix: str) -> dict[str, Any]:
+    """Prints "ready" then expects its host's systemd to be SIGSTOPped for a few
+    seconds: calls time out without stalling the loop; after SIGCONT they work."""
+    r: dict[str, Any] = {}
+    m = DbusUnitManager(units_dir=UNITS_DIR, call_timeout=1.0)
+    await m.start()
+    name = f"{prefix}-freeze.service"
+    await m.write_unit(name, UNIT)
+    await m.daemon_reload()
+    print("ready", flush=True)
+    await asyncio.sleep(0.5)  # the test stops systemd now
+    ticker = Ticker()
+    began = time.monotonic()
+    r["errors"] = []
+    while True:
+        try:
+            r["status"] = as_dict(await m.statuses([name]))
+            break
+        except SystemdError as exc:
+            r["errors"].append(str(exc))
+        if time.monotonic() - began > 30:
+            break
+    r["recovered_after_s"] = time.monotonic() - began
+    r["max_gap_s"] = ticker.max_gap
+    r["restarts"] = m.restarts
+    ticker.stop()
+    await m.remove_unit(name)
+    await m.daemon_reload()
+    await m.close()
+    return r
+
+
 async def bench(rounds: int, prefix: str) -> dict[str, Any]:
     """Signal latency over ROUNDS start/stop cycles of one unit.
 
@@ -321,6 +354,8 @@ def main() -> None:
         )
     elif mode == "reexec":
         result = asyncio.run(reexec(sys.argv[2]))
+    elif mode == "freeze":
+        result = asyncio.run(freeze(sys.argv[2]))
     elif mode == "bench":
         result = asyncio.run(bench(int(sys.argv[2]), "fleetpy-bench"))
     else:

@@ -12,7 +12,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +114,29 @@ def test_systemd_reexec_restarts_the_worker_and_leaves_units_alone(lab: Lab) -> 
     assert r["status"] == {"sdrx-reexec.service": ["loaded", "active", "running"]}
     assert r["same_pid"] is True
     assert r["stopped"] == ["loaded", "inactive", "dead"]
+
+
+@pytest.mark.lab
+@pytest.mark.timeout(120)
+def test_frozen_systemd_costs_timeouts_not_a_stalled_loop(lab: Lab) -> None:
+    """SIGSTOP the host's systemd for 3 s: calls time out (1 s each), the event loop
+    never stalls, and calls work again once systemd is continued."""
+    host = lab.hosts[0]
+    assert host.pid is not None
+    argv, env = lab.command(host.name, [sys.executable, str(DRIVER), "freeze", "sdfz"])
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        os.kill(host.pid, signal.SIGSTOP)
+        time.sleep(3)
+    finally:
+        os.kill(host.pid, signal.SIGCONT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    r = json.loads(out)
+    assert r["errors"] and all("timed out after 1s" in e for e in r["errors"])
+    assert r["status"] == {"sdfz-freeze.service": ["loaded", "inactive", "dead"]}
+    assert r["max_gap_s"] < 0.1, r["max_gap_s"]
+    assert 2.5 < r["recovered_after_s"] < 10
+    assert r["restarts"] >= 1
