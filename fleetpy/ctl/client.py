@@ -98,12 +98,6 @@ async def open_client(
     driver = settings.driver.lower()
     if driver == "etcd":
         endpoints = settings.etcd_endpoint_list()
-        if not endpoints:
-            raise ValueError("no etcd endpoint given (--etcd-endpoints or --endpoint)")
-        if any(e.startswith("unix:") for e in endpoints) and not settings.etcd_endpoints:
-            raise ValueError(
-                f"--driver etcd needs etcd endpoints (--etcd-endpoints), not {settings.endpoint}"
-            )
         factory = registry_factory or default_registry
         return EtcdDriver(await factory(endpoints, settings.etcd_key_prefix,
                                         settings.request_timeout))

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 DEFAULT_ENDPOINT = "unix:///var/run/fleet.sock"
 DEFAULT_PREFIX = "/fleetpy/"
+DEFAULT_ETCD_ENDPOINTS = ("http://127.0.0.1:2379", "http://127.0.0.1:4001")
 ETCD_PORTS = ("2379", "4001")
 
 
@@ -33,8 +34,13 @@ class Settings:
     request_timeout: float = 3.0
 
     def etcd_endpoint_list(self) -> list[str]:
-        spec = self.etcd_endpoints or self.endpoint
-        return [e.strip() for e in spec.split(",") if e.strip()]
+        """--etcd-endpoints, else --endpoint unless it is a unix socket, else fleet's
+        old local default (127.0.0.1 on 2379 and 4001)."""
+        spec = self.etcd_endpoints
+        if not spec and not self.endpoint.startswith(("unix:", "file:")):
+            spec = self.endpoint
+        endpoints = [e.strip() for e in spec.split(",") if e.strip()]
+        return endpoints or list(DEFAULT_ETCD_ENDPOINTS)
 
 
 def looks_like_etcd(endpoint: str) -> bool:

@@ -108,8 +108,10 @@ def test_driver_etcd_endpoints_from_flags_and_environment() -> None:
     assert r.exit_code == 0, r.output
     assert seen == [(["http://10.0.0.1:2379"], "/fleetpy/", 3.0),
                     (["http://a:4001", "http://b:4001"], "/other/", 7.0)]
+    # --driver etcd alone: etcd on this machine, as fleet's old default
     r = invoke("--driver", "etcd", "list-units", obj=CtlEnv(registry_factory=factory))
-    assert r.exit_code == 1 and "needs etcd endpoints" in r.stderr
+    assert r.exit_code == 0
+    assert seen[-1][0] == ["http://127.0.0.1:2379", "http://127.0.0.1:4001"]
 
 
 def test_help_and_version_do_not_import_grpc() -> None:
@@ -150,3 +152,20 @@ def test_real_process_against_the_api_and_its_wall_time(
         best = min(best, time.perf_counter() - t)
         assert p.returncode == 0 and "hello.service" in p.stdout
     assert best < 1.0  # the budget (150 ms for 300 units) is measured in bench, not asserted here
+
+
+def test_visible_wait_on_a_terminal_only(
+    api_cluster: tuple[Cluster, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster, api = api_cluster
+    cluster.delay = 0.5  # long enough for the spinner to show
+    unit = tmp_path / "hello.service"
+    unit.write_text("[Service]\nExecStart=/bin/true\n")
+    r = invoke("--endpoint", api, "load", str(unit))
+    assert r.exit_code == 0 and r.stderr == ""  # not a terminal: no spinner
+    monkeypatch.setattr("fleetpy.ctl.units.stderr_is_tty", lambda: True)
+    r = invoke("--endpoint", api, "start", "hello.service")
+    assert r.exit_code == 0
+    assert r.stdout == "Unit hello.service launched on 4f4a4289.../172.17.8.101\n"
+    assert "Waiting for hello.service..." in r.stderr
+    assert r.stderr.endswith("\r\033[K")  # the spinner line is cleared

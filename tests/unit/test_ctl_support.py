@@ -48,6 +48,7 @@ class Cluster:
         self.failing: set[str] = set()  # units whose start fails
         self.stuck: set[str] = set()  # units the fake agent never reports
         self.placement: dict[str, str] = {}  # unit -> machine id
+        self.paused = False  # the fake engine/agent ignores changes while paused
         self._make_registry = registry
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -108,6 +109,8 @@ class Cluster:
             await self.reconcile()
 
     async def reconcile(self) -> None:
+        if self.paused:
+            return
         reg = self.registry
         units = {r.unit.name: r for r in await reg.list_units()}
         scheduled = {(s.machine_id, s.name) for s in await reg.list_schedule()}

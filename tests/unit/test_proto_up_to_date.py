@@ -19,7 +19,7 @@ def test_generated_stubs_are_up_to_date(tmp_path: Path) -> None:
         ["bash", str(ROOT / "scripts" / "gen_proto.sh"), str(tmp_path)],
         check=True, env=env, capture_output=True, timeout=60,
     )
-    stale = [name for name in GENERATED if not filecmp.cmp(tmp_path / name, GEN / name, shallow=False)]
+    stale = [n for n in GENERATED if not filecmp.cmp(tmp_path / n, GEN / n, shallow=False)]
     assert not stale, f"{stale} differ from proto/: run scripts/gen_proto.sh and commit"
 
 
