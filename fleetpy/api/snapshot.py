@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from fleetpy.model.types import Machine, ScheduledUnit, UnitState
-from fleetpy.registry.base import Registry, UnitRecord
+from fleetpy.registry.base import Registry, UnitRecord, WatchUpdate
 
 # Above this many names a full listing is cheaper than one GET per name.
 _MAX_GETS = 16
@@ -83,18 +83,31 @@ async def read_snapshot(source: SnapshotSource, names: Collection[str] | None = 
     )
 
 
+def _touches(update: WatchUpdate, names: Collection[str] | None) -> bool:
+    """Whether a change can alter the snapshot of ``names`` (keys end in the unit name)."""
+    if names is None:
+        return True
+    for event in update.events:
+        if event.key.startswith("machines/") or event.key.rsplit("/", 1)[-1] in names:
+            return True
+    return False
+
+
 async def watch_snapshots(
     registry: Registry, names: Collection[str] | None = None
 ) -> AsyncGenerator[Snapshot, None]:
     """Yield a snapshot now, then a new one whenever the registry changes it.
 
     One watch on the whole registry prefix wakes us; unchanged snapshots are
-    not repeated.
+    not repeated. Changes to other units do not cause a re-read.
     """
     last: Snapshot | None = None
+    wanted = None if names is None else frozenset(names)
     updates = registry.watch("")
     try:
-        async for _ in updates:
+        async for update in updates:
+            if last is not None and not update.reset and not _touches(update, wanted):
+                continue
             snap = await read_snapshot(registry, names)
             if snap != last:
                 last = snap
