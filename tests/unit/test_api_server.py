@@ -200,3 +200,23 @@ def test_grpc_target(endpoint: str, target: str) -> None:
 def test_grpc_target_rejects(endpoint: str) -> None:
     with pytest.raises(ValueError):
         grpc_target(endpoint)
+
+
+async def test_watch_snapshots_skip_changes_to_other_units() -> None:
+    from fleetpy.api.snapshot import watch_snapshots
+
+    registry = MemoryRegistry()
+    await registry.create_unit(HELLO, TargetState.INACTIVE)
+    other = make_unit_file("other.service", "[Service]\nExecStart=/bin/true\n")
+    await registry.create_unit(other, TargetState.INACTIVE)
+    stream = watch_snapshots(registry, ["hello.service"])
+    async with asyncio.timeout(10):
+        await anext(stream)
+        reads = registry.requests["range"]
+        await registry.set_desired("other.service", TargetState.LOADED)
+        await registry.set_desired("hello.service", TargetState.LAUNCHED)
+        snap = await anext(stream)
+    assert snap.units["hello.service"].desired is TargetState.LAUNCHED
+    # two set_desired (a read each) and one snapshot read (5), not two snapshot reads
+    assert registry.requests["range"] - reads == 2 + 5
+    await stream.aclose()
