@@ -109,6 +109,7 @@ class KeepaliveLease:
         backoff = Backoff(initial=0.2, cap=max(0.2, min(1.0, interval)))
         delay = interval
         failing_since: float | None = None
+        next_warning = 0.0
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -119,19 +120,24 @@ class KeepaliveLease:
             self._kick.clear()
             try:
                 remaining = await self._backend.lease_keepalive(self._id)
-            except RegistryError as e:
+            except Exception as e:  # RegistryError; anything else is a bug, but keep trying
+                if not isinstance(e, RegistryError):
+                    log.exception("lease %x: unexpected error in keepalive", self._id)
                 delay = backoff.next()
+                now = loop.time()
                 if failing_since is None:
-                    failing_since = loop.time()
-                    log.warning("lease %x: refresh failed (%s), retrying", self._id, e)
-                elif loop.time() - failing_since > self._ttl:
+                    failing_since, next_warning = now, now + self._ttl
                     log.warning(
-                        "lease %x: no refresh for %.0fs (%s); it may have expired",
+                        "lease %x: refresh failed (%s), retrying in %.1fs", self._id, e, delay
+                    )
+                elif now > next_warning:
+                    next_warning = now + self._ttl
+                    log.warning(
+                        "lease %x: no refresh for %.0fs (%s); still retrying, it may have expired",
                         self._id,
-                        loop.time() - failing_since,
+                        now - failing_since,
                         e,
                     )
-                    failing_since = loop.time()
                 continue
             if remaining <= 0:
                 self._mark_lost("etcd no longer knows it (expired or revoked)")
