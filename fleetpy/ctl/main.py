@@ -14,12 +14,9 @@ from fleetpy.ctl.common import DEFAULT_ENDPOINT, DEFAULT_PREFIX, CtlEnv, Setting
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from fleetpy import __version__
 
-    try:
-        return version("fleetpy")
-    except PackageNotFoundError:
-        return "unknown"
+    return __version__
 
 
 class FleetGroup(click.Group):
