@@ -17,9 +17,11 @@ from click.testing import CliRunner, Result
 
 from fleetpy.ctl.common import CtlEnv
 from fleetpy.ctl.main import main
+from fleetpy.model.types import TargetState, UnitState
+from fleetpy.model.unitfile import make_unit_file
 from fleetpy.registry.base import Registry
 from fleetpy.registry.memory import MemoryRegistry
-from tests.unit.test_ctl_support import Cluster
+from tests.unit.test_ctl_support import M1, Cluster
 
 FLEETCTL = [sys.executable, "-m", "fleetpy.ctl"]
 
@@ -136,7 +138,7 @@ def api_cluster() -> Iterator[tuple[Cluster, str]]:
 def test_real_process_against_the_api_and_its_wall_time(
     api_cluster: tuple[Cluster, str], tmp_path: Path
 ) -> None:
-    _, api = api_cluster
+    cluster, api = api_cluster
     unit = tmp_path / "hello.service"
     unit.write_text("[Unit]\nDescription=My Service\n[Service]\nExecStart=/bin/true\n")
     env = {**os.environ, "FLEETCTL_ENDPOINT": api}
@@ -144,14 +146,26 @@ def test_real_process_against_the_api_and_its_wall_time(
                        text=True, timeout=30)
     assert p.returncode == 0, p.stderr
     assert p.stdout.endswith("Unit hello.service launched on 4f4a4289.../172.17.8.101\n")
+
+    cluster.paused = True
+
+    async def fill() -> None:
+        for i in range(299):
+            u = make_unit_file(f"app{i:03d}.service", f"[Service]\nExecStart=/bin/sleep {i}\n")
+            await cluster.registry.create_unit(u, TargetState.LAUNCHED)
+            state = UnitState(u.name, M1.id, "loaded", "active", "running", u.hash)
+            await cluster.registry.put_unit_states([state], cluster.lease)
+
+    cluster.run(fill(), timeout=60)
     best = 10.0
     for _ in range(3):
         t = time.perf_counter()
         p = subprocess.run([*FLEETCTL, "list-units"], env=env, capture_output=True, text=True,
                            timeout=30)
         best = min(best, time.perf_counter() - t)
-        assert p.returncode == 0 and "hello.service" in p.stdout
-    assert best < 1.0  # the budget (150 ms for 300 units) is measured in bench, not asserted here
+        assert p.returncode == 0 and len(p.stdout.splitlines()) == 301
+    print(f"fleetctl list-units, 300 units: {best * 1000:.0f} ms")
+    assert best < 1.0  # the 150 ms aim is measured on an idle machine, not asserted in CI
 
 
 def test_visible_wait_on_a_terminal_only(
