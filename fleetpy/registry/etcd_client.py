@@ -174,12 +174,15 @@ class EtcdClient:
             try:
                 result = await self._attempt(conn, call)
             except grpc.aio.AioRpcError as e:
-                if e.code() in _UNREACHABLE and (idempotent or not was_ready):
+                # "no leader": the member refused before proposing anything.
+                unsent = not was_ready or "no leader" in (e.details() or "")
+                if e.code() in _UNREACHABLE and (idempotent or unsent):
                     failures.append((conn.endpoint.url, reason(e, self.request_timeout)))
                     continue
                 raise self._translate(what, conn, e) from None
             if index != self._current:
-                log.info("etcd: switched to %s after %s", conn.endpoint.url, failures or "start")
+                tried = "; ".join(f"{url}: {why}" for url, why in failures) or "first use"
+                log.info("etcd: now using %s (%s)", conn.endpoint.url, tried)
                 self._current = index
             return result, conn
         raise RegistryError(unreachable_message(failures))
