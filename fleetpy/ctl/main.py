@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from fleetpy.ctl import lists, units
+from fleetpy.ctl import lists, status, units
 from fleetpy.ctl.common import DEFAULT_ENDPOINT, DEFAULT_PREFIX, CtlEnv, Settings, looks_like_etcd
 
 
@@ -123,5 +123,5 @@ def _register(group: click.Group, commands: list[click.Command]) -> None:
         group.add_command(cmd)
 
 
-_register(main, units.COMMANDS + lists.COMMANDS)
+_register(main, units.COMMANDS + lists.COMMANDS + status.COMMANDS)
 

@@ -286,3 +286,32 @@ def test_bad_input(fleet: Fleet, files: dict[str, str], argv: list[str], message
     assert "Traceback" not in r.output
     assert fleet.cluster.units() == before
     assert fleet.cluster.states() == states
+
+
+def test_status_and_journal_on_this_machine(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    ran: list[list[str]] = []
+
+    def fake_run(cmd: list[str], check: bool = False) -> subprocess.CompletedProcess[str]:
+        ran.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr("fleetpy.ctl.status._local_machine_id", lambda: M1.id)
+    ok(fleet("submit", fleet.file("hello.service")))
+    r = fleet("status", "hello.service")
+    assert (r.exit_code, r.stderr) == (1, "Unit hello.service does not appear to be running.\n")
+    r = fleet("status", "nope.service")
+    assert (r.exit_code, r.stderr) == (1, "Unit nope.service does not exist.\n")
+    ok(fleet("start", "hello.service"))
+    ok(fleet("status", "hello.service"))
+    ok(fleet("journal", "-n", "5", "hello.service"))
+    assert ran == [["systemctl", "status", "-l", "--no-pager", "hello.service"],
+                   ["journalctl", "--no-pager", "--lines=5", "-u", "hello.service"]]
+    monkeypatch.setattr("fleetpy.ctl.status._local_machine_id", lambda: M2.id)
+    r = fleet("status", "hello.service")
+    assert r.exit_code == 1
+    assert r.stderr.startswith(f"Unit hello.service runs on {ON_M1}: run fleetctl status there")
