@@ -93,7 +93,7 @@ async def writes_and_lists(etcd: EtcdProcess) -> list[tuple[str, float]]:
                 await registry.put_unit_states([s], lease)
 
         rows.append(
-            (f"put_unit_states, {STATES} states, one call each", await timed(one_by_one, 1))
+            (f"put_unit_states, {STATES} states, one call each (1 run)", await timed(one_by_one, 1))
         )
         rows.append(
             (
