@@ -64,6 +64,11 @@ class ApiDriver:
 
     def _fail(self, e: grpc.aio.AioRpcError) -> NoReturn:
         code, detail = e.code(), e.details() or ""
+        if code == grpc.StatusCode.UNAVAILABLE and "ermission denied" in detail:
+            raise RegistryError(
+                f"permission denied on the fleet API at {self.endpoint} "
+                "(run as root or as a member of the socket's group)"
+            ) from None
         if code == grpc.StatusCode.UNAVAILABLE and "ailed to connect" in detail:
             raise RegistryError(
                 f"cannot reach the fleet API at {self.endpoint} (is fleetd running?): {detail}"

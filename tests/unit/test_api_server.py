@@ -220,3 +220,31 @@ async def test_watch_snapshots_skip_changes_to_other_units() -> None:
     # two set_desired (a read each) and one snapshot read (5), not two snapshot reads
     assert registry.requests["range"] - reads == 2 + 5
     await stream.aclose()
+
+
+@pytest.mark.parametrize(
+    ("code", "detail", "message"),
+    [
+        (grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses; last error: "
+         "UNKNOWN: unix:/x.sock: connect failed: Permission denied",
+         "permission denied on the fleet API at unix:///x.sock (run as root or as a member "
+         "of the socket's group)"),
+        (grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses; No such file",
+         "cannot reach the fleet API at unix:///x.sock (is fleetd running?): failed to connect"),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded",
+         "the fleet API at unix:///x.sock did not answer within 3.0s"),
+        (grpc.StatusCode.UNAVAILABLE, "cannot reach etcd (tried http://a:2379): refused",
+         "fleet API at unix:///x.sock: cannot reach etcd (tried http://a:2379): refused"),
+    ],
+)
+async def test_client_error_messages(code: grpc.StatusCode, detail: str, message: str) -> None:
+    from grpc.aio import Metadata
+
+    from fleetpy.registry.base import RegistryError
+
+    client = ApiDriver("unix:///x.sock")
+    error = grpc.aio.AioRpcError(code, Metadata(), Metadata(), details=detail)
+    with pytest.raises(RegistryError) as info:
+        client._fail(error)
+    assert str(info.value).startswith(message)
+    await client.close()
