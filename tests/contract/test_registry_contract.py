@@ -10,6 +10,7 @@ import pytest
 from fleetpy.model.types import TargetState
 from fleetpy.registry import codec
 from fleetpy.registry.base import EventKind, LeaseLostError, NotLeaderError, RegistryError
+from fleetpy.registry.lease import KeepaliveLease
 from fleetpy.registry.store import KVRegistry
 from tests.contract.conftest import Cluster
 from tests.contract.helpers import (
@@ -136,6 +137,22 @@ async def test_machine_and_states_vanish_together_when_the_agent_dies(cluster: C
     assert await observer.list_unit_states() == []
     async with asyncio.timeout(WAIT):
         await lease.wait_lost()
+
+
+async def test_a_lease_expires_after_its_ttl_once_refreshes_stop(cluster: Cluster) -> None:
+    agent, observer = cluster.first, cluster.connect()
+    lease = await agent.grant_lease(TTL)
+    assert isinstance(lease, KeepaliveLease)
+    await agent.register_machine(machine("m1"), lease)
+    async with aclosing(observer.watch("machines/")) as watch:
+        await next_update(watch)
+        loop = asyncio.get_running_loop()
+        stopped = loop.time()
+        await lease.stop_keepalive()  # the agent hangs or dies: no more refreshes
+        update = await next_update(watch, timeout=TTL + WAIT)
+    assert [(e.kind, e.key) for e in update.events] == [(EventKind.DELETE, "machines/m1")]
+    assert loop.time() - stopped > TTL / 3  # expired by time, not at once
+    assert await observer.list_machines() == []
 
 
 async def test_a_revoked_lease_is_reported_lost_to_its_holder(cluster: Cluster) -> None:
