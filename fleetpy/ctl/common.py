@@ -7,6 +7,7 @@ command actually talks to the cluster, so ``fleetctl --help`` starts fast.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -129,5 +130,9 @@ def run_with_client(env: CtlEnv, action: Callable[[FleetClient], Awaitable[int]]
     except KeyboardInterrupt:
         err("Interrupted")
         sys.exit(130)
+    except BrokenPipeError:  # fleetctl list-units | head: the reader left, not an error
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
     if code:
         click.get_current_context().exit(code)
