@@ -111,7 +111,7 @@ def _fields(spec: str, valid: tuple[str, ...]) -> list[str]:
         raise CtlError(str(e), prefix=False) from None
 
 
-@click.command("list-units")
+@click.command("list-units", short_help="List the current state of units in the cluster")
 @_table_options(UNITS_DEFAULT, UNITS_FIELDS)
 @pass_env
 def list_units(env: CtlEnv, full: bool, no_legend: bool, fields: str, output: str) -> None:
@@ -133,7 +133,7 @@ def list_units(env: CtlEnv, full: bool, no_legend: bool, fields: str, output: st
     run_with_client(env, action)
 
 
-@click.command("list-unit-files")
+@click.command("list-unit-files", short_help="List the units that exist in the cluster.")
 @_table_options(UNIT_FILES_DEFAULT, UNIT_FILES_FIELDS)
 @pass_env
 def list_unit_files(env: CtlEnv, full: bool, no_legend: bool, fields: str, output: str) -> None:
@@ -151,7 +151,7 @@ def list_unit_files(env: CtlEnv, full: bool, no_legend: bool, fields: str, outpu
     run_with_client(env, action)
 
 
-@click.command("list-machines")
+@click.command("list-machines", short_help="Enumerate the current hosts in the cluster")
 @_table_options(MACHINES_DEFAULT, MACHINES_FIELDS)
 @pass_env
 def list_machines(env: CtlEnv, full: bool, no_legend: bool, fields: str, output: str) -> None:

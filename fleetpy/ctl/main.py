@@ -42,7 +42,8 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
 @click.group(
     cls=FleetGroup,
     invoke_without_command=True,
-    context_settings={"auto_envvar_prefix": "FLEETCTL", "help_option_names": ["-h", "--help"]},
+    context_settings={"auto_envvar_prefix": "FLEETCTL", "help_option_names": ["-h", "--help"],
+                      "max_content_width": 120},
     help="fleetctl is a command-line interface to fleet, the cluster-wide CoreOS init system.",
     epilog='Run "fleetctl help <command>" for more details on a specific command.',
 )
