@@ -6,6 +6,8 @@ plus ``watch_units``; transport failures raise RegistryError naming the endpoint
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -21,6 +23,9 @@ from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, U
 from fleetpy.registry.base import RegistryError, UnitRecord
 
 MAX_MESSAGE = 64 * 1024 * 1024
+RECONNECT_DELAY = 0.5
+_RETRY_STREAM = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
+log = logging.getLogger(__name__)
 
 
 def grpc_target(endpoint: str) -> str:
@@ -144,12 +149,25 @@ class ApiDriver:
         return dict(resp.waiting)
 
     async def watch_units(self, names: Sequence[str]) -> AsyncGenerator[Snapshot, None]:
-        """Snapshots of ``names`` now and after every change (server-streamed)."""
-        call = self._stub.WatchUnitStates(pb.WatchUnitStatesRequest(names=list(names)))
-        try:
-            async for msg in call:
-                yield convert.snapshot_from_pb(msg)
-        except grpc.aio.AioRpcError as e:
-            self._fail(e)
-        finally:
-            call.cancel()
+        """Snapshots of ``names`` now and after every change (server-streamed).
+
+        A stream cut by a restarting fleetd (or a registry outage) is opened
+        again, waiting for the server to be back; the caller bounds the wait.
+        """
+        request = pb.WatchUnitStatesRequest(names=list(names))
+        reconnecting = False
+        while True:
+            call = self._stub.WatchUnitStates(request, wait_for_ready=reconnecting)
+            try:
+                async for msg in call:
+                    reconnecting = False
+                    yield convert.snapshot_from_pb(msg)
+                return
+            except grpc.aio.AioRpcError as e:
+                if e.code() not in _RETRY_STREAM:
+                    self._fail(e)
+                log.debug("watch on %s cut (%s), opening it again", self.endpoint, e.details())
+                reconnecting = True
+            finally:
+                call.cancel()
+            await asyncio.sleep(RECONNECT_DELAY)

@@ -89,6 +89,8 @@ def reached(v: UnitView, goal: Goal) -> bool:
         return v.current is TargetState.LOADED or (
             v.current is TargetState.LAUNCHED and desired is TargetState.LAUNCHED
         )
+    if goal is Goal.INACTIVE:  # unloaded: off its machine, as list-units then shows
+        return v.current is TargetState.INACTIVE and not v.reported
     return v.current.value == goal.value
 
 

@@ -248,3 +248,24 @@ async def test_client_error_messages(code: grpc.StatusCode, detail: str, message
         client._fail(error)
     assert str(info.value).startswith(message)
     await client.close()
+
+
+async def test_watch_survives_a_fleetd_restart(short_dir: Path) -> None:
+    registry = MemoryRegistry()
+    await registry.create_unit(HELLO, TargetState.INACTIVE)
+    address = f"unix://{short_dir}/f.sock"
+    server = await start_api_server(registry, [address])
+    client = ApiDriver(address)
+    stream = client.watch_units(["hello.service"])
+    try:
+        async with asyncio.timeout(15):
+            assert (await anext(stream)).units["hello.service"].desired is TargetState.INACTIVE
+            await server.stop(0.1)  # fleetd restarts...
+            await registry.set_desired("hello.service", TargetState.LAUNCHED)
+            server = await start_api_server(registry, [address])  # ...and is back
+            snap = await anext(stream)
+            assert snap.units["hello.service"].desired is TargetState.LAUNCHED
+    finally:
+        await stream.aclose()
+        await client.close()
+        await server.stop(None)

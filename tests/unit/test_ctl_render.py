@@ -167,6 +167,7 @@ def test_state_message() -> None:
         (snap(TargetState.LOADED, "inactive"), Goal.LAUNCHED, False),
         (snap(TargetState.INACTIVE, None, scheduled=False), Goal.INACTIVE, True),
         (snap(TargetState.INACTIVE, "inactive"), Goal.INACTIVE, False),
+        (snap(TargetState.INACTIVE, "inactive", scheduled=False), Goal.INACTIVE, False),
         (Snapshot(), Goal.GONE, True),
     ],
 )
