@@ -123,10 +123,10 @@ async def test_a_quiet_watch_resumes_after_a_compaction_without_relisting(
 
 async def test_a_lease_survives_an_outage_shorter_than_its_ttl(own_cluster: Cluster) -> None:
     registry = own_cluster.first
-    lease = await registry.grant_lease(3)
+    lease = await registry.grant_lease(2)
     await registry.register_machine(machine("m1"), lease)
     await own_cluster.down()
-    await asyncio.sleep(1.2)  # the outage itself: refreshes fail meanwhile
+    await asyncio.sleep(0.8)  # the outage itself: refreshes fail meanwhile
     assert lease.is_alive()
     await own_cluster.up()
     assert await until_ok(registry.list_machines) == [machine("m1")]
