@@ -36,6 +36,9 @@ log = logging.getLogger("fleetpy.lab")
 T = TypeVar("T")
 R = TypeVar("R")
 
+# fleet.service may take its TimeoutStopSec (15 s) to stop; then a poweroff ends.
+POWEROFF_GRACE = 20.0
+
 TOOLS = {
     "etcd": "apt-get install etcd-server",
     "etcdctl": "apt-get install etcd-client",
@@ -87,8 +90,7 @@ class Lab:
         return state
 
     def is_up(self) -> bool:
-        state = load(self.cfg)
-        return state is not None and any(p.alive() for p in state.processes())
+        return teardown.alive(self.cfg)
 
     @property
     def hosts(self) -> list[HostInfo]:
@@ -131,6 +133,7 @@ class Lab:
             if leftovers:
                 log.info("clearing leftovers of a dead lab: %s", ", ".join(leftovers))
                 teardown.teardown(self.cfg)
+            network.check_subnet_free(self.cfg)
             started = time.monotonic()
             try:
                 self._build(hosts, etcd_members)
@@ -159,7 +162,6 @@ class Lab:
 
     def _build(self, n_hosts: int, n_members: int) -> None:
         cfg = self.cfg
-        network.check_subnet_free(cfg)
         venv = host_ops.venv()
         state = LabState(
             name=cfg.name,
@@ -219,7 +221,7 @@ class Lab:
             rec = state.host(host)
             if host_ops.running_pid(rec) is None:
                 raise LabError(f"host {host} is already stopped: `fleetlab host-start {host}`")
-            host_ops.stop(self.cfg, [rec])
+            host_ops.stop(self.cfg, [rec], grace=POWEROFF_GRACE)
             save(self.cfg, state.with_host(replace(rec, proc=None)))
             log.info("host %s powered off", host)
 

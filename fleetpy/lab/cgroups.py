@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleetpy.lab.errors import LabError
+
 ROOT = Path("/sys/fs/cgroup")
 
 
@@ -123,8 +125,12 @@ def remove(rel: str, timeout: float = 5.0) -> None:
                 except FileNotFoundError:
                     break
                 except OSError as exc:
-                    if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                    if exc.errno != errno.EBUSY:
                         raise
+                    if time.monotonic() > deadline:
+                        raise LabError(
+                            f"cannot remove cgroup {dirpath}: still in use after {timeout:.0f}s"
+                        ) from None
                     time.sleep(0.05)
 
 

@@ -50,7 +50,7 @@ private() {  # private DIR MODE
     old_ifs=$IFS; IFS=:
     for k in $FLH_KEEP; do
         case "$k" in
-        "$1"/*) mkdir -p "$k"; mount --rbind "/proc/self/fd/9/${k#"$1"/}" "$k" ;;
+        "$1"/*) mkdir -p "$k"; mount --no-canonicalize --rbind "/proc/self/fd/9/${k#"$1"/}" "$k" ;;
         esac
     done
     IFS=$old_ifs
@@ -66,7 +66,7 @@ exec 9</dev
 mount -t tmpfs -o mode=755,nosuid tmpfs /dev
 for n in null zero full random urandom tty; do
     touch "/dev/$n"
-    mount --bind "/proc/self/fd/9/$n" "/dev/$n"
+    mount --no-canonicalize --bind "/proc/self/fd/9/$n" "/dev/$n"
 done
 exec 9<&-
 mkdir /dev/pts /dev/shm

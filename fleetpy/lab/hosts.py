@@ -228,16 +228,18 @@ def kill(rec: HostRecord) -> None:
         procs.send(pid, signal.SIGKILL)
 
 
-def stop(cfg: LabConfig, recs: Sequence[HostRecord], timeout: float = 20.0) -> None:
-    """Power hosts off together; kill those that take longer than ``timeout``."""
-    for rec in recs:
-        poweroff(rec)
-    running = [r for r in recs if r.proc is not None]
-    left = procs.wait_gone([r.proc for r in running if r.proc is not None], timeout)
+def stop(cfg: LabConfig, recs: Sequence[HostRecord], grace: float) -> None:
+    """Power hosts off together, killing those still up after ``grace`` seconds
+    (0: kill at once); then remove their veths and cgroups."""
+    running = [r for r in recs if r.proc is not None and r.proc.alive()]
+    if grace > 0:
+        for rec in running:
+            poweroff(rec)
+        left = procs.wait_gone([r.proc for r in running if r.proc is not None], grace)
+        running = [r for r in running if r.proc in left]
     for rec in running:
-        if rec.proc in left:
-            kill(rec)
-    procs.wait_gone(left, 5.0)
+        kill(rec)
+    procs.wait_gone([r.proc for r in running if r.proc is not None], 5.0)
     for rec in recs:
         network.delete_link(cfg.veth(rec.index))
         cgroups.remove(f"{cfg.cgroup}/{rec.name}")

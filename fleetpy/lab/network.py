@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import subprocess
@@ -54,8 +55,19 @@ def check_subnet_free(cfg: LabConfig) -> None:
                 )
 
 
+def bridge_mac(cfg: LabConfig) -> str:
+    """A fixed, locally administered MAC for the bridge, from the lab name.
+
+    Left alone, a bridge takes the lowest MAC of its ports and changes it as
+    hosts come and go; hosts then send to a stale gateway MAC until their ARP
+    entry expires (seconds of lost packets after every host-start).
+    """
+    digest = hashlib.sha1(cfg.name.encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
+
+
 def create_bridge(cfg: LabConfig) -> None:
-    ip("link", "add", "name", cfg.bridge, "type", "bridge")
+    ip("link", "add", "name", cfg.bridge, "address", bridge_mac(cfg), "type", "bridge")
     ip("addr", "add", f"{cfg.gateway}/{cfg.network.prefixlen}", "dev", cfg.bridge)
     ip("link", "set", cfg.bridge, "up")
 

@@ -21,6 +21,14 @@ def _stat_fields(pid: int) -> list[str] | None:
     return text[text.rindex(")") + 2 :].split()
 
 
+def children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
 @dataclass(frozen=True)
 class Proc:
     """A process by PID and start time, so a recycled PID is not mistaken for it."""
@@ -39,11 +47,7 @@ class Proc:
         return fields is not None and fields[0] not in "ZX" and int(fields[19]) == self.start
 
     def children(self) -> list[int]:
-        try:
-            text = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text()
-        except OSError:
-            return []
-        return [int(p) for p in text.split()]
+        return children(self.pid)
 
     def to_json(self) -> dict[str, int]:
         return {"pid": self.pid, "start": self.start}
@@ -53,11 +57,13 @@ class Proc:
         return None if data is None else cls(int(data["pid"]), int(data["start"]))
 
 
-# Joins the cgroups named in $FLEETLAB_CGROUPS, then becomes the command.
+# The child joins the cgroups named in $FLEETLAB_CGROUPS, then becomes the
+# command; its parent stays outside them and reaps it the moment it exits.
 _JOIN = (
     'for cg in $FLEETLAB_CGROUPS; do echo $$ > "$cg/cgroup.procs"; done; '
     'unset FLEETLAB_CGROUPS; exec "$@"'
 )
+_KEEPER = f"/bin/sh -c '{_JOIN}' sh \"$@\" & wait $!"
 
 
 def spawn(
@@ -66,29 +72,35 @@ def spawn(
     cgroups: Sequence[Path] = (),
     env: Mapping[str, str] | None = None,
 ) -> Proc:
-    """Start a long-lived process in its own session and in ``cgroups``,
-    output appended to ``log``.
+    """Start a long-lived process in ``cgroups``, output appended to ``log``.
 
-    A lab process must outlive the command that started it: nobody waits for
-    it here; ``_reap`` collects it once it has exited (if this process is still
-    its parent then).
+    It must outlive the command that starts it, so nobody here waits for it.
+    Its parent is a small shell ("keeper") in a session of its own that only
+    waits for it: an orphan that exits becomes a zombie until PID 1 reaps it,
+    which on some machines takes seconds, and a zombie still counts in its
+    cgroup (rmdir fails with EBUSY). The keeper reaps at once and stays out of
+    the lab's cgroups. Returns the process itself, not the keeper.
     """
     full_env = dict(os.environ if env is None else env)
     full_env["FLEETLAB_CGROUPS"] = " ".join(str(c) for c in cgroups)
     with log.open("ab") as out:
-        child = subprocess.Popen(
-            ["/bin/sh", "-c", _JOIN, "sh", *argv],
+        keeper = subprocess.Popen(
+            ["/bin/sh", "-c", _KEEPER, "sh", *argv],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env=full_env,
         )
-    _spawned.append(child)
-    proc = Proc.of(child.pid)
-    if proc is None:
-        raise OSError(f"{argv[0]} exited at once; see {log}")
-    return proc
+    _spawned.append(keeper)
+    deadline = time.monotonic() + 5.0
+    while True:
+        kids = children(keeper.pid)
+        if kids and (proc := Proc.of(kids[0])) is not None:
+            return proc
+        if keeper.poll() is not None or time.monotonic() > deadline:
+            raise OSError(f"{argv[0]} did not start; see {log}")
+        time.sleep(0.002)
 
 
 def wait_gone(procs: Sequence[Proc], timeout: float) -> list[Proc]:

@@ -15,19 +15,24 @@ log = logging.getLogger("fleetpy.lab")
 
 
 def alive(cfg: LabConfig) -> bool:
-    """Any process of the lab running, by its state file or by its cgroups."""
+    """Any process that the lab's state file names still runs.
+
+    Without a live process there (a crash, kill -9, a lost state file) the lab
+    is dead: whatever else is left of it is leftovers.
+    """
     try:
         state = load(cfg)
     except LabError:
-        state = None
-    if state is not None and any(p.alive() for p in state.processes()):
-        return True
-    return bool(procs.running(cgroups.pids(cfg.cgroup)))
+        return False
+    return state is not None and any(p.alive() for p in state.processes())
 
 
 def leftovers(cfg: LabConfig) -> list[str]:
-    """What a lab left behind: state files, links, cgroup directories."""
+    """What a lab left behind: processes, state files, links, cgroup directories."""
     found = []
+    stray = procs.running(cgroups.pids(cfg.cgroup))
+    if stray:
+        found.append(f"{len(stray)} processes in its cgroups")
     if cfg.state_dir.exists():
         found.append(f"state dir {cfg.state_dir}")
     found += [f"link {name}" for name in network.lab_links(cfg)]
@@ -43,9 +48,8 @@ def teardown(cfg: LabConfig) -> None:
     except LabError:
         state = None
     if state is not None:
-        # Hosts first: their fleetd may still talk to etcd while stopping.
-        hosts.stop(cfg, state.hosts)
-        # The data is thrown away: no need for etcd's graceful (slow) stop.
+        # Everything is thrown away: no need for graceful (slow) stops.
+        hosts.stop(cfg, state.hosts, grace=0)
         etcd.stop(state.members, signal.SIGKILL)
     _kill_stray(cfg)
     for name in network.lab_links(cfg):
