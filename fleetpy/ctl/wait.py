@@ -25,6 +25,7 @@ from fleetpy.ctl.state import UnitView, machine_legend, state_message, view
 from fleetpy.model.types import TargetState
 
 ATTEMPT_INTERVAL = 0.5
+SLOW_NOTE_AFTER = 10.0  # then say once what each unit is still waiting for
 FRAMES = "|/-\\"
 
 
@@ -143,6 +144,26 @@ class Tracker:
             del self.pending[name]
         return printed
 
+    def still_waiting(self, snap: Snapshot) -> list[str]:
+        """What each pending unit is still waiting for (said once after a while)."""
+        notes: list[str] = []
+        for name, goal in self.pending.items():
+            v = view(snap, name)
+            if goal is Goal.GONE:
+                machines = sorted({s.machine_id for s in v.reported})
+                shown = ", ".join(machine_legend(m, snap.machines, False) for m in machines)
+                notes.append(f"Still waiting for {name} to be removed from {shown or '-'}")
+            elif v.machine is None:
+                notes.append(f"Still waiting for {name} to be scheduled on a machine")
+            else:
+                where = machine_legend(v.machine, snap.machines, False)
+                st = v.state
+                systemd = f"{st.active_state}/{st.sub_state}" if st else "not reported"
+                now = f"{v.current}, {systemd}"
+                notes.append(f"Still waiting for {name} to report state {goal} on {where} "
+                             f"(now {now})")
+        return notes
+
     def timed_out(self, last: Snapshot | None) -> list[str]:
         errors: list[str] = []
         for name, goal in self.pending.items():
@@ -177,6 +198,14 @@ async def wait_units(
     last: Snapshot | None = None
     timeout = attempts * ATTEMPT_INTERVAL if attempts > 0 else None
     progress.start(_label(list(goals)))
+
+    async def note_when_slow() -> None:
+        await asyncio.sleep(SLOW_NOTE_AFTER)
+        if last is not None:
+            for text in tracker.still_waiting(last):
+                progress.note(text)
+
+    slow = asyncio.get_running_loop().create_task(note_when_slow())
     try:
         async with asyncio.timeout(timeout), aclosing(client.watch_units(list(goals))) as snaps:
             async for snap in snaps:
@@ -189,5 +218,6 @@ async def wait_units(
     except TimeoutError:
         pass
     finally:
+        slow.cancel()
         await progress.stop()
     return tracker.errors + tracker.timed_out(last)

@@ -237,3 +237,17 @@ def test_is_global() -> None:
     assert is_global("[Service]\nExecStart=/bin/true\n[X-Fleet]\nGlobal=true\n")
     assert not is_global("[Service]\nExecStart=/bin/true\n[X-Fleet]\nGlobal=false\n")
     assert not is_global("[Service]\nExecStart=/bin/true\n")
+
+
+def test_tracker_says_what_is_still_awaited() -> None:
+    t = Tracker({"hello.service": Goal.LAUNCHED})
+    s = snap(TargetState.LAUNCHED, "inactive")
+    t.observe(s)
+    assert t.still_waiting(s) == [
+        "Still waiting for hello.service to report state launched on "
+        "4f4a4289.../172.17.8.101 (now loaded, inactive/x)"]
+    t = Tracker({"hello.service": Goal.GONE})
+    s = Snapshot(states=snap(TargetState.LOADED, "inactive").states, machines={MID: M})
+    t.observe(s)
+    assert t.still_waiting(s) == [
+        "Still waiting for hello.service to be removed from 4f4a4289.../172.17.8.101"]
