@@ -24,8 +24,15 @@ ON_M1 = "4f4a4289.../172.17.8.101"
 
 
 def fleetctl(etcd: EtcdProcess, prefix: str, *args: str) -> Result:
-    argv = ["--driver", "etcd", "--etcd-endpoints", etcd.endpoint, "--etcd-key-prefix", prefix,
-            *args]
+    argv = [
+        "--driver",
+        "etcd",
+        "--etcd-endpoints",
+        etcd.endpoint,
+        "--etcd-key-prefix",
+        prefix,
+        *args,
+    ]
     return CliRunner().invoke(main, argv, obj=CtlEnv())
 
 
@@ -43,8 +50,9 @@ def cluster(etcd_server: EtcdProcess, etcd_prefix: str) -> Iterator[Cluster]:
         yield c
 
 
-def test_submit_list_cat_destroy(etcd_server: EtcdProcess, etcd_prefix: str,
-                                 unit_file: str) -> None:
+def test_submit_list_cat_destroy(
+    etcd_server: EtcdProcess, etcd_prefix: str, unit_file: str
+) -> None:
     r = fleetctl(etcd_server, etcd_prefix, "submit", unit_file)
     assert (r.exit_code, r.stdout) == (0, "Unit hello.service inactive\n"), r.output
     r = fleetctl(etcd_server, etcd_prefix, "list-unit-files")
@@ -60,8 +68,9 @@ def test_submit_list_cat_destroy(etcd_server: EtcdProcess, etcd_prefix: str,
     assert (r.exit_code, r.stdout) == (0, "")
 
 
-def test_bad_input_leaves_etcd_unchanged(etcd_server: EtcdProcess, etcd_prefix: str,
-                                         unit_file: str, tmp_path: Path) -> None:
+def test_bad_input_leaves_etcd_unchanged(
+    etcd_server: EtcdProcess, etcd_prefix: str, unit_file: str, tmp_path: Path
+) -> None:
     assert fleetctl(etcd_server, etcd_prefix, "submit", unit_file).exit_code == 0
     (tmp_path / "bad.service").write_text("no section\n")
     before = etcd_server.revision()
@@ -76,14 +85,17 @@ def test_bad_input_leaves_etcd_unchanged(etcd_server: EtcdProcess, etcd_prefix: 
     assert etcd_server.revision() == before
 
 
-def test_blocking_start_stop_on_etcd(cluster: Cluster, etcd_server: EtcdProcess,
-                                     etcd_prefix: str, unit_file: str) -> None:
+def test_blocking_start_stop_on_etcd(
+    cluster: Cluster, etcd_server: EtcdProcess, etcd_prefix: str, unit_file: str
+) -> None:
     r = fleetctl(etcd_server, etcd_prefix, "start", unit_file)
-    assert r.stdout == (
-        f"Unit hello.service inactive\nUnit hello.service launched on {ON_M1}\n"), r.output
+    assert r.stdout == (f"Unit hello.service inactive\nUnit hello.service launched on {ON_M1}\n"), (
+        r.output
+    )
     r = fleetctl(etcd_server, etcd_prefix, "list-units")
     assert r.stdout.splitlines()[1].expandtabs(8) == (
-        f"hello.service   {ON_M1}        active  running")
+        f"hello.service   {ON_M1}        active  running"
+    )
     r = fleetctl(etcd_server, etcd_prefix, "stop", "hello.service")
     assert r.stdout == f"Unit hello.service loaded on {ON_M1}\n"
     r = fleetctl(etcd_server, etcd_prefix, "destroy", "hello.service")
@@ -97,7 +109,8 @@ def test_api_backed_by_etcd(cluster: Cluster, unit_file: str) -> None:
         api = cluster.start_api(str(short / "fleet.sock"))
         r = cluster.ctl("load", unit_file, api=api)
         assert r.stdout == (
-            f"Unit hello.service inactive\nUnit hello.service loaded on {ON_M1}\n"), r.output
+            f"Unit hello.service inactive\nUnit hello.service loaded on {ON_M1}\n"
+        ), r.output
         r = cluster.ctl("start", "hello.service", api=api)
         assert r.stdout == f"Unit hello.service launched on {ON_M1}\n"
     finally:
@@ -108,8 +121,15 @@ def test_unreachable_etcd_names_the_endpoints(etcd_prefix: str) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    argv = ["--driver", "etcd", "--etcd-endpoints", f"http://127.0.0.1:{port}",
-            "--request-timeout", "0.5", "list-units"]
+    argv = [
+        "--driver",
+        "etcd",
+        "--etcd-endpoints",
+        f"http://127.0.0.1:{port}",
+        "--request-timeout",
+        "0.5",
+        "list-units",
+    ]
     r = CliRunner().invoke(main, argv, obj=CtlEnv())
     assert r.exit_code == 1
     assert r.stderr.startswith(f"Error: cannot reach etcd (tried http://127.0.0.1:{port})")
