@@ -162,6 +162,7 @@ class Lab:
 
     def _build(self, n_hosts: int, n_members: int) -> None:
         cfg = self.cfg
+        t0 = time.monotonic()
         venv = host_ops.venv()
         state = LabState(
             name=cfg.name,
@@ -176,11 +177,13 @@ class Lab:
         log.info("bridge %s at %s/%d", cfg.bridge, cfg.gateway, cfg.network.prefixlen)
         if state.keep:
             log.info("hosts will see %s at the same path", ", ".join(state.keep))
-        if host_ops.fleetd_unit() is None:
+        fleet = host_ops.fleetd_unit()
+        if fleet is None:
             log.info("fleetd not installed in hosts (no deploy/fleet.service or fleetd yet)")
+        else:
+            log.info("hosts run fleet.service with %s", fleet[1])
         group = cgroups.create(f"{cfg.cgroup}/etcd")
-        cluster = etcd.initial_cluster(state.members)
-        members = [etcd.start(cfg, m, cluster, "new", group) for m in state.members]
+        members = etcd.start_cluster(cfg, state.members, group)
         state = replace(state, members=tuple(members))
         save(cfg, state)
         for m in members:
@@ -189,15 +192,26 @@ class Lab:
         state = replace(state, hosts=tuple(started))
         save(cfg, state)
 
+        def healthy() -> None:
+            etcd.wait_healthy(cfg, members)
+            log.info("etcd cluster healthy after %.1fs", time.monotonic() - t0)
+
         def booted(h: HostRecord) -> None:
             result = host_ops.wait_booted(cfg, h)
-            log.info("host %s booted (%s) at %s, machine-id %s", h.name, result, h.ip, h.machine_id)
+            log.info(
+                "host %s booted (%s) after %.1fs at %s, machine-id %s",
+                h.name,
+                result,
+                time.monotonic() - t0,
+                h.ip,
+                h.machine_id,
+            )
 
+        # Hosts boot while etcd elects its leader; fleetd retries until etcd answers.
         with ThreadPoolExecutor(1) as pool:
-            health = pool.submit(etcd.wait_healthy, cfg, members)
+            health = pool.submit(healthy)
             _parallel(booted, started)
             health.result()
-        log.info("etcd cluster healthy: %s", ",".join(state.client_urls))
 
     def down(self) -> None:
         _require_root()

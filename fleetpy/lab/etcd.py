@@ -64,6 +64,41 @@ def start(
     return MemberRecord(rec.name, rec.index, rec.client_url, rec.peer_url, proc)
 
 
+def start_cluster(
+    cfg: LabConfig, recs: Sequence[MemberRecord], cgroups: Sequence[Path]
+) -> list[MemberRecord]:
+    """Start a new cluster's members one after the other.
+
+    A new member first asks its peers whether it was bootstrapped already,
+    giving each 1 s to answer. Started together, every member finds its peers'
+    ports open but not yet served and waits out both timeouts (2 s with three
+    members). Started in turn, each finds the earlier ones serving and the
+    later ones not listening at all, and goes on at once.
+    """
+    cluster = initial_cluster(recs)
+    started = []
+    for rec in recs:
+        member = start(cfg, rec, cluster, "new", cgroups)
+        started.append(member)
+        wait_serving_peers(cfg, member)
+    return started
+
+
+def wait_serving_peers(cfg: LabConfig, rec: MemberRecord, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{rec.peer_url}/version", timeout=1.0):
+                return
+        except (OSError, ValueError):
+            pass
+        if rec.proc is not None and not rec.proc.alive():
+            raise LabError(f"etcd member {rec.name} exited: {tail(log_path(cfg, rec.name))}")
+        if time.monotonic() > deadline:
+            raise LabError(f"etcd member {rec.name} not serving its peers after {timeout:.0f}s")
+        time.sleep(0.01)
+
+
 def stop(recs: Sequence[MemberRecord], sig: int = signal.SIGTERM) -> None:
     procs.stop([r.proc for r in recs if r.proc is not None], sig, timeout=5.0)
 
