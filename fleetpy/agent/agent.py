@@ -1,0 +1,226 @@
+"""The agent: make this machine's systemd match its schedule, report what it does.
+
+Reads: ``schedule/<machine_id>/`` (one watch). Writes: ``states/<machine_id>/``
+on the agent's lease. Decisions come from the pure planner
+(fleetpy.agent.plan); this module only feeds it and executes its tasks, one
+log line per task with the planner's reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from fleetpy.agent.plan import CurrentUnit, DesiredUnit, Task, TaskKind, plan_agent
+from fleetpy.model.types import ScheduledUnit, TargetState, UnitState
+from fleetpy.registry.base import Lease, Registry, RegistryError, WatchUpdate
+from fleetpy.registry.codec import decode_scheduled
+from fleetpy.systemd.base import SystemdError, UnitManager, UnitStatus
+
+log = logging.getLogger("fleetpy.agent")
+
+RETRY_DELAY = 1.0
+
+
+class Agent:
+    """Reconciles one machine. Never stops a unit except when its plan says so."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        manager: UnitManager,
+        machine_id: str,
+        lease: Callable[[], Lease],
+    ) -> None:
+        self._registry = registry
+        self._manager = manager
+        self._machine_id = machine_id
+        self._lease = lease
+        self._desired: dict[str, DesiredUnit] = {}
+        self._attempted: dict[str, tuple[str, TargetState]] = {}
+        self._synced = False
+        self._wake = asyncio.Event()
+        self._report_wake = asyncio.Event()
+        self._pending: dict[str, UnitStatus] = {}
+        self._reported: set[str] = set()
+        self.converged = asyncio.Event()
+
+    async def run(self) -> None:
+        """Run until cancelled: watch the schedule, reconcile, report states."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._watch_schedule(), name="agent-watch")
+            group.create_task(self._reconcile_loop(), name="agent-reconcile")
+            group.create_task(self._follow_systemd(), name="agent-systemd")
+            group.create_task(self._report_loop(), name="agent-report")
+
+    # schedule ----------------------------------------------------------------
+    async def _watch_schedule(self) -> None:
+        prefix = f"schedule/{self._machine_id}/"
+        async for update in self._registry.watch(prefix):
+            self._apply(update, prefix)
+            self._synced = True
+            self._wake.set()
+
+    def _apply(self, update: WatchUpdate, prefix: str) -> None:
+        if update.reset:
+            self._desired = {}
+            for key, value in update.items.items():
+                unit = decode_scheduled(key, value)
+                self._desired[unit.name] = _desired(unit)
+            return
+        for event in update.events:
+            name = event.key[len(prefix):]
+            if event.kind == "delete":
+                self._desired.pop(name, None)
+            else:
+                self._desired[name] = _desired(decode_scheduled(event.key, event.value))
+
+    # reconcile ---------------------------------------------------------------
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._synced:
+                continue
+            try:
+                await self._reconcile()
+            except (SystemdError, RegistryError) as exc:
+                log.warning("reconcile failed, retrying in %.0fs: %s", RETRY_DELAY, exc)
+                await asyncio.sleep(RETRY_DELAY)
+                self._wake.set()
+            except Exception:
+                log.exception("reconcile pass crashed, retrying in %.0fs", RETRY_DELAY)
+                await asyncio.sleep(RETRY_DELAY)
+                self._wake.set()
+
+    async def _current(self) -> dict[str, CurrentUnit]:
+        files = self._manager.loaded_files()
+        statuses = await self._manager.statuses(sorted(files)) if files else {}
+        current = {}
+        for name, file_hash in files.items():
+            status = statuses.get(name)
+            current[name] = CurrentUnit(
+                name=name,
+                file_hash=file_hash,
+                load_state=status.load_state if status else "not-found",
+                active_state=status.active_state if status else "inactive",
+                sub_state=status.sub_state if status else "dead",
+            )
+        return current
+
+    async def _reconcile(self) -> None:
+        desired = dict(self._desired)
+        current = await self._current()
+        tasks = plan_agent(desired, current, self._attempted)
+        if not tasks:
+            self.converged.set()
+            await self._report_current(current)
+            return
+        self.converged.clear()
+        await self._manager.watch_units(set(desired) | set(current))
+        failed = False
+        for task in tasks:
+            if not await self._execute(task, desired):
+                failed = True
+        touched = {t.unit for t in tasks if t.unit}
+        gone = [n for n in touched if n not in desired]
+        if gone:
+            await self._forget_states(gone)
+        await self._report_now(sorted(n for n in touched if n in desired))
+        if failed:
+            await asyncio.sleep(RETRY_DELAY)
+        self._wake.set()
+
+    async def _execute(self, task: Task, desired: dict[str, DesiredUnit]) -> bool:
+        """Run one task; a failure is logged and does not abort the others."""
+        log.info("%s %s: %s", task.kind.value, task.unit or "-", task.reason)
+        try:
+            if task.kind == TaskKind.UNLOAD:
+                await self._manager.stop_unit(task.unit)
+                await self._manager.remove_unit(task.unit)
+                self._attempted.pop(task.unit, None)
+            elif task.kind == TaskKind.LOAD:
+                await self._manager.write_unit(task.unit, task.contents or "")
+            elif task.kind == TaskKind.RELOAD:
+                await self._manager.daemon_reload()
+            elif task.kind == TaskKind.STOP:
+                await self._manager.stop_unit(task.unit)
+            elif task.kind == TaskKind.START:
+                unit = desired[task.unit]
+                self._attempted[task.unit] = (unit.hash, unit.target)
+                await self._manager.start_unit(task.unit)
+        except (SystemdError, OSError) as exc:
+            log.error("%s %s failed: %s", task.kind.value, task.unit or "-", exc)
+            return False
+        return True
+
+    # state reporting ---------------------------------------------------------
+    async def _follow_systemd(self) -> None:
+        async for status in self._manager.changes():
+            if status.name in self._desired or status.name in self._reported:
+                self._pending[status.name] = status
+                self._report_wake.set()
+
+    async def _report_loop(self) -> None:
+        while True:
+            await self._report_wake.wait()
+            self._report_wake.clear()
+            batch, self._pending = self._pending, {}
+            if batch:
+                await self._put_states(list(batch.values()))
+
+    async def _report_now(self, names: list[str]) -> None:
+        if names:
+            statuses = await self._manager.statuses(names)
+            for status in statuses.values():
+                self._pending[status.name] = status
+            self._report_wake.set()
+
+    async def _report_current(self, current: dict[str, CurrentUnit]) -> None:
+        missing = [n for n in current if n in self._desired and n not in self._reported]
+        await self._report_now(missing)
+
+    async def _put_states(self, statuses: list[UnitStatus]) -> None:
+        files = self._manager.loaded_files()
+        states = [
+            UnitState(
+                name=s.name,
+                machine_id=self._machine_id,
+                load_state=s.load_state,
+                active_state=s.active_state,
+                sub_state=s.sub_state,
+                hash=files.get(s.name, ""),
+            )
+            for s in statuses
+            if s.name in files
+        ]
+        if not states:
+            return
+        try:
+            await self._registry.put_unit_states(states, self._lease())
+        except RegistryError as exc:
+            log.warning("cannot report %d unit states, will retry: %s", len(states), exc)
+            for s in statuses:
+                self._pending.setdefault(s.name, s)
+            await asyncio.sleep(RETRY_DELAY)
+            self._report_wake.set()
+            return
+        self._reported.update(s.name for s in states)
+
+    async def _forget_states(self, names: list[str]) -> None:
+        for name in names:
+            self._pending.pop(name, None)
+        with contextlib.suppress(RegistryError):
+            await self._registry.delete_unit_states(self._machine_id, names)
+            self._reported.difference_update(names)
+
+    async def report_all(self) -> None:
+        """Re-report every loaded unit (after re-registering on a new lease)."""
+        self._reported.clear()
+        await self._report_now(sorted(self._manager.loaded_files()))
+
+
+def _desired(unit: ScheduledUnit) -> DesiredUnit:
+    return DesiredUnit(name=unit.name, hash=unit.hash, target=unit.target, contents=unit.contents)

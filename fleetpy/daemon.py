@@ -1,0 +1,207 @@
+"""fleetd: registers this machine, runs the agent, and the engine when leading.
+
+Wiring only: configuration, identity, the registry, systemd and the API are
+built here and handed to the agent and engine loops. SIGTERM/SIGINT stop
+fleetd without touching any unit: units live in their own cgroups and keep
+running; the agent lease is left to expire (or to be adopted by the next
+fleetd on this machine), so a restart changes nothing in the cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import IO
+
+import click
+
+from fleetpy import __version__
+from fleetpy.config import DEFAULT_CONFIG_FILE, Config, ConfigError, load
+from fleetpy.machine import MachineIdentityError, public_ip, read_machine_id
+from fleetpy.model.types import Machine
+from fleetpy.notify import sd_notify
+from fleetpy.registry.base import Lease, Registry, RegistryError
+
+log = logging.getLogger("fleetpy.daemon")
+
+STATE_DIR = Path("/run/fleet")
+
+
+class FatalError(Exception):
+    """fleetd cannot run; the message says why and what to do."""
+
+
+def _lock(path: Path) -> IO[str]:
+    """Hold an exclusive lock so two fleetd never run on one machine."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise FatalError(
+            f"another fleetd (PID {holder}) is already running on this machine ({path} is locked)"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+class Daemon:
+    def __init__(self, config: Config, state_dir: Path = STATE_DIR) -> None:
+        self.config = config
+        self.state_dir = state_dir
+        self._lease: Lease | None = None
+
+    def lease(self) -> Lease:
+        assert self._lease is not None
+        return self._lease
+
+    async def _register(self, registry: Registry, machine: Machine) -> Lease:
+        """Adopt the lease a previous fleetd on this machine left alive, else register anew."""
+        lease_file = self.state_dir / "agent.lease"
+        adopted = None
+        with contextlib.suppress(OSError, ValueError):
+            adopted = await registry.adopt_lease(int(lease_file.read_text()), self.config.agent_ttl)
+        if adopted is not None:
+            await registry.update_machine(machine, adopted)
+            log.info("adopted lease %x of the previous fleetd on this machine", adopted.id)
+            return adopted
+        lease = await registry.grant_lease(self.config.agent_ttl)
+        if not await registry.register_machine(machine, lease):
+            await lease.revoke()
+            raise FatalError(
+                f"machine ID {machine.id} is already registered by another live fleetd: "
+                "refusing to start a second fleetd with the same machine-id "
+                "(give each machine its own /etc/machine-id)"
+            )
+        lease_file.parent.mkdir(parents=True, exist_ok=True)
+        lease_file.write_text(f"{lease.id}\n")
+        log.info("registered machine %s (%s) on lease %x", machine.id[:8], machine.public_ip,
+                 lease.id)
+        return lease
+
+    async def run(self) -> None:
+        from fleetpy.agent.agent import Agent
+        from fleetpy.api.server import start_api_server
+        from fleetpy.engine.engine import Engine
+        from fleetpy.registry.etcd import EtcdRegistry
+        from fleetpy.systemd.dbus_manager import DbusUnitManager
+
+        config = self.config
+        try:
+            machine = Machine(
+                id=read_machine_id(config.machine_id_file),
+                public_ip=public_ip(config.public_ip),
+                metadata=dict(config.metadata),
+            )
+        except MachineIdentityError as exc:
+            raise FatalError(str(exc)) from None
+        lock = _lock(self.state_dir / "fleetd.lock")
+        registry = EtcdRegistry.from_config(config)
+        try:
+            self._lease = await self._register(registry, machine)
+            manager = DbusUnitManager(units_dir=Path(config.units_dir))
+            await manager.start()
+            listen = [config.api_socket] + ([config.api_tcp] if config.api_tcp else [])
+            api = await start_api_server(registry, listen)
+            agent = Agent(registry, manager, machine.id, self.lease)
+            engine = Engine(registry, machine.id, self.lease, config.engine_reconcile_interval)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            tasks = [
+                asyncio.create_task(agent.run(), name="agent"),
+                asyncio.create_task(engine.run(), name="engine"),
+                asyncio.create_task(self._keep_registered(registry, machine, agent), name="lease"),
+            ]
+            sd_notify(f"READY=1\nSTATUS=machine {machine.id[:8]} at {machine.public_ip}")
+            log.info("fleetd %s ready: machine %s, API on %s", __version__, machine.id[:8],
+                     ", ".join(listen))
+            stopper = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+            sd_notify("STOPPING=1")
+            log.info("stopping fleetd; units are left running")
+            await engine.resign()
+            for task in [*tasks, stopper]:
+                task.cancel()
+            await asyncio.gather(*tasks, stopper, return_exceptions=True)
+            await api.stop(0.5)
+            await manager.close()
+            for task in done:
+                if task is not stopper and task.exception() is not None:
+                    raise FatalError(f"{task.get_name()} failed: {task.exception()}")
+        finally:
+            await registry.close()
+            lock.close()
+
+    async def _keep_registered(self, registry: Registry, machine: Machine, agent: object) -> None:
+        """When the lease is lost (etcd unreachable past the TTL), register again."""
+        from fleetpy.agent.agent import Agent
+
+        assert isinstance(agent, Agent)
+        while True:
+            await self.lease().wait_lost()
+            log.warning("agent lease lost: registering machine %s again", machine.id[:8])
+            while True:
+                try:
+                    self._lease = await self._register(registry, machine)
+                    break
+                except (RegistryError, FatalError) as exc:
+                    log.warning("cannot register yet: %s", exc)
+                    await asyncio.sleep(1.0)
+            await agent.report_all()
+
+
+FLAG_KEYS = (
+    "etcd_servers", "etcd_key_prefix", "etcd_request_timeout", "public_ip", "metadata",
+    "agent_ttl", "engine_reconcile_interval", "api_socket", "api_tcp",
+)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_file", default=DEFAULT_CONFIG_FILE, show_default=True,
+              help="fleet.conf to read (missing is fine unless given explicitly).")
+@click.option("--etcd-servers", help="Comma-separated etcd client URLs.")
+@click.option("--etcd-key-prefix", help="Key prefix in etcd (default /fleetpy/).")
+@click.option("--etcd-request-timeout", help="Per-request timeout, e.g. 1s.")
+@click.option("--public-ip", help="IP address other machines reach this one on.")
+@click.option("--metadata", help="Machine metadata, e.g. region=us-west,az=a.")
+@click.option("--agent-ttl", help="How long this machine stays registered without fleetd.")
+@click.option("--engine-reconcile-interval", help="Engine pass interval, e.g. 2s.")
+@click.option("--api-socket", help="Unix socket of the API (unix:///var/run/fleet.sock).")
+@click.option("--api-tcp", help="Also serve the API on HOST:PORT (plain, labs only).")
+@click.option("-v", "--verbose", count=True, help="More logging.")
+@click.version_option(__version__, prog_name="fleetd")
+def main(config_file: str, verbose: int, **flags: str | None) -> None:
+    """fleetd: the fleetpy daemon (agent + engine)."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        text = Path(config_file).read_text()
+    except FileNotFoundError:
+        if config_file != DEFAULT_CONFIG_FILE:
+            click.echo(f"fleetd: config file {config_file} not found", err=True)
+            sys.exit(1)
+        text = None
+    try:
+        config = load(text, os.environ, {k: v for k, v in flags.items() if v is not None},
+                      config_file)
+        asyncio.run(Daemon(config).run())
+    except (ConfigError, FatalError, RegistryError) as exc:
+        click.echo(f"fleetd: {exc}", err=True)
+        sys.exit(1)

@@ -1,0 +1,226 @@
+"""The engine: on the one fleetd holding the lead, place units on machines.
+
+Leadership is a key on the agent's lease (create-if-absent). While leading,
+the engine keeps a view of units/, machines/ and schedule/ from three
+resumable watches and runs the pure planner (fleetpy.engine.plan) on every
+change and every reconcile interval. Its writes compare the leader key, so a
+deposed leader's writes are rejected by etcd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+
+from fleetpy.engine.plan import SpecCache, plan_engine
+from fleetpy.model.types import Machine, ScheduledUnit
+from fleetpy.registry.base import (
+    LeaderToken,
+    Lease,
+    NotLeaderError,
+    Registry,
+    RegistryError,
+    UnitRecord,
+    WatchUpdate,
+)
+from fleetpy.registry.codec import decode_machine, decode_scheduled, decode_unit
+
+log = logging.getLogger("fleetpy.engine")
+
+COALESCE = 0.005
+
+
+class Engine:
+    def __init__(
+        self,
+        registry: Registry,
+        machine_id: str,
+        lease: Callable[[], Lease],
+        interval: float = 2.0,
+    ) -> None:
+        self._registry = registry
+        self._machine_id = machine_id
+        self._lease = lease
+        self._interval = interval
+        self._units: dict[str, UnitRecord] = {}
+        self._machines: dict[str, Machine] = {}
+        self._schedule: dict[tuple[str, str], ScheduledUnit] = {}
+        self._synced: set[str] = set()
+        self._waiting: dict[str, str] = {}
+        self._specs: SpecCache = {}
+        self._token: LeaderToken | None = None
+        self._wake = asyncio.Event()
+        self.leading = False
+
+    async def run(self) -> None:
+        """Campaign for the lead; lead until deposed; campaign again."""
+        while True:
+            token = None
+            try:
+                token = await self._registry.campaign(self._machine_id, self._lease())
+            except RegistryError as exc:
+                log.warning("cannot campaign for engine leader: %s", exc)
+            if token is None:
+                await self._wait_for_vacancy()
+                continue
+            log.info("became engine leader (machine %s)", self._machine_id[:8])
+            self.leading = True
+            try:
+                await self._lead(token)
+            except* NotLeaderError:
+                log.warning("lost the engine lead: leader key changed; standing down")
+            except* RegistryError as group:
+                log.warning("engine stopped leading on a registry error: %s", group.exceptions[0])
+                await asyncio.sleep(1.0)
+            finally:
+                self.leading = False
+                self._token = None
+                self._synced.clear()
+
+    async def resign(self) -> None:
+        """Give the lead away quickly on shutdown (best effort)."""
+        token, self._token = self._token, None
+        if token is not None:
+            with contextlib.suppress(RegistryError):
+                await self._registry.resign(token)
+                log.info("resigned the engine lead")
+
+    async def _wait_for_vacancy(self) -> None:
+        """Sleep until the leader key is gone (watched, not polled)."""
+        try:
+            async for update in self._registry.watch("engine/leader"):
+                if update.reset and "engine/leader" not in update.items:
+                    return
+                if any(e.kind == "delete" for e in update.events):
+                    return
+        except RegistryError as exc:
+            log.warning("leader watch failed: %s", exc)
+            await asyncio.sleep(1.0)
+
+    async def _lead(self, token: LeaderToken) -> None:
+        self._token = token
+        self._waiting = await self._registry.list_waiting()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._follow("units/", self._apply_units))
+            group.create_task(self._follow("machines/", self._apply_machines))
+            group.create_task(self._follow("schedule/", self._apply_schedule))
+            group.create_task(self._follow("engine/leader", self._check_leader))
+            group.create_task(self._tick())
+            await self._reconcile_loop(token)
+
+    async def _follow(self, prefix: str, apply: Callable[[WatchUpdate], None]) -> None:
+        async for update in self._registry.watch(prefix):
+            apply(update)
+            self._synced.add(prefix)
+            self._wake.set()
+
+    def _check_leader(self, update: WatchUpdate) -> None:
+        if update.reset:
+            present = "engine/leader" in update.items
+        else:
+            present = not any(e.kind == "delete" for e in update.events)
+        if not present:
+            raise NotLeaderError("leader key deleted")
+
+    def _apply_units(self, update: WatchUpdate) -> None:
+        if update.reset:
+            self._units = {}
+            for key, value in update.items.items():
+                record = decode_unit(key, value, update.revision)
+                self._units[record.unit.name] = record
+            return
+        for event in update.events:
+            name = event.key[len("units/"):]
+            if event.kind == "delete":
+                self._units.pop(name, None)
+            else:
+                self._units[name] = decode_unit(event.key, event.value, event.revision)
+
+    def _apply_machines(self, update: WatchUpdate) -> None:
+        if update.reset:
+            self._machines = {}
+            for key, value in update.items.items():
+                machine = decode_machine(key, value)
+                self._machines[machine.id] = machine
+            return
+        for event in update.events:
+            machine_id = event.key[len("machines/"):]
+            if event.kind == "delete":
+                self._machines.pop(machine_id, None)
+                log.info("machine %s left the cluster", machine_id[:8])
+            else:
+                machine = decode_machine(event.key, event.value)
+                if machine.id not in self._machines:
+                    log.info("machine %s joined (%s)", machine.id[:8], machine.public_ip)
+                self._machines[machine.id] = machine
+
+    def _apply_schedule(self, update: WatchUpdate) -> None:
+        if update.reset:
+            self._schedule = {}
+            for key, value in update.items.items():
+                unit = decode_scheduled(key, value)
+                self._schedule[(unit.machine_id, unit.name)] = unit
+            return
+        for event in update.events:
+            machine_id, _, name = event.key[len("schedule/"):].partition("/")
+            if event.kind == "delete":
+                self._schedule.pop((machine_id, name), None)
+            else:
+                self._schedule[(machine_id, name)] = decode_scheduled(event.key, event.value)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            self._wake.set()
+
+    async def _reconcile_loop(self, token: LeaderToken) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(COALESCE)
+            self._wake.clear()
+            if len(self._synced) < 4:
+                continue
+            plan = plan_engine(
+                list(self._units.values()),
+                list(self._machines.values()),
+                list(self._schedule.values()),
+                waiting=self._waiting,
+                specs=self._specs,
+            )
+            self._specs = plan.specs
+            waiting = self._waiting_changes(plan.waiting)
+            if not (plan.puts or plan.deletes or waiting):
+                continue
+            try:
+                await self._registry.apply_schedule(token, plan.puts, plan.deletes, waiting)
+            except RegistryError as exc:
+                if isinstance(exc, NotLeaderError):
+                    raise
+                log.warning("cannot write the schedule, retrying: %s", exc)
+                await asyncio.sleep(0.5)
+                self._wake.set()
+                continue
+            for decision in plan.decisions:
+                log.info("%s", decision)
+            # Our own writes come back through the watch; keep the view in
+            # step now so the next pass does not decide the same thing again.
+            for name, reason in waiting.items():
+                if reason is None:
+                    self._waiting.pop(name, None)
+                else:
+                    self._waiting[name] = reason
+            for unit in plan.puts:
+                self._schedule[(unit.machine_id, unit.name)] = unit
+            for machine_id, name in plan.deletes:
+                self._schedule.pop((machine_id, name), None)
+
+    def _waiting_changes(self, planned: Mapping[str, str | None]) -> dict[str, str | None]:
+        """Only what differs from the reasons already written (None clears one)."""
+        now = {name: reason for name, reason in planned.items() if reason is not None}
+        changes: dict[str, str | None] = {
+            name: reason for name, reason in now.items() if self._waiting.get(name) != reason
+        }
+        changes.update({name: None for name in self._waiting if name not in now})
+        return changes
