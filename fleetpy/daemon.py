@@ -136,12 +136,16 @@ class Daemon:
             await engine.resign()
             for task in [*tasks, stopper]:
                 task.cancel()
-            await asyncio.gather(*tasks, stopper, return_exceptions=True)
+            _, stuck = await asyncio.wait([*tasks, stopper], timeout=3.0)
+            for task in stuck:
+                log.warning("%s did not stop within 3s; exiting anyway", task.get_name())
             await api.stop(0.5)
             await manager.close()
             for task in done:
-                if task is not stopper and task.exception() is not None:
-                    raise FatalError(f"{task.get_name()} failed: {task.exception()}")
+                if task is not stopper and not task.cancelled() and task.exception():
+                    error = task.exception()
+                    log.error("%s failed", task.get_name(), exc_info=error)
+                    raise FatalError(f"{task.get_name()} failed: {error}")
         finally:
             await registry.close()
             lock.close()

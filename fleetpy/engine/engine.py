@@ -53,10 +53,11 @@ class Engine:
         self._token: LeaderToken | None = None
         self._wake = asyncio.Event()
         self.leading = False
+        self._stopping = False
 
     async def run(self) -> None:
-        """Campaign for the lead; lead until deposed; campaign again."""
-        while True:
+        """Campaign for the lead; lead until deposed; campaign again (until resign)."""
+        while not self._stopping:
             token = None
             try:
                 token = await self._registry.campaign(self._machine_id, self._lease())
@@ -80,7 +81,8 @@ class Engine:
                 self._synced.clear()
 
     async def resign(self) -> None:
-        """Give the lead away quickly on shutdown (best effort)."""
+        """Give the lead away quickly on shutdown (best effort); campaign no more."""
+        self._stopping = True
         token, self._token = self._token, None
         if token is not None:
             with contextlib.suppress(RegistryError):
