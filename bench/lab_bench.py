@@ -1,7 +1,7 @@
 """How long `fleetlab up` and `down` take, and what each host costs in memory.
 
 Run as root: ``python -m bench.lab_bench [--runs N]``. Uses its own lab
-(``flbench``, 172.17.13.0/24) and writes the section "fleetlab" of
+(``fllabbench``, 172.17.13.0/24) and writes the section "fleetlab" of
 docs/benchmarks.md.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from bench.report import write_section
 from fleetpy.lab import Lab, LabError, cgroups, hosts
 
-NAME, SUBNET = "flbench", "172.17.13.0/24"
+NAME, SUBNET = "fllabbench", "172.17.13.0/24"
 SETTLE = 3.0  # seconds after up before memory is read (fleetd finishing its start)
 
 
