@@ -7,8 +7,9 @@ write, so a bad argument leaves the registry unchanged. Returns the exit code.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from fleetpy.ctl import files
 from fleetpy.ctl.client import FleetClient
@@ -35,7 +36,26 @@ def _report(errors: Sequence[str]) -> int:
 
 
 async def _get_all(client: FleetClient, names: Sequence[str]) -> list[UnitRecord | None]:
-    return list(await asyncio.gather(*(client.get_unit(n) for n in names)))
+    return await _concurrently([client.get_unit(n) for n in names])
+
+
+CONCURRENCY = 64
+T = TypeVar("T")
+
+
+async def _concurrently(calls: Sequence[Coroutine[object, object, T]]) -> list[T]:
+    """Run registry calls CONCURRENCY at a time, results in order.
+
+    etcd commits concurrent writes together (one fsync for many), so 300
+    writes in flight take a fraction of 300 writes in turn.
+    """
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(call: Coroutine[object, object, T]) -> T:
+        async with gate:
+            return await call
+
+    return list(await asyncio.gather(*(one(c) for c in calls)))
 
 
 async def create_units(
@@ -64,13 +84,19 @@ async def create_units(
             arg, name, rec, templates.get(tmpl) if tmpl else None, replace))
 
     result: dict[str, UnitRecord] = {}
+    desired = TargetState.INACTIVE
+    fresh = [w for w in wanted if w.existing is None and w.local is not None]
+    created = dict(zip(
+        [w.name for w in fresh],
+        await _concurrently([client.create_unit(w.local, desired) for w in fresh if w.local]),
+        strict=True,
+    ))
     for w in wanted:
         for warning in w.warnings:
             err(f"WARNING: Unit {w.name}: {warning}")
         if w.existing is None:
             assert w.local is not None
-            desired = TargetState.INACTIVE
-            if await client.create_unit(w.local, desired):
+            if created[w.name]:
                 out(f"Unit {w.name} inactive")
                 result[w.name] = UnitRecord(unit=w.local, desired=desired)
                 continue
@@ -102,11 +128,13 @@ async def _raise_and_wait(
     block: Blocking,
 ) -> int:
     waiting: dict[str, Goal] = {}
+    await _concurrently([
+        client.set_desired(name, target)
+        for name, rec in records.items()
+        if rec.desired != target
+        and not (target is TargetState.LOADED and rec.desired is TargetState.LAUNCHED)
+    ])
     for name, rec in records.items():
-        if rec.desired != target and not (
-            target is TargetState.LOADED and rec.desired is TargetState.LAUNCHED
-        ):
-            await client.set_desired(name, target)
         if is_global(rec.unit.contents):
             out(f"Triggered global unit {name} {verb}")
         elif block.no_block:
@@ -162,9 +190,12 @@ async def _lower_and_wait(
     block: Blocking,
 ) -> int:
     waiting: dict[str, Goal] = {}
+    await _concurrently([
+        client.set_desired(name, target)
+        for name, rec in records.items()
+        if rec.desired != target
+    ])
     for name, rec in records.items():
-        if rec.desired != target:
-            await client.set_desired(name, target)
         if is_global(rec.unit.contents):
             out(f"Triggered global unit {name} {verb}")
         elif block.no_block:
@@ -176,8 +207,7 @@ async def _lower_and_wait(
 
 async def destroy(client: FleetClient, args: Sequence[str], block: Blocking) -> int:
     records = await find_units(client, args)
-    for name in records:
-        await client.destroy_unit(name)
+    await _concurrently([client.destroy_unit(name) for name in records])
     done = {name: f"Destroyed {name}" for name in records}
     if block.no_block:
         for msg in done.values():
