@@ -1,4 +1,33 @@
-"""fleetlab: a lab cluster on one machine (etcd members and systemd hosts)."""
+"""fleetlab: a lab cluster on one machine (etcd members and systemd hosts).
+
+    fleetlab up [--hosts 3] [--etcd-members 3]     fleetlab down
+    fleetlab status | env | shell HOST | exec HOST -- CMD...
+    fleetlab host-stop HOST | host-start HOST | etcd-add | etcd-remove NAME
+
+Global options ``--name`` (FLEETLAB_NAME, default fleetlab), ``--state-dir``
+(FLEETLAB_STATE_DIR, default /var/lib/fleetlab/NAME), ``--subnet``
+(FLEETLAB_SUBNET, default 172.17.8.0/24). Tests use ``Lab`` directly, through
+the ``lab`` fixture in tests/lab/conftest.py (lab "fltest", 172.17.9.0/24).
+
+What a lab is made of:
+- bridge ``flb-NAME`` at .1 of the subnet (fixed MAC); etcd members infra1..M
+  listen there on ports 4000+i (client) and 7000+i (peer), data and logs in
+  STATE/etcd/;
+- hosts core-01..N at .101.., each a systemd as PID 1 in its own pid, mount,
+  uts, net and cgroup namespaces (see hostinit.py for the isolation), with its
+  own machine-id, hostname, /etc/environment (COREOS_PUBLIC_IPV4,
+  COREOS_PRIVATE_IPV4) and journald. Once deploy/fleet.service and the venv's
+  fleetd exist, each host runs fleet.service (drop-in fleet.service.d/10-lab.conf:
+  ExecStart=VENV/bin/fleetd, FLEET_ETCD_SERVERS, FLEET_PUBLIC_IP,
+  FLEET_API_TCP=IP:49153, FLEET_METADATA=hostname=HOST);
+- cgroups ``fleetlab-NAME/HOST`` and ``fleetlab-NAME/etcd`` in every hierarchy.
+
+``exec``/``shell`` run as root inside the host with a clean environment: PATH
+starts with the venv's bin (fleetctl, fleetd, python of this checkout), then the
+system dirs; FLEETCTL_ENDPOINT=unix:///var/run/fleet.sock, ETCDCTL_API=3 and
+ETCDCTL_ENDPOINTS (every member) are set. A host's journal:
+``fleetlab exec core-01 -- journalctl -u fleet.service`` (or ``lab.exec``).
+"""
 
 from fleetpy.lab.api import HostInfo, Lab
 from fleetpy.lab.errors import LabError

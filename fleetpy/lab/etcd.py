@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -84,6 +83,11 @@ def start_cluster(
     return started
 
 
+def _check_running(cfg: LabConfig, rec: MemberRecord) -> None:
+    if rec.proc is not None and not rec.proc.alive():
+        raise LabError(f"etcd member {rec.name} exited: {tail(log_path(cfg, rec.name))}")
+
+
 def wait_serving_peers(cfg: LabConfig, rec: MemberRecord, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -92,8 +96,7 @@ def wait_serving_peers(cfg: LabConfig, rec: MemberRecord, timeout: float = 10.0)
                 return
         except (OSError, ValueError):
             pass
-        if rec.proc is not None and not rec.proc.alive():
-            raise LabError(f"etcd member {rec.name} exited: {tail(log_path(cfg, rec.name))}")
+        _check_running(cfg, rec)
         if time.monotonic() > deadline:
             raise LabError(f"etcd member {rec.name} not serving its peers after {timeout:.0f}s")
         time.sleep(0.01)
@@ -126,18 +129,17 @@ def is_leader(url: str, timeout: float = 1.0) -> bool | None:
 def wait_healthy(cfg: LabConfig, recs: Sequence[MemberRecord], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     pending = list(recs)
-    while pending:
-        for rec in pending:
-            if rec.proc is not None and not rec.proc.alive():
-                raise LabError(f"etcd member {rec.name} exited: {tail(log_path(cfg, rec.name))}")
-        with ThreadPoolExecutor(len(pending)) as pool:
+    with ThreadPoolExecutor(max(len(recs), 1)) as pool:
+        while pending:
+            for rec in pending:
+                _check_running(cfg, rec)
             ok = list(pool.map(lambda r: healthy(r.client_url, 0.5), pending))
-        pending = [r for r, good in zip(pending, ok, strict=True) if not good]
-        if pending and time.monotonic() > deadline:
-            names = ", ".join(r.name for r in pending)
-            raise LabError(f"etcd members {names} not healthy after {timeout:.0f}s; see logs")
-        if pending:
-            time.sleep(0.05)
+            pending = [r for r, good in zip(pending, ok, strict=True) if not good]
+            if pending and time.monotonic() > deadline:
+                names = ", ".join(r.name for r in pending)
+                raise LabError(f"etcd members {names} not healthy after {timeout:.0f}s; see logs")
+            if pending:
+                time.sleep(0.05)
 
 
 def tail(path: Path, lines: int = 1) -> str:
@@ -176,16 +178,12 @@ class Member:
     """A member as etcd lists it."""
 
     id: int
-    name: str
     peer_urls: tuple[str, ...]
 
 
 def member_list(endpoints: Sequence[str]) -> list[Member]:
     data = json.loads(etcdctl(endpoints, "member", "list", "-w", "json"))
-    return [
-        Member(int(m["ID"]), m.get("name", ""), tuple(m.get("peerURLs", [])))
-        for m in data.get("members", [])
-    ]
+    return [Member(int(m["ID"]), tuple(m.get("peerURLs", []))) for m in data.get("members", [])]
 
 
 def member_add(endpoints: Sequence[str], rec: MemberRecord) -> str:

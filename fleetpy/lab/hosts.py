@@ -141,25 +141,24 @@ def start(cfg: LabConfig, state: LabState, rec: HostRecord) -> HostRecord:
     return rec
 
 
-def init_pid(cfg: LabConfig, rec: HostRecord, timeout: float = 0.0) -> int:
-    """The host's PID 1 (its systemd) as seen from here: the child of its unshare."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if rec.proc is None or not rec.proc.alive():
-            raise LabError(f"host {rec.name} is not running: {console_tail(cfg, rec.name)}")
-        kids = rec.proc.children()
-        if kids:
-            return kids[0]
-        if time.monotonic() > deadline:
-            raise LabError(f"host {rec.name} did not start its init in {timeout:.0f}s")
-        time.sleep(0.005)
-
-
 def running_pid(rec: HostRecord) -> int | None:
+    """The host's PID 1 (its systemd) as seen from here: the child of its unshare."""
     if rec.proc is None or not rec.proc.alive():
         return None
     kids = rec.proc.children()
     return kids[0] if kids else None
+
+
+def init_pid(cfg: LabConfig, rec: HostRecord, timeout: float = 0.0) -> int:
+    """``running_pid``, waiting up to ``timeout`` for it; LabError if the host is down."""
+    deadline = time.monotonic() + timeout
+    while (pid := running_pid(rec)) is None:
+        if rec.proc is None or not rec.proc.alive():
+            raise LabError(f"host {rec.name} is not running: {console_tail(cfg, rec.name)}")
+        if time.monotonic() > deadline:
+            raise LabError(f"host {rec.name} did not start its init in {timeout:.0f}s")
+        time.sleep(0.005)
+    return pid
 
 
 def console_tail(cfg: LabConfig, host: str) -> str:

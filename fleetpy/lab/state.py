@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import logging
 import os
 import re
 import socket
@@ -15,6 +16,8 @@ from pathlib import Path
 
 from fleetpy.lab.errors import LabError
 from fleetpy.lab.procs import Proc
+
+log = logging.getLogger("fleetpy.lab")
 
 DEFAULT_NAME = "fleetlab"
 DEFAULT_SUBNET = "172.17.8.0/24"
@@ -195,12 +198,16 @@ def locked(cfg: LabConfig, timeout: float = 120.0) -> Iterator[None]:
     """
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     deadline = time.monotonic() + timeout
+    waiting = False
     try:
         while True:
             try:
                 sock.bind(f"\0fleetlab-lock-{cfg.name}")
                 break
             except OSError:
+                if not waiting:
+                    log.info("waiting for another fleetlab command on lab %s", cfg.name)
+                    waiting = True
                 if time.monotonic() > deadline:
                     raise LabError(
                         f"lab {cfg.name} is busy: another fleetlab command is changing it"

@@ -1,5 +1,5 @@
-"""Bad input and missing pieces: one line saying what is wrong and what to do, exit 1,
-nothing half-built."""
+"""The fleetlab command: output and exit status; bad input and missing pieces give one
+line saying what is wrong and what to do, exit 1, and nothing half-built."""
 
 from __future__ import annotations
 
@@ -78,6 +78,19 @@ def test_unknown_host_and_member(lab: Lab) -> None:
 def test_exec_passes_exit_status_and_output(lab: Lab) -> None:
     done = fleetlab(*SHARED, "exec", "core-02", "--", "sh", "-c", "hostname; echo oops >&2; exit 7")
     assert (done.returncode, done.stdout, done.stderr) == (7, "core-02\n", "oops\n")
+
+
+def test_shell_runs_bash_in_the_host(lab: Lab) -> None:
+    done = subprocess.run(
+        [FLEETLAB, *SHARED, "shell", "core-03"],
+        input="echo on $(hostname) as $USER; exit 4\n",
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    assert done.returncode == 4, done.stderr
+    assert done.stdout == "on core-03 as root\n"
 
 
 def test_env_prints_exports(lab: Lab) -> None:
