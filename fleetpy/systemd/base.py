@@ -22,12 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import string
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
-
-UNIT_PATH_PREFIX = "/org/freedesktop/systemd1/unit/"
 
 
 class SystemdError(Exception):
@@ -163,31 +160,3 @@ def content_hash(contents: str | bytes) -> str:
     return hashlib.sha1(data).hexdigest()
 
 
-def decode_unit_path(path: str) -> str | None:
-    """Unit name from a systemd object path, or None if it is not a unit path.
-
-    ``/org/freedesktop/systemd1/unit/hello_2eservice`` -> ``hello.service``
-    (the label escaping of sd_bus_path_encode: ``_XX`` is the byte 0xXX).
-    """
-    if not path.startswith(UNIT_PATH_PREFIX):
-        return None
-    label = path[len(UNIT_PATH_PREFIX) :]
-    if not label or "/" in label:
-        return None
-    out = bytearray()
-    i = 0
-    while i < len(label):
-        ch = label[i]
-        if ch == "_":
-            hexpair = label[i + 1 : i + 3]
-            if len(hexpair) != 2 or not all(c in string.hexdigits for c in hexpair):
-                return None
-            out.append(int(hexpair, 16))
-            i += 3
-        else:
-            out += ch.encode()
-            i += 1
-    try:
-        return out.decode()
-    except UnicodeDecodeError:
-        return None

@@ -8,6 +8,7 @@ and events ``{"ev": "ready"}``, ``{"ev": "changes", "units": [[name, load, activ
 from __future__ import annotations
 
 import json
+import string
 import struct
 from typing import Any
 
@@ -36,3 +37,36 @@ def split_frames(buf: bytearray) -> list[dict[str, Any]]:
         del buf[: HEADER.size + size]
         out.append(json.loads(body))
     return out
+
+
+UNIT_PATH_PREFIX = "/org/freedesktop/systemd1/unit/"
+
+
+def decode_unit_path(path: str) -> str | None:
+    """Unit name from a systemd object path, or None if it is not a unit path.
+
+    ``/org/freedesktop/systemd1/unit/hello_2eservice`` -> ``hello.service``
+    (the label escaping of sd_bus_path_encode: ``_XX`` is the byte 0xXX).
+    """
+    if not path.startswith(UNIT_PATH_PREFIX):
+        return None
+    label = path[len(UNIT_PATH_PREFIX) :]
+    if not label or "/" in label:
+        return None
+    out = bytearray()
+    i = 0
+    while i < len(label):
+        ch = label[i]
+        if ch == "_":
+            hexpair = label[i + 1 : i + 3]
+            if len(hexpair) != 2 or not all(c in string.hexdigits for c in hexpair):
+                return None
+            out.append(int(hexpair, 16))
+            i += 3
+        else:
+            out += ch.encode()
+            i += 1
+    try:
+        return out.decode()
+    except UnicodeDecodeError:
+        return None

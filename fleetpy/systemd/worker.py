@@ -27,7 +27,6 @@ import time
 from typing import Any
 
 from fleetpy.systemd import protocol
-from fleetpy.systemd.base import decode_unit_path
 
 log = logging.getLogger("fleetpy.systemd.worker")
 
@@ -86,7 +85,7 @@ class Worker:
             return
         if member != b"PropertiesChanged" or not body or body[0] != UNIT_IFACE:
             return
-        name = decode_unit_path(_s(headers.get("Path") or b""))
+        name = protocol.decode_unit_path(_s(headers.get("Path") or b""))
         if name is None or (self.watch is not None and name not in self.watch):
             return
         changed = body[1] if len(body) > 1 and isinstance(body[1], dict) else {}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fleetpy.systemd import DbusUnitManager
-from fleetpy.systemd.base import decode_unit_path
+from fleetpy.systemd.protocol import decode_unit_path
 from fleetpy.systemd.files import UnitFileStore
 
 
