@@ -113,8 +113,13 @@ def etcd_rpcs(lab: Lab) -> dict[str, float]:
     return counts
 
 
-def fleetd_rss_mb() -> list[float]:
-    """RSS of each fleetd (main + systemd worker), found by command line."""
+def fleetd_rss_mb(lab: Lab) -> list[float]:
+    """RSS of each of the lab's fleetd (main + systemd worker).
+
+    fleetd processes are found by command line and told apart from other labs'
+    by the FLEET_PUBLIC_IP in their environment.
+    """
+    ips = {f"FLEET_PUBLIC_IP={h.ip}".encode() for h in lab.hosts}
     by_parent: dict[int, float] = {}
     rss: dict[int, float] = {}
     parents: dict[int, int] = {}
@@ -124,12 +129,13 @@ def fleetd_rss_mb() -> list[float]:
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
             status = (entry / "status").read_text()
+            environ = set((entry / "environ").read_bytes().split(b"\0"))
         except OSError:
             continue
         pid = int(entry.name)
         kb = int(re.search(r"VmRSS:\s+(\d+)", status)[1]) if "VmRSS" in status else 0  # type: ignore[index]
         parents[pid] = int(re.search(r"PPid:\s+(\d+)", status)[1])  # type: ignore[index]
-        if "bin/fleetd" in cmdline:
+        if "bin/fleetd" in cmdline and environ & ips:
             by_parent[pid] = kb / 1024
         elif "fleetpy.systemd.worker" in cmdline:
             rss[pid] = kb / 1024
@@ -168,7 +174,7 @@ async def main_async(lab: Lab, idle_seconds: float) -> str:
         after = etcd_rpcs(lab)
         rpcs = {k: after.get(k, 0) - before.get(k, 0) for k in after}
         per_agent_min = sum(rpcs.values()) / len(lab.hosts) * 60 / idle_seconds
-        rss = fleetd_rss_mb()
+        rss = fleetd_rss_mb(lab)
         times = [fleetctl(env, "list-units")[0] for _ in range(10)]
         rows = fleetctl(env, "list-units", "--no-legend")[1].stdout.count("\n")
         names = [f"burst{i:03}.service" for i in range(300)]

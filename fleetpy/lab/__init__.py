@@ -19,7 +19,7 @@ What a lab is made of:
   COREOS_PRIVATE_IPV4) and journald. Once deploy/fleet.service and the venv's
   fleetd exist, each host runs fleet.service (drop-in fleet.service.d/10-lab.conf:
   ExecStart=VENV/bin/fleetd, FLEET_ETCD_SERVERS, FLEET_PUBLIC_IP,
-  FLEET_API_TCP=IP:49153, FLEET_METADATA=hostname=HOST);
+  FLEET_API_TCP=IP:49153; no metadata, as the walkthrough's machines);
 - cgroups ``fleetlab-NAME/HOST`` and ``fleetlab-NAME/etcd`` in every hierarchy.
 
 ``exec``/``shell`` run as root inside the host with a clean environment: PATH

@@ -101,8 +101,7 @@ def prepare(cfg: LabConfig, state: LabState, rec: HostRecord) -> Path:
             f"ExecStart={fleetd}\n"
             f"Environment=FLEET_ETCD_SERVERS={','.join(state.client_urls)}\n"
             f"Environment=FLEET_PUBLIC_IP={rec.ip}\n"
-            f"Environment=FLEET_API_TCP={rec.ip}:{FLEET_API_PORT}\n"
-            f"Environment=FLEET_METADATA=hostname={rec.name}\n",
+            f"Environment=FLEET_API_TCP={rec.ip}:{FLEET_API_PORT}\n",
         )
         wants.append("fleet.service")
     _write(
