@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from fleetpy.systemd import DbusUnitManager
-from fleetpy.systemd.protocol import decode_unit_path
 from fleetpy.systemd.files import UnitFileStore
+from fleetpy.systemd.protocol import decode_unit_path
 
 
 def store(tmp_path: Path) -> UnitFileStore:
