@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib.util
 import logging
 import os
 import select
 import sys
 import time
+import types
 from typing import Any
 
 from fleetpy.systemd import protocol
@@ -168,7 +170,24 @@ class Worker:
         return [[_s(r[0]), _s(r[2]), _s(r[3]), _s(r[4])] for r in rows or []]
 
 
+def _bare_pystemd() -> None:
+    """Let ``import pystemd.dbuslib`` skip pystemd/__init__.
+
+    The package's __init__ pulls in its object layer and lxml (about 8 MB of
+    RSS) that the worker never uses: it only needs the D-Bus extension module.
+    """
+    if "pystemd" in sys.modules:
+        return
+    spec = importlib.util.find_spec("pystemd")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    package = types.ModuleType("pystemd")
+    package.__path__ = list(spec.submodule_search_locations)
+    sys.modules["pystemd"] = package
+
+
 def connect(address: bytes, bus_client: bool) -> Any:
+    _bare_pystemd()
     from pystemd.dbuslib import DBusAddress
 
     bus = DBusAddress(address, peer_to_peer=not bus_client)
