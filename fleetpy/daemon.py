@@ -9,6 +9,7 @@ fleetd on this machine), so a restart changes nothing in the cluster.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import fcntl
@@ -18,8 +19,6 @@ import signal
 import sys
 from pathlib import Path
 from typing import IO
-
-import click
 
 from fleetpy import __version__
 from fleetpy.config import DEFAULT_CONFIG_FILE, Config, ConfigError, load
@@ -168,44 +167,52 @@ class Daemon:
             await agent.report_all()
 
 
-FLAG_KEYS = (
-    "etcd_servers", "etcd_key_prefix", "etcd_request_timeout", "public_ip", "metadata",
-    "agent_ttl", "engine_reconcile_interval", "api_socket", "api_tcp",
-)
+FLAGS = {
+    "etcd_servers": "Comma-separated etcd client URLs.",
+    "etcd_key_prefix": "Key prefix in etcd (default /fleetpy/).",
+    "etcd_request_timeout": "Per-request timeout, e.g. 1s.",
+    "public_ip": "IP address other machines reach this one on.",
+    "metadata": "Machine metadata, e.g. region=us-west,az=a.",
+    "agent_ttl": "How long this machine stays registered without fleetd, e.g. 30s.",
+    "engine_reconcile_interval": "Engine pass interval, e.g. 2s.",
+    "api_socket": "Unix socket of the API (unix:///var/run/fleet.sock).",
+    "api_tcp": "Also serve the API on HOST:PORT (plain, labs only).",
+}
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_file", default=DEFAULT_CONFIG_FILE, show_default=True,
-              help="fleet.conf to read (missing is fine unless given explicitly).")
-@click.option("--etcd-servers", help="Comma-separated etcd client URLs.")
-@click.option("--etcd-key-prefix", help="Key prefix in etcd (default /fleetpy/).")
-@click.option("--etcd-request-timeout", help="Per-request timeout, e.g. 1s.")
-@click.option("--public-ip", help="IP address other machines reach this one on.")
-@click.option("--metadata", help="Machine metadata, e.g. region=us-west,az=a.")
-@click.option("--agent-ttl", help="How long this machine stays registered without fleetd.")
-@click.option("--engine-reconcile-interval", help="Engine pass interval, e.g. 2s.")
-@click.option("--api-socket", help="Unix socket of the API (unix:///var/run/fleet.sock).")
-@click.option("--api-tcp", help="Also serve the API on HOST:PORT (plain, labs only).")
-@click.option("-v", "--verbose", count=True, help="More logging.")
-@click.version_option(__version__, prog_name="fleetd")
-def main(config_file: str, verbose: int, **flags: str | None) -> None:
-    """fleetd: the fleetpy daemon (agent + engine)."""
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """fleetd's flags (argparse, not click: fleetd runs for days; every MB counts)."""
+    parser = argparse.ArgumentParser(
+        prog="fleetd", description="fleetd: the fleetpy daemon (agent + engine)."
+    )
+    parser.add_argument("--config", dest="config_file", default=DEFAULT_CONFIG_FILE,
+                        help=f"fleet.conf to read (default {DEFAULT_CONFIG_FILE}; "
+                        "missing is fine unless given explicitly)")
+    for key, text in FLAGS.items():
+        parser.add_argument("--" + key.replace("_", "-"), dest=key, help=text)
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    parser.add_argument("--version", action="version", version=f"fleetd {__version__}")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     try:
-        text = Path(config_file).read_text()
+        text: str | None = Path(args.config_file).read_text()
     except FileNotFoundError:
-        if config_file != DEFAULT_CONFIG_FILE:
-            click.echo(f"fleetd: config file {config_file} not found", err=True)
+        if args.config_file != DEFAULT_CONFIG_FILE:
+            print(f"fleetd: config file {args.config_file} not found", file=sys.stderr)
             sys.exit(1)
         text = None
+    flags = {k: v for k in FLAGS if (v := getattr(args, k)) is not None}
     try:
-        config = load(text, os.environ, {k: v for k, v in flags.items() if v is not None},
-                      config_file)
+        config = load(text, os.environ, flags, args.config_file)
         asyncio.run(Daemon(config).run())
     except (ConfigError, FatalError, RegistryError) as exc:
-        click.echo(f"fleetd: {exc}", err=True)
+        print(f"fleetd: {exc}", file=sys.stderr)
         sys.exit(1)
