@@ -1,8 +1,9 @@
 """fleetlab: a lab cluster on one machine (etcd members and systemd hosts).
 
-    fleetlab up [--hosts 3] [--etcd-members 3]     fleetlab down
-    fleetlab status | env | shell HOST | exec HOST -- CMD...
-    fleetlab host-stop HOST | host-start HOST | etcd-add | etcd-remove NAME
+    fleetlab up [--hosts 3] [--etcd-members 3] [--metadata HOST=K=V,..] [--fleet-env FLEET_X=V]
+    fleetlab down | status | env | shell HOST | exec HOST -- CMD...
+    fleetlab host-stop [--kill] HOST | host-start HOST | host-add [--metadata K=V,..]
+    fleetlab etcd-add | etcd-remove NAME
 
 Global options ``--name`` (FLEETLAB_NAME, default fleetlab), ``--state-dir``
 (FLEETLAB_STATE_DIR, default /var/lib/fleetlab/NAME), ``--subnet``
@@ -16,10 +17,12 @@ What a lab is made of:
 - hosts core-01..N at .101.., each a systemd as PID 1 in its own pid, mount,
   uts, net and cgroup namespaces (see hostinit.py for the isolation), with its
   own machine-id, hostname, /etc/environment (COREOS_PUBLIC_IPV4,
-  COREOS_PRIVATE_IPV4) and journald. Once deploy/fleet.service and the venv's
-  fleetd exist, each host runs fleet.service (drop-in fleet.service.d/10-lab.conf:
-  ExecStart=VENV/bin/fleetd, FLEET_ETCD_SERVERS, FLEET_PUBLIC_IP,
-  FLEET_API_TCP=IP:49153; no metadata, as the walkthrough's machines);
+  COREOS_PRIVATE_IPV4, ETCDCTL_API=3, ETCDCTL_ENDPOINTS: units read it with
+  EnvironmentFile=/etc/environment) and journald. Once deploy/fleet.service and
+  the venv's fleetd exist, each host runs fleet.service (drop-in
+  fleet.service.d/10-lab.conf: ExecStart=VENV/bin/fleetd, FLEET_ETCD_SERVERS,
+  FLEET_PUBLIC_IP, FLEET_API_TCP=IP:49153; FLEET_METADATA only when given, as the
+  walkthrough's machines have none; any --fleet-env such as FLEET_AGENT_TTL=5);
 - cgroups ``fleetlab-NAME/HOST`` and ``fleetlab-NAME/etcd`` in every hierarchy.
 
 ``exec``/``shell`` run as root inside the host with a clean environment: PATH

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
-from fleetpy.lab import cgroups, etcd, network, status, teardown
+from fleetpy.lab import cgroups, etcd, fleetopts, network, status, teardown
 from fleetpy.lab import hosts as host_ops
 from fleetpy.lab.errors import LabError
 from fleetpy.lab.state import (
@@ -87,6 +87,8 @@ class Lab:
         state = load(self.cfg)
         if state is None or not any(p.alive() for p in state.processes()):
             raise LabError(f"lab {self.cfg.name} is not up: start it with `fleetlab up`")
+        if state.subnet != self.cfg.subnet:  # a command given only --name: the lab's own subnet
+            self.cfg = replace(self.cfg, subnet=state.subnet)
         return state
 
     def is_up(self) -> bool:
@@ -120,9 +122,20 @@ class Lab:
 
     # -- building and tearing down ----------------------------------------------
 
-    def up(self, hosts: int = 3, etcd_members: int = 3) -> None:
+    def up(
+        self,
+        hosts: int = 3,
+        etcd_members: int = 3,
+        metadata: Mapping[str, str] | None = None,
+        fleet_env: Mapping[str, str] | None = None,
+    ) -> None:
+        """Boot the lab. ``metadata``: host name -> fleetd metadata ("region=us-east,disk=ssd");
+        ``fleet_env``: extra FLEET_* settings of every fleetd ({"FLEET_AGENT_TTL": "5"})."""
         _require_root()
         self._preflight(hosts, etcd_members)
+        names = [self.cfg.host_name(i) for i in range(1, hosts + 1)]
+        meta = fleetopts.metadata_for(names, metadata or {})
+        env = fleetopts.fleet_env(fleet_env or {})
         with locked(self.cfg):
             if teardown.alive(self.cfg):
                 raise LabError(
@@ -136,7 +149,7 @@ class Lab:
             network.check_subnet_free(self.cfg)
             started = time.monotonic()
             try:
-                self._build(hosts, etcd_members)
+                self._build(hosts, etcd_members, meta, env)
             except BaseException:
                 log.info("up failed: removing what it started")
                 teardown.teardown(self.cfg)
@@ -160,7 +173,9 @@ class Lab:
         if not os.access(host_ops.SYSTEMD, os.X_OK):
             raise LabError(f"systemd not found at {host_ops.SYSTEMD}: apt-get install systemd")
 
-    def _build(self, n_hosts: int, n_members: int) -> None:
+    def _build(
+        self, n_hosts: int, n_members: int, meta: Mapping[str, str], env: Mapping[str, str]
+    ) -> None:
         cfg = self.cfg
         t0 = time.monotonic()
         venv = host_ops.venv()
@@ -169,8 +184,12 @@ class Lab:
             subnet=cfg.subnet,
             keep=tuple(host_ops.keep_paths([host_ops.checkout(), venv])),
             venv=str(venv or ""),
-            hosts=tuple(host_ops.new_record(cfg, i) for i in range(1, n_hosts + 1)),
+            hosts=tuple(
+                host_ops.new_record(cfg, i, meta.get(cfg.host_name(i), ""))
+                for i in range(1, n_hosts + 1)
+            ),
             members=tuple(etcd.record(cfg, i) for i in range(1, n_members + 1)),
+            fleet_env=dict(env),
         )
         save(cfg, state)
         network.create_bridge(cfg)
@@ -228,16 +247,36 @@ class Lab:
 
     # -- hosts -------------------------------------------------------------------
 
-    def host_stop(self, host: str) -> None:
+    def host_stop(self, host: str, kill: bool = False) -> None:
+        """Power ``host`` off, or with ``kill`` crash it (SIGKILL its PID 1: nothing shuts down)."""
         _require_root()
         with locked(self.cfg):
             state = self._state()
             rec = state.host(host)
             if host_ops.running_pid(rec) is None:
                 raise LabError(f"host {host} is already stopped: `fleetlab host-start {host}`")
-            host_ops.stop(self.cfg, [rec], grace=POWEROFF_GRACE)
+            host_ops.stop(self.cfg, [rec], grace=0 if kill else POWEROFF_GRACE)
             save(self.cfg, state.with_host(replace(rec, proc=None)))
-            log.info("host %s powered off", host)
+            log.info("host %s %s", host, "killed" if kill else "powered off")
+
+    def host_add(self, metadata: str = "") -> str:
+        """Boot one more host (the next core-NN, a new machine-id) in a running lab."""
+        _require_root()
+        meta = fleetopts.canonical_metadata(metadata) if metadata else ""
+        with locked(self.cfg):
+            state = self._state()
+            index = max((h.index for h in state.hosts), default=0) + 1
+            if index > MAX_HOSTS:
+                raise LabError(f"the lab already has {MAX_HOSTS} hosts")
+            rec = host_ops.new_record(self.cfg, index, meta)
+            state = state.with_host(rec)
+            save(self.cfg, state)
+            rec = host_ops.start(self.cfg, state, rec)
+            save(self.cfg, state.with_host(rec))
+            result = host_ops.wait_booted(self.cfg, rec)
+            log.info("host %s added (%s) at %s, machine-id %s", rec.name, result, rec.ip,
+                     rec.machine_id)
+            return rec.name
 
     def host_start(self, host: str) -> None:
         _require_root()

@@ -66,10 +66,20 @@ pass_lab = click.make_pass_decorator(Lab)
 @main.command()
 @click.option("--hosts", default=3, show_default=True, help="Number of hosts core-01..")
 @click.option("--etcd-members", default=3, show_default=True, help="Members infra1..")
+@click.option("--metadata", "metadata", multiple=True, metavar="HOST=K=V[,K=V...]",
+              help="fleetd machine metadata of one host (repeatable), "
+                   "e.g. core-01=region=us-east,disk=ssd.")
+@click.option("--fleet-env", "fleet_env", multiple=True, metavar="FLEET_NAME=VALUE",
+              help="Extra fleetd setting for every host (repeatable), e.g. FLEET_AGENT_TTL=5.")
 @pass_lab
-def up(lab: Lab, hosts: int, etcd_members: int) -> None:
+def up(
+    lab: Lab, hosts: int, etcd_members: int, metadata: tuple[str, ...], fleet_env: tuple[str, ...]
+) -> None:
     """Start etcd members and boot the hosts."""
-    lab.up(hosts=hosts, etcd_members=etcd_members)
+    from fleetpy.lab import fleetopts
+
+    lab.up(hosts=hosts, etcd_members=etcd_members, metadata=fleetopts.host_metadata(metadata),
+           fleet_env=fleetopts.fleet_env(fleet_env))
 
 
 @main.command()
@@ -139,11 +149,20 @@ def env(lab: Lab) -> None:
 
 
 @main.command("host-stop")
+@click.option("--kill", is_flag=True, help="Crash it instead: SIGKILL its PID 1, no shutdown.")
 @click.argument("host")
 @pass_lab
-def host_stop(lab: Lab, host: str) -> None:
+def host_stop(lab: Lab, host: str, kill: bool) -> None:
     """Power HOST off (its machine-id is kept)."""
-    lab.host_stop(host)
+    lab.host_stop(host, kill=kill)
+
+
+@main.command("host-add")
+@click.option("--metadata", default="", metavar="K=V[,K=V...]", help="Its fleetd's metadata.")
+@pass_lab
+def host_add(lab: Lab, metadata: str) -> None:
+    """Boot a new host (next core-NN, new machine-id) in the running lab; print its name."""
+    click.echo(lab.host_add(metadata))
 
 
 @main.command("host-start")

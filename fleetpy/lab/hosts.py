@@ -17,6 +17,7 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import fleetpy
@@ -79,7 +80,12 @@ def prepare(cfg: LabConfig, state: LabState, rec: HostRecord) -> Path:
     d = cfg.host_dir(rec.name)
     _write(d / "machine-id", rec.machine_id + "\n")
     _write(d / "hostname", rec.name + "\n")
-    _write(d / "environment", f"COREOS_PUBLIC_IPV4={rec.ip}\nCOREOS_PRIVATE_IPV4={rec.ip}\n")
+    # Units read it with EnvironmentFile=/etc/environment (etcdctl included, as on CoreOS).
+    _write(
+        d / "environment",
+        f"COREOS_PUBLIC_IPV4={rec.ip}\nCOREOS_PRIVATE_IPV4={rec.ip}\n"
+        f"ETCDCTL_API=3\nETCDCTL_ENDPOINTS={','.join(state.client_urls)}\n",
+    )
     peers = "".join(f"{h.ip}\t{h.name}\n" for h in state.hosts)
     _write(d / "hosts", f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n{peers}")
     _write(d / "init.sh", SCRIPT)
@@ -101,7 +107,9 @@ def prepare(cfg: LabConfig, state: LabState, rec: HostRecord) -> Path:
             f"ExecStart={fleetd}\n"
             f"Environment=FLEET_ETCD_SERVERS={','.join(state.client_urls)}\n"
             f"Environment=FLEET_PUBLIC_IP={rec.ip}\n"
-            f"Environment=FLEET_API_TCP={rec.ip}:{FLEET_API_PORT}\n",
+            f"Environment=FLEET_API_TCP={rec.ip}:{FLEET_API_PORT}\n"
+            + (f"Environment=FLEET_METADATA={rec.metadata}\n" if rec.metadata else "")
+            + "".join(f"Environment={k}={v}\n" for k, v in sorted(state.fleet_env.items())),
         )
         wants.append("fleet.service")
     _write(
@@ -112,8 +120,10 @@ def prepare(cfg: LabConfig, state: LabState, rec: HostRecord) -> Path:
     return d
 
 
-def new_record(cfg: LabConfig, index: int) -> HostRecord:
-    return HostRecord(cfg.host_name(index), index, cfg.host_ip(index), uuid.uuid4().hex)
+def new_record(cfg: LabConfig, index: int, metadata: str = "") -> HostRecord:
+    return HostRecord(
+        cfg.host_name(index), index, cfg.host_ip(index), uuid.uuid4().hex, metadata=metadata
+    )
 
 
 def start(cfg: LabConfig, state: LabState, rec: HostRecord) -> HostRecord:
@@ -135,7 +145,7 @@ def start(cfg: LabConfig, state: LabState, rec: HostRecord) -> HostRecord:
     }
     argv = [*UNSHARE, "--mount-proc", "/bin/sh", str(d / "init.sh")]
     proc = procs.spawn(argv, d / "console.log", group, env)
-    rec = HostRecord(rec.name, rec.index, rec.ip, rec.machine_id, proc)
+    rec = replace(rec, proc=proc)
     network.add_veth(cfg, rec.index, init_pid(cfg, rec, timeout=5.0))
     return rec
 

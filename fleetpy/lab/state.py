@@ -103,6 +103,7 @@ class HostRecord:
     ip: str
     machine_id: str
     proc: Proc | None = None  # the host's `unshare` process; its child is systemd
+    metadata: str = ""  # fleetd's machine metadata, "k=v,k=v" (FLEET_METADATA)
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ class LabState:
     venv: str = ""
     hosts: tuple[HostRecord, ...] = ()
     members: tuple[MemberRecord, ...] = ()
+    fleet_env: dict[str, str] = field(default_factory=dict)  # extra FLEET_* for every fleetd
 
     def host(self, name: str) -> HostRecord:
         for h in self.hosts:
@@ -186,6 +188,7 @@ def load(cfg: LabConfig) -> LabState | None:
         venv=data["venv"],
         hosts=hosts,
         members=members,
+        fleet_env=dict(data.get("fleet_env", {})),
     )
 
 
