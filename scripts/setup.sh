@@ -11,7 +11,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 PKGS=(etcd-server etcd-client libsystemd-dev pkg-config dbus iproute2 systemd
-      openssh-server nginx curl procps psmisc gcc python3-dev python3-venv)
+      openssh-server openssh-client openssl sudo nginx curl procps psmisc gcc
+      python3-dev python3-venv)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
