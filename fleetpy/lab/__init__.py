@@ -22,13 +22,18 @@ What a lab is made of:
   the venv's fleetd exist, each host runs fleet.service (drop-in
   fleet.service.d/10-lab.conf: ExecStart=VENV/bin/fleetd, FLEET_ETCD_SERVERS,
   FLEET_PUBLIC_IP, FLEET_API_TCP=IP:49153; FLEET_METADATA only when given, as the
-  walkthrough's machines have none; any --fleet-env such as FLEET_AGENT_TTL=5);
+  walkthrough's machines have none; any --fleet-env such as FLEET_AGENT_TTL=5),
+  and a real sshd (ssh.service, see ssh.py): its own host key, a ``core``
+  user (sudo, groups systemd-journal and fleet) that only hosts know, the
+  lab's key (STATE/ssh/id_ed25519) authorized;
 - cgroups ``fleetlab-NAME/HOST`` and ``fleetlab-NAME/etcd`` in every hierarchy.
 
 ``exec``/``shell`` run as root inside the host with a clean environment: PATH
 starts with the venv's bin (fleetctl, fleetd, python of this checkout), then the
 system dirs; FLEETCTL_ENDPOINT=unix:///var/run/fleet.sock, ETCDCTL_API=3 and
-ETCDCTL_ENDPOINTS (every member) are set. A host's journal:
+ETCDCTL_ENDPOINTS (every member) are set, and FLEETCTL_SSH_IDENTITY_FILE and
+FLEETCTL_KNOWN_HOSTS_FILE (the lab's key and known_hosts; `fleetlab env` sets
+them too). /root, /home and /var/log are private in hosts. A host's journal:
 ``fleetlab exec core-01 -- journalctl -u fleet.service`` (or ``lab.exec``).
 """
 

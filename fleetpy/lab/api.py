@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
-from fleetpy.lab import cgroups, etcd, fleetopts, network, status, teardown
+from fleetpy.lab import cgroups, etcd, fleetopts, network, ssh, status, teardown
 from fleetpy.lab import hosts as host_ops
 from fleetpy.lab.errors import LabError
 from fleetpy.lab.state import (
@@ -115,6 +115,7 @@ class Lab:
             out["FLEETCTL_ENDPOINT"] = f"http://{running[0].ip}:{FLEET_API_PORT}"
         urls = ",".join(state.client_urls)
         out |= {"FLEETCTL_ETCD_ENDPOINTS": urls, "ETCDCTL_API": "3", "ETCDCTL_ENDPOINTS": urls}
+        out |= ssh.client_env(self.cfg)
         out["FLEETLAB_NAME"] = self.cfg.name
         if state.venv:
             out["PATH"] = f"{state.venv}/bin:{os.environ.get('PATH', host_ops.BASE_PATH)}"
@@ -182,7 +183,9 @@ class Lab:
         state = LabState(
             name=cfg.name,
             subnet=cfg.subnet,
-            keep=tuple(host_ops.keep_paths([host_ops.checkout(), venv])),
+            keep=tuple(
+                host_ops.keep_paths([host_ops.checkout(), venv, host_ops.interpreter()])
+            ),
             venv=str(venv or ""),
             hosts=tuple(
                 host_ops.new_record(cfg, i, meta.get(cfg.host_name(i), ""))
@@ -300,7 +303,8 @@ class Lab:
         pid = host_ops.running_pid(rec)
         if pid is None:
             raise LabError(f"host {host} is stopped: `fleetlab host-start {host}`")
-        return host_ops.nsenter(pid, argv), host_ops.exec_env(state, rec, env)
+        extra = {**ssh.client_env(self.cfg), **(env or {})}
+        return host_ops.nsenter(pid, argv), host_ops.exec_env(state, rec, extra)
 
     def exec(
         self,

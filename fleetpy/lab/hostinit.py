@@ -9,7 +9,8 @@ runs it, already in the host's cgroups, as ``unshare --pid --fork --mount
 As PID 1 of the new pid namespace it isolates the filesystem as the lab notes
 say (private /run, /tmp, /var/tmp, empty unit ``.wants`` and generator dirs,
 fresh cgroup and sysfs mounts, a private /dev, per-host
-machine-id/hostname/environment/hosts),
+machine-id/hostname/environment/hosts, the lab's passwd/shadow/group/sudoers.d
+from ``$FLH_HOSTDIR/etc`` and home directories from ``$FLH_HOSTDIR/home``),
 configures eth0 once the lab has moved the veth in, then ``exec``s systemd.
 
 FLH_CGMOUNTS   mounts to recreate under /sys/fs/cgroup, in order, each
@@ -34,6 +35,10 @@ for f in machine-id hostname environment hosts; do
     mount --bind "$FLH_HOSTDIR/$f" "/etc/$f"
 done
 hostname "$FLH_NAME"
+# Users and sudo rules of the lab (a `core` user exists only inside hosts).
+for f in "$FLH_HOSTDIR"/etc/*; do
+    if [ -e "$f" ] && [ -e "/etc/${f##*/}" ]; then mount --bind "$f" "/etc/${f##*/}"; fi
+done
 
 # Units: only the lab's own; the machine's enabled units and generators hidden.
 mount -t tmpfs -o mode=755 tmpfs /etc/systemd/system
@@ -59,7 +64,17 @@ private() {  # private DIR MODE
 private /run 755
 private /tmp 1777
 private /var/tmp 1777
-private /var/log/journal 2755
+journal=0; [ -d /var/log/journal ] && journal=1
+private /var/log 755  # sshd writes wtmp and lastlog there
+# The journal, readable by group systemd-journal as on Debian (journald keeps
+# it in /run: nothing asks it to flush to /var/log/journal).
+mkdir -p /run/log/journal
+if [ $journal = 1 ]; then mkdir /var/log/journal; fi
+chmod 2755 /run/log/journal /var/log/journal 2>/dev/null || true
+chgrp systemd-journal /run/log/journal /var/log/journal 2>/dev/null || true
+private /home 755
+private /root 711  # the machine's root home stays out; a kept Python under it stays in
+if [ -d "$FLH_HOSTDIR/home" ]; then cp -a "$FLH_HOSTDIR/home/." /home/; fi
 
 # A private /dev: what runs in a host must not touch the machine's (/dev/log).
 exec 9</dev

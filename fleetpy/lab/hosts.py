@@ -21,14 +21,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import fleetpy
-from fleetpy.lab import cgroups, network, procs
+from fleetpy.lab import cgroups, network, procs, ssh
 from fleetpy.lab.errors import LabError
 from fleetpy.lab.hostinit import SCRIPT
 from fleetpy.lab.state import FLEET_API_PORT, HostRecord, LabConfig, LabState
 
 SYSTEMD = Path("/lib/systemd/systemd")
 TARGET = "fleetlab-host.target"
-PRIVATE_DIRS = ("/run", "/tmp", "/var/tmp", "/var/log/journal")
+PRIVATE_DIRS = ("/run", "/tmp", "/var/tmp", "/var/log", "/home", "/root")
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 UNSHARE = ["unshare", "--pid", "--fork", "--mount", "--uts", "--net", "--cgroup"]
 
@@ -47,6 +47,11 @@ def checkout() -> Path | None:
 
 def venv() -> Path | None:
     return Path(sys.prefix) if sys.prefix != sys.base_prefix else None
+
+
+def interpreter() -> Path:
+    """The Python installation the venv's python links to (e.g. under /root/.pyenv)."""
+    return Path(sys.base_prefix)
 
 
 def keep_paths(paths: Sequence[Path | None]) -> list[str]:
@@ -112,6 +117,8 @@ def prepare(cfg: LabConfig, state: LabState, rec: HostRecord) -> Path:
             + "".join(f"Environment={k}={v}\n" for k, v in sorted(state.fleet_env.items())),
         )
         wants.append("fleet.service")
+    if ssh.available():
+        wants.append(ssh.prepare_host(cfg, d, system, state.venv))
     _write(
         system / TARGET,
         f"[Unit]\nDescription=fleetlab host {rec.name}\nDefaultDependencies=no\n"

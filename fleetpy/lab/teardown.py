@@ -71,7 +71,7 @@ def _kill_stray(cfg: LabConfig) -> None:
 def _remove_state_dir(cfg: LabConfig) -> None:
     """Remove what the lab writes; never anything else a user put there."""
     d = cfg.state_dir
-    for entry in ("hosts", "etcd"):
+    for entry in ("hosts", "etcd", "ssh", "pki"):
         shutil.rmtree(d / entry, ignore_errors=True)
     for entry in ("lab.json", "lab.tmp"):
         (d / entry).unlink(missing_ok=True)
