@@ -120,6 +120,7 @@ class Daemon:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
             tasks = [
                 asyncio.create_task(agent.run(), name="agent"),
                 asyncio.create_task(engine.run(), name="engine"),
@@ -165,6 +166,16 @@ class Daemon:
                     log.warning("cannot register yet: %s", exc)
                     await asyncio.sleep(1.0)
             await agent.report_all()
+
+
+def dump_tasks() -> None:
+    """SIGUSR1: log where every asyncio task is waiting (for a stuck fleetd)."""
+    for task in asyncio.all_tasks():
+        frames = task.get_stack()
+        where = " <- ".join(
+            f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(frames)
+        ) or "not started"
+        log.info("task %s: %s", task.get_name(), where)
 
 
 FLAGS = {

@@ -112,6 +112,11 @@ class Agent:
 
     async def _reconcile(self) -> None:
         desired = dict(self._desired)
+        # A start attempt counts only while the unit stays desired launched: once
+        # it is stopped or unscheduled, the next launch is a new attempt.
+        for name in [n for n in self._attempted if n not in desired
+                     or desired[n].target != TargetState.LAUNCHED]:
+            del self._attempted[name]
         current = await self._current()
         tasks = plan_agent(desired, current, self._attempted)
         if not tasks:

@@ -109,6 +109,11 @@ async def walkthrough(store: MemoryRegistry, nodes: list[Node]) -> None:
     await wait_state(store, "hello.service", ("active", "running"))
     await store.set_desired("hello.service", TargetState.LOADED)
     await wait_state(store, "hello.service", ("inactive", "dead"))
+    # start after stop: a new start, not a repeat of the failed-start guard
+    await store.set_desired("hello.service", TargetState.LAUNCHED)
+    await wait_state(store, "hello.service", ("active", "running"))
+    await store.set_desired("hello.service", TargetState.LOADED)
+    await wait_state(store, "hello.service", ("inactive", "dead"))
     await store.set_desired("hello.service", TargetState.INACTIVE)
     await wait_state(store, "hello.service", None)
     assert node.manager.loaded_files() == {}
