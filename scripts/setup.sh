@@ -38,12 +38,15 @@ PY=${PYTHON:-python3}
     echo "setup: Python >= 3.11 is needed ($PY is $("$PY" --version 2>&1))" >&2; exit 1; }
 
 stamp=.venv/.fleetpy-installed
-want=$(sha1sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml scripts/setup.sh | sha1sum | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "setup: creating .venv and installing fleetpy with its dev tools"
     [ -x .venv/bin/python ] || "$PY" -m venv .venv
     .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
-    .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+    # compat mode: a plain .pth path entry instead of an import hook, which
+    # costs every fleetctl run ~15 ms of start-up.
+    .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' \
+        --config-settings editable_mode=compat
     echo "$want" > "$stamp"
 fi
 echo "setup: ok ($(.venv/bin/python --version), etcd $(etcd --version 2>/dev/null | head -1 | awk '{print $3}'))"
