@@ -2,7 +2,9 @@
 
 Key names are fleet's (etcd_servers, etcd_key_prefix, public_ip, metadata,
 agent_ttl, engine_reconcile_interval, etcd_request_timeout, etcd_cafile,
-etcd_certfile, etcd_keyfile) plus fleetpy's API addresses. Parsing is pure:
+etcd_certfile, etcd_keyfile) plus fleetpy's: etcd_username/etcd_password, the API
+addresses and TLS files (api_socket, api_tcp, api_certfile, api_keyfile,
+api_cafile) and metrics_address. Parsing is pure:
 it takes text and mappings and returns a Config or raises ConfigError.
 """
 
@@ -39,6 +41,10 @@ class Config:
     engine_reconcile_interval: float = 2.0
     api_socket: str = DEFAULT_API_SOCKET
     api_tcp: str = ""
+    api_certfile: str = ""  # TLS on api_tcp: certificate and key (PEM)
+    api_keyfile: str = ""
+    api_cafile: str = ""  # when set, API clients must show a certificate signed by it
+    metrics_address: str = ""  # host:port of /metrics and /health; "" = off
     machine_id_file: str = "/etc/machine-id"
     units_dir: str = "/run/fleet/units"
     verbosity: int = 0

@@ -93,6 +93,7 @@ class Daemon:
     async def run(self) -> None:
         from fleetpy.agent.agent import Agent
         from fleetpy.api.server import start_api_server
+        from fleetpy.api.transport import TlsFiles
         from fleetpy.engine.engine import Engine
         from fleetpy.registry.etcd import EtcdRegistry
         from fleetpy.systemd.dbus_manager import DbusUnitManager
@@ -113,7 +114,11 @@ class Daemon:
             manager = DbusUnitManager(units_dir=Path(config.units_dir))
             await manager.start()
             listen = [config.api_socket] + ([config.api_tcp] if config.api_tcp else [])
-            api = await start_api_server(registry, listen)
+            tls = TlsFiles(config.api_cafile, config.api_certfile, config.api_keyfile)
+            try:
+                api = await start_api_server(registry, listen, tls if tls.cert_file else None)
+            except (ValueError, RuntimeError) as exc:
+                raise FatalError(f"cannot serve the API: {exc}") from None
             agent = Agent(registry, manager, machine.id, self.lease)
             engine = Engine(registry, machine.id, self.lease, config.engine_reconcile_interval)
             stop = asyncio.Event()
@@ -187,7 +192,11 @@ FLAGS = {
     "agent_ttl": "How long this machine stays registered without fleetd, e.g. 30s.",
     "engine_reconcile_interval": "Engine pass interval, e.g. 2s.",
     "api_socket": "Unix socket of the API (unix:///var/run/fleet.sock).",
-    "api_tcp": "Also serve the API on HOST:PORT (plain, labs only).",
+    "api_tcp": "Also serve the API on HOST:PORT (TLS with --api-certfile, else plain: labs).",
+    "api_certfile": "TLS certificate of the TCP API (PEM).",
+    "api_keyfile": "Its private key (PEM).",
+    "api_cafile": "CA of the client certificates the TCP API requires (PEM).",
+    "metrics_address": "Serve /metrics (Prometheus) and /health on HOST:PORT.",
 }
 
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
 
 import grpc
 import grpc.aio
@@ -19,6 +18,7 @@ from fleetpy.api import convert
 from fleetpy.api.gen import fleet_pb2 as pb
 from fleetpy.api.gen import fleet_pb2_grpc as pb_grpc
 from fleetpy.api.snapshot import Snapshot
+from fleetpy.api.transport import TlsFiles, client_credentials, explain, parse_endpoint
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
 from fleetpy.registry.base import RegistryError, UnitRecord
 
@@ -29,46 +29,51 @@ log = logging.getLogger(__name__)
 
 
 def grpc_target(endpoint: str) -> str:
-    """``unix:///path``, ``http://host:port`` or ``host:port`` -> a gRPC target."""
-    endpoint = endpoint.split(",")[0].strip()
-    if endpoint.startswith(("unix:", "file:")):
-        parts = urlsplit(endpoint)
-        if parts.netloc:
-            # "unix://var/run/fleet.sock" parses as host "var" (fleet says the same)
-            raise ValueError(
-                f'unable to connect to host "{parts.netloc}" with scheme "{parts.scheme}"'
-            )
-        if not parts.path.startswith("/"):
-            raise ValueError(f"endpoint {endpoint!r}: the socket path must be absolute")
-        return f"unix://{parts.path}"
-    if endpoint.startswith("https://"):
-        raise ValueError(f"endpoint {endpoint!r}: TLS is not supported yet (use http://)")
-    if endpoint.startswith("http://"):
-        endpoint = endpoint[len("http://"):]
-    endpoint = endpoint.rstrip("/")
-    host, sep, port = endpoint.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ValueError(f"endpoint {endpoint!r}: expected unix:///path or http://host:port")
-    return endpoint
+    """``unix:///path``, ``http(s)://host:port`` or ``host:port`` -> a gRPC target."""
+    return parse_endpoint(endpoint)[0]
 
 
 class ApiDriver:
     """fleetctl's client over the Fleet gRPC API."""
 
-    def __init__(self, endpoint: str, request_timeout: float = 3.0) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        request_timeout: float = 3.0,
+        *,
+        tls: TlsFiles | None = None,
+        target: str | None = None,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        """``tls`` for https:// endpoints; ``target`` dials another address than the
+        endpoint's (a --tunnel's local socket); ``on_close`` runs after close()."""
         self.endpoint = endpoint
         self._timeout = request_timeout if request_timeout > 0 else None
-        self._channel = grpc.aio.insecure_channel(grpc_target(endpoint), options=[
+        address, self._secure = parse_endpoint(endpoint)
+        options = [
             ("grpc.max_receive_message_length", MAX_MESSAGE),
             ("grpc.max_send_message_length", MAX_MESSAGE),
-        ])
+        ]
+        if self._secure:
+            creds = client_credentials(tls or TlsFiles())
+            self._channel = grpc.aio.secure_channel(target or address, creds, options=options)
+        else:
+            self._channel = grpc.aio.insecure_channel(target or address, options=options)
+        self._on_close = on_close
         self._stub = pb_grpc.FleetStub(self._channel)  # type: ignore[no-untyped-call]
 
     async def close(self) -> None:
-        await self._channel.close(None)
+        try:
+            await self._channel.close(None)
+        finally:
+            if self._on_close is not None:
+                self._on_close()
 
     def _fail(self, e: grpc.aio.AioRpcError) -> NoReturn:
         code, detail = e.code(), e.details() or ""
+        why = explain(detail, self._secure) if code == grpc.StatusCode.UNAVAILABLE else None
+        if why is not None:
+            raise RegistryError(f"cannot use the fleet API at {self.endpoint}: {why}") from None
         if code == grpc.StatusCode.UNAVAILABLE and "ermission denied" in detail:
             raise RegistryError(
                 f"permission denied on the fleet API at {self.endpoint} "

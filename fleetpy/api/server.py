@@ -7,6 +7,7 @@ listen on (``unix:///var/run/fleet.sock`` and, when configured, ``host:port``).
 from __future__ import annotations
 
 import functools
+import grp
 import logging
 import os
 import stat
@@ -21,6 +22,7 @@ from fleetpy.api import convert
 from fleetpy.api.gen import fleet_pb2 as pb
 from fleetpy.api.gen import fleet_pb2_grpc as pb_grpc
 from fleetpy.api.snapshot import watch_snapshots
+from fleetpy.api.transport import TlsFiles, server_credentials
 from fleetpy.api.validation import checked_unit_file
 from fleetpy.model.types import UnitFile
 from fleetpy.registry.base import Registry, RegistryError
@@ -28,6 +30,7 @@ from fleetpy.registry.base import Registry, RegistryError
 log = logging.getLogger(__name__)
 
 SOCKET_MODE = 0o660
+SOCKET_GROUP = "fleet"
 MAX_MESSAGE = 64 * 1024 * 1024
 
 Req = TypeVar("Req")
@@ -162,15 +165,17 @@ def _unix_path(address: str) -> str | None:
     return path
 
 
-def _tcp_address(address: str) -> str:
-    for scheme in ("http://", "tcp://"):
+def _tcp_address(address: str) -> tuple[str, bool | None]:
+    """-> (host:port, TLS?): True for https://, False for http://, None for neither."""
+    tls: bool | None = None
+    for scheme, secure in (("https://", True), ("http://", False), ("tcp://", None)):
         if address.startswith(scheme):
-            address = address[len(scheme):]
+            address, tls = address[len(scheme):], secure
     address = address.rstrip("/")
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit():
         raise ValueError(f"API address {address!r}: expected host:port or unix:///path")
-    return address if host else f"[::]:{port}"
+    return (address if host else f"[::]:{port}"), tls
 
 
 def _prepare_socket(path: str) -> None:
@@ -184,13 +189,36 @@ def _prepare_socket(path: str) -> None:
     os.unlink(path)  # stale socket of a previous fleetd
 
 
-async def start_api_server(registry: Registry, listen: Sequence[str]) -> grpc.aio.Server:
+def _socket_group() -> int | None:
+    try:
+        return grp.getgrnam(SOCKET_GROUP).gr_gid
+    except KeyError:
+        return None
+
+
+def _secure_socket(path: str) -> None:
+    """0660, group ``fleet`` when it exists (else root's); logged once."""
+    gid = _socket_group()
+    os.chmod(path, SOCKET_MODE)
+    if gid is not None:
+        os.chown(path, -1, gid)
+    group = SOCKET_GROUP if gid is not None else f"{os.getegid()} (no group {SOCKET_GROUP})"
+    log.info("API socket %s: mode %o, group %s", path, SOCKET_MODE, group)
+
+
+async def start_api_server(
+    registry: Registry, listen: Sequence[str], tls: TlsFiles | None = None
+) -> grpc.aio.Server:
     """Serve the Fleet API on every address in ``listen`` and return the started server.
 
-    Addresses: ``unix:///path/to.sock`` (parent directory created, socket mode
-    0660, a stale socket replaced) or ``host:port`` / ``http://host:port``
-    (plain TCP). Raises ValueError for a malformed address and RuntimeError
-    when an address cannot be bound. Stop it with ``await server.stop(grace)``.
+    Addresses: ``unix:///path/to.sock`` (parent directory created, a stale
+    socket replaced; created 0600 and then given mode 0660 and group
+    ``fleet``) or TCP ``host:port``: TLS with ``tls`` (its cert and key; with
+    its CA, client certificates signed by it are required), plain without
+    (warned: labs only). ``https://host:port`` insists on TLS,
+    ``http://host:port`` on plain. Raises ValueError for a malformed address or
+    missing TLS files and RuntimeError when an address cannot be bound. Stop it
+    with ``await server.stop(grace)``.
     """
     if not listen:
         raise ValueError("start_api_server: no address to listen on")
@@ -202,18 +230,40 @@ async def start_api_server(registry: Registry, listen: Sequence[str]) -> grpc.ai
     sockets: list[str] = []
     for address in listen:
         path = _unix_path(address)
-        target = f"unix://{path}" if path is not None else _tcp_address(address)
-        if path is not None:
-            _prepare_socket(path)
-            sockets.append(path)
         try:
-            port = server.add_insecure_port(target)
+            if path is not None:
+                _prepare_socket(path)
+                sockets.append(path)
+                old_umask = os.umask(0o177)  # no window in which others may connect
+                try:
+                    port = server.add_insecure_port(f"unix://{path}")
+                finally:
+                    os.umask(old_umask)
+            else:
+                port = _add_tcp(server, address, tls)
         except RuntimeError as e:
             raise RuntimeError(f"cannot listen on {address}: {e}") from e
         if path is None and port == 0:
             raise RuntimeError(f"cannot listen on {address}")
-        log.info("API listening on %s", address)
     await server.start()
     for path in sockets:
-        os.chmod(path, SOCKET_MODE)
+        _secure_socket(path)
     return server
+
+
+def _add_tcp(server: grpc.aio.Server, address: str, tls: TlsFiles | None) -> int:
+    target, want_tls = _tcp_address(address)
+    have = tls is not None and bool(tls.cert_file)
+    if want_tls and not have:
+        raise ValueError(f"API address {address}: https needs api_certfile and api_keyfile")
+    if have and want_tls is not False:
+        assert tls is not None
+        creds = server_credentials(tls.cert_file, tls.key_file, tls.ca_file)
+        port = server.add_secure_port(target, creds)
+        clients = "client certificates required" if tls.ca_file else "no client certificates"
+        log.info("API listening on %s (TLS, %s)", address, clients)
+        return port
+    port = server.add_insecure_port(target)
+    log.warning("API listening on %s WITHOUT TLS: anyone who reaches it controls the "
+                "cluster (labs only; set api_certfile and api_keyfile)", address)
+    return port

@@ -84,11 +84,60 @@ class EtcdDriver:
 RegistryFactory = Callable[[Sequence[str], str, float], Awaitable[Registry]]
 
 
-async def default_registry(endpoints: Sequence[str], prefix: str, timeout: float) -> Registry:
-    """The real etcd registry (imported only for --driver etcd)."""
+def etcd_registry(settings: Settings) -> Registry:
+    """The real etcd registry with --ca-file/--cert-file/--key-file and etcd's user."""
     from fleetpy.registry.etcd import EtcdRegistry
 
-    return EtcdRegistry(list(endpoints), prefix, request_timeout=timeout)
+    if settings.etcd_username and not settings.etcd_password:
+        raise ValueError("--etcd-username needs a password: set FLEETCTL_ETCD_PASSWORD")
+    return EtcdRegistry(
+        settings.etcd_endpoint_list(),
+        settings.etcd_key_prefix,
+        request_timeout=settings.request_timeout,
+        ca_file=settings.ca_file or None,
+        cert_file=settings.cert_file or None,
+        key_file=settings.key_file or None,
+        username=settings.etcd_username or None,
+        password=settings.etcd_password or None,
+    )
+
+
+def _tunnel_remote(endpoint: str) -> str:
+    """What the member's end of the tunnel connects to: fleetd's socket, or host:port."""
+    from fleetpy.api.transport import parse_endpoint
+
+    target, secure = parse_endpoint(endpoint)
+    if secure:
+        raise ValueError("--tunnel reaches the API as the member does: use the default "
+                         "unix:///var/run/fleet.sock or an http:// endpoint with it")
+    return target.removeprefix("unix://")
+
+
+def _api_client(settings: Settings) -> FleetClient:
+    from fleetpy.api.client import ApiDriver
+    from fleetpy.api.transport import TlsFiles
+    from fleetpy.ctl.common import err
+
+    tls = TlsFiles(settings.ca_file, settings.cert_file, settings.key_file)
+    endpoint = settings.endpoint
+    if not settings.tunnel:
+        if endpoint.startswith("http://") and not settings.plain_http_ok:
+            err(f"fleetctl: warning: {endpoint} is plain HTTP without TLS: anyone on that "
+                "network can read and change this cluster (labs only; use https://)")
+        return ApiDriver(endpoint, settings.request_timeout, tls=tls)
+    from fleetpy.ctl.ssh import SshOptions
+    from fleetpy.ctl.tunnel import Tunnel, TunnelError
+
+    remote = _tunnel_remote(endpoint)
+    tunnel = Tunnel(SshOptions.of(settings), remote)
+    try:
+        local = tunnel.open()
+    except TunnelError as e:
+        raise ValueError(str(e)) from None
+    client = ApiDriver(endpoint, settings.request_timeout, target=f"unix://{local}",
+                       on_close=tunnel.close)
+    client.endpoint = f"{endpoint} (through the ssh tunnel to {settings.tunnel})"
+    return client
 
 
 async def open_client(
@@ -97,12 +146,13 @@ async def open_client(
     """Open the client ``settings`` ask for. ValueError for a bad endpoint/driver."""
     driver = settings.driver.lower()
     if driver == "etcd":
+        if settings.tunnel:
+            raise ValueError("--tunnel works with --driver=api (fleetd's API on the member)")
+        if registry_factory is None:
+            return EtcdDriver(etcd_registry(settings))
         endpoints = settings.etcd_endpoint_list()
-        factory = registry_factory or default_registry
-        return EtcdDriver(await factory(endpoints, settings.etcd_key_prefix,
-                                        settings.request_timeout))
+        return EtcdDriver(await registry_factory(endpoints, settings.etcd_key_prefix,
+                                                 settings.request_timeout))
     if driver == "api":
-        from fleetpy.api.client import ApiDriver
-
-        return ApiDriver(settings.endpoint, settings.request_timeout)
+        return _api_client(settings)
     raise ValueError(f'unrecognized driver "{settings.driver}" (choose api or etcd)')

@@ -22,6 +22,7 @@ DEFAULT_ENDPOINT = "unix:///var/run/fleet.sock"
 DEFAULT_PREFIX = "/fleetpy/"
 DEFAULT_ETCD_ENDPOINTS = ("http://127.0.0.1:2379", "http://127.0.0.1:4001")
 ETCD_PORTS = ("2379", "4001")
+DEFAULT_KNOWN_HOSTS = "~/.fleetctl/known_hosts"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,20 @@ class Settings:
     etcd_endpoints: str = ""
     etcd_key_prefix: str = DEFAULT_PREFIX
     request_timeout: float = 3.0
+    # TLS files: the API's (https:// endpoints) and etcd's (--driver etcd).
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    etcd_username: str = ""
+    etcd_password: str = ""
+    plain_http_ok: bool = False  # no warning for an http:// endpoint (labs)
+    # ssh: fleetctl ssh/status/journal and --tunnel.
+    tunnel: str = ""
+    ssh_username: str = "core"
+    ssh_timeout: float = 10.0
+    ssh_identity_file: str = ""
+    known_hosts_file: str = DEFAULT_KNOWN_HOSTS
+    strict_host_key_checking: bool = True
 
     def etcd_endpoint_list(self) -> list[str]:
         """--etcd-endpoints, else --endpoint unless it is a unix socket, else fleet's

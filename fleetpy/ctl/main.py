@@ -7,10 +7,19 @@ here; commands import what they need when they run.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from fleetpy.ctl import lists, status, units
-from fleetpy.ctl.common import DEFAULT_ENDPOINT, DEFAULT_PREFIX, CtlEnv, Settings, looks_like_etcd
+from fleetpy.ctl import lists, remote, status, units
+from fleetpy.ctl.common import (
+    DEFAULT_ENDPOINT,
+    DEFAULT_KNOWN_HOSTS,
+    DEFAULT_PREFIX,
+    CtlEnv,
+    Settings,
+    looks_like_etcd,
+)
 
 
 def _version() -> str:
@@ -61,18 +70,49 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
               show_envvar=True,
               help="Amount of time in seconds to allow a single request before "
                    "considering it failed.")
+@click.option("--ca-file", default="", show_envvar=True, metavar="FILE",
+              help="CA that signs the server's certificate (https:// API, or etcd).")
+@click.option("--cert-file", default="", show_envvar=True, metavar="FILE",
+              help="Client certificate for an API or etcd that requires one.")
+@click.option("--key-file", default="", show_envvar=True, metavar="FILE",
+              help="Private key of --cert-file.")
+@click.option("--etcd-username", default="", show_envvar=True,
+              help="etcd user for --driver=etcd (its password: FLEETCTL_ETCD_PASSWORD).")
+@click.option("--etcd-password", default="", show_envvar=True, hidden=True)
+@click.option("--plain-http-ok", is_flag=True, show_envvar=True,
+              help="Do not warn that an http:// endpoint is plain (labs).")
+@click.option("--tunnel", default="", show_envvar=True, metavar="HOST[:PORT]",
+              help="Establish an SSH tunnel through the provided address for "
+                   "communication with fleet.")
+@click.option("--ssh-username", default="core", show_default=True, show_envvar=True,
+              help="Username to use when connecting to CoreOS instance.")
+@click.option("--ssh-timeout", type=float, default=10.0, show_default=True, show_envvar=True,
+              help="Amount of time in seconds to allow for SSH connection initialization "
+                   "before failing.")
+@click.option("--ssh-identity-file", default="", show_envvar=True, metavar="FILE",
+              help="Private key for SSH (default: your ssh-agent and ~/.ssh keys).")
+@click.option("--known-hosts-file", default=DEFAULT_KNOWN_HOSTS, show_default=True,
+              show_envvar=True,
+              help="File used to store remote machine fingerprints. Ignored if strict host "
+                   "key checking is disabled.")
+@click.option("--strict-host-key-checking", type=click.BOOL, default=True, show_default=True,
+              show_envvar=True,
+              help="Verify host keys presented by remote machines before initiating SSH "
+                   "connections.")
 @click.option("--debug", is_flag=True, help="Print out more debug information to stderr.")
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True,
               callback=_print_version, help="Print the version and exit.")
 @click.pass_context
 def main(
     ctx: click.Context,
+    /,
     endpoint: str,
     driver: str,
     etcd_endpoints: str,
     etcd_key_prefix: str,
     request_timeout: float,
     debug: bool,
+    **more: Any,
 ) -> None:
     if debug:
         import logging
@@ -90,6 +130,7 @@ def main(
         etcd_endpoints=etcd_endpoints,
         etcd_key_prefix=etcd_key_prefix,
         request_timeout=request_timeout,
+        **more,
     )
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
@@ -124,5 +165,5 @@ def _register(group: click.Group, commands: list[click.Command]) -> None:
         group.add_command(cmd)
 
 
-_register(main, units.COMMANDS + lists.COMMANDS + status.COMMANDS)
+_register(main, units.COMMANDS + lists.COMMANDS + status.COMMANDS + remote.COMMANDS)
 

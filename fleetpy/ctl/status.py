@@ -1,8 +1,8 @@
 """status and journal: systemd's view of a unit, on the machine that runs it.
 
-fleet runs ``systemctl status -l UNIT`` / ``journalctl -u UNIT`` over SSH on
-the unit's machine. fleetpy runs them when that machine is this one; for
-another machine it says where the unit runs (SSH is not done yet).
+As in fleet: ``systemctl status -l UNIT`` and ``journalctl --unit UNIT`` run
+on the unit's machine over ssh (locally when that machine is this one); a
+global unit's on every machine it is scheduled on, each under a heading.
 """
 
 from __future__ import annotations
@@ -12,66 +12,52 @@ from typing import TYPE_CHECKING
 
 import click
 
-from fleetpy.ctl.common import CtlEnv, err, pass_env, run_with_client
+from fleetpy.ctl.common import CtlEnv, out, pass_env, run_with_client
 
 if TYPE_CHECKING:
     from fleetpy.ctl.client import FleetClient
+    from fleetpy.model.types import Machine
 
-MACHINE_ID_FILE = "/etc/machine-id"
-
-
-def _local_machine_id() -> str | None:
-    try:
-        with open(MACHINE_ID_FILE) as f:
-            return f.read().strip() or None
-    except OSError:
-        return None
+Located = list[tuple[str, list["Machine"], bool]]  # unit, machines, global
 
 
-async def _locate(client: FleetClient, args: Sequence[str]) -> list[tuple[str, str | None, str]]:
-    """(name, machine id if local else None, legend) per unit; BadInput if it cannot be shown."""
+def _locate(env: CtlEnv, args: Sequence[str], verb: str) -> tuple[Located, dict[str, Machine]]:
     from fleetpy.api.snapshot import read_snapshot
     from fleetpy.ctl import files
-    from fleetpy.ctl.state import machine_legend, view
-    from fleetpy.model.types import TargetState
+    from fleetpy.ctl.locate import unit_machines
+    from fleetpy.ctl.state import view
 
-    names = [n for _, n in files.dedupe(args)]
-    snap = await read_snapshot(client, names)
-    local = _local_machine_id()
-    found: list[tuple[str, str | None, str]] = []
-    for name in names:
-        v = view(snap, name)
-        if v.record is None:
-            raise files.BadInput(f"Unit {name} does not exist.", plain=True)
-        if v.is_global:
-            raise files.BadInput(
-                f"Unable to get status for global unit {name}. Check the status on "
-                "individual machines.", plain=True)
-        if v.current is TargetState.INACTIVE or v.machine is None:
-            raise files.BadInput(f"Unit {name} does not appear to be running.", plain=True)
-        legend = machine_legend(v.machine, snap.machines, False)
-        found.append((name, v.machine if v.machine == local else None, legend))
-    return found
-
-
-def _run_there(env: CtlEnv, args: Sequence[str], command: Sequence[str], what: str) -> None:
-    import subprocess
-
-    located: list[tuple[str, str | None, str]] = []
+    located: Located = []
+    machines: dict[str, Machine] = {}
 
     async def action(client: FleetClient) -> int:
-        located.extend(await _locate(client, args))
+        names = [n for _, n in files.dedupe(args)]
+        snap = await read_snapshot(client, names)
+        machines.update(snap.machines)
+        for name in names:  # every unit checked before anything runs
+            located.append((name, unit_machines(name, snap, verb), view(snap, name).is_global))
         return 0
 
     run_with_client(env, action)
+    return located, machines
+
+
+def _run_all(env: CtlEnv, located: Located, machines: dict[str, Machine],
+             command: Sequence[str], tty: bool = False) -> None:
+    from fleetpy.ctl.remote import run_on
+    from fleetpy.ctl.state import machine_legend
+
+    assert env.settings is not None
     code = 0
-    for name, local, legend in located:
-        if local is None:
-            err(f"Unit {name} runs on {legend}: run fleetctl {what} there "
-                "(fleetpy does not reach other machines over SSH yet)")
-            code = 1
-            continue
-        code = subprocess.run([*command, name], check=False).returncode or code
+    first = True
+    for name, hosts, is_global in located:
+        for machine in hosts:
+            if not first:
+                out("")  # systemctl status separates units with a blank line
+            first = False
+            if is_global:
+                out(f"=== {name} on {machine_legend(machine.id, machines, False)} ===")
+            code = code or run_on(env.settings, machine, [*command, name], tty=tty)
     if code:
         click.get_current_context().exit(code)
 
@@ -80,20 +66,39 @@ def _run_there(env: CtlEnv, args: Sequence[str], command: Sequence[str], what: s
 @click.argument("units", nargs=-1, required=True, metavar="UNIT...")
 @pass_env
 def status(env: CtlEnv, units: tuple[str, ...]) -> None:
-    """Output the status of one or more units in the cluster"""
-    _run_there(env, units, ["systemctl", "status", "-l", "--no-pager"], "status")
+    """Output the status of one or more units in the cluster
+
+    Runs `systemctl status -l UNIT` on the unit's machine (over ssh unless it
+    is this one); a global unit's status comes from every machine running it.
+    The exit status is systemctl's (3: not active).
+    """
+    located, machines = _locate(env, units, "status")
+    _run_all(env, located, machines, ["systemctl", "status", "-l", "--no-pager"])
 
 
 @click.command()
 @click.option("--lines", "-n", type=click.IntRange(min=0), default=10, show_default=True,
               help="Number of recent log lines to return")
-@click.option("--follow", "-f", is_flag=True, help="Continuously print new entries")
+@click.option("--follow", "-f", is_flag=True,
+              help="Continuously print new entries as they are appended to the journal.")
+@click.option("--sudo", is_flag=True, help="Execute journal command with sudo")
+@click.option("--output", "-o", default="short", show_default=True,
+              help="Output mode (journalctl's --output: short, cat, json, verbose...)")
 @click.argument("unit", metavar="UNIT")
 @pass_env
-def journal(env: CtlEnv, unit: str, lines: int, follow: bool) -> None:
-    """Print the journal of a unit in the cluster to stdout"""
-    command = ["journalctl", "--no-pager", f"--lines={lines}", *(["-f"] if follow else []), "-u"]
-    _run_there(env, [unit], command, "journal")
+def journal(env: CtlEnv, unit: str, lines: int, follow: bool, sudo: bool, output: str) -> None:
+    """Print the journal of a unit in the cluster to stdout
+
+    Runs `journalctl --unit UNIT` on the unit's machine (over ssh unless it is
+    this one); ^C ends --follow.
+    """
+    import sys
+
+    located, machines = _locate(env, [unit], "journal")
+    command = [*(["sudo"] if sudo else []), "journalctl", "--no-pager", f"--lines={lines}",
+               f"--output={output}", *(["--follow"] if follow else []), "--unit"]
+    tty = follow and sys.stdin.isatty() and sys.stdout.isatty()  # ^C/hangup end it remotely
+    _run_all(env, located, machines, command, tty=tty)
 
 
 COMMANDS: list[click.Command] = [status, journal]

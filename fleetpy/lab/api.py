@@ -113,6 +113,7 @@ class Lab:
         out = {}
         if running:
             out["FLEETCTL_ENDPOINT"] = f"http://{running[0].ip}:{FLEET_API_PORT}"
+            out["FLEETCTL_PLAIN_HTTP_OK"] = "1"  # a lab's bridge: plain is fine, say nothing
         urls = ",".join(state.client_urls)
         out |= {"FLEETCTL_ETCD_ENDPOINTS": urls, "ETCDCTL_API": "3", "ETCDCTL_ENDPOINTS": urls}
         out |= ssh.client_env(self.cfg)

@@ -190,13 +190,14 @@ async def test_watch_unit_states_streams_changes(short_dir: Path) -> None:
         ("http://127.0.0.1:4002", "127.0.0.1:4002"),
         ("127.0.0.1:4002/", "127.0.0.1:4002"),
         ("http://a:1,http://b:2", "a:1"),
+        ("https://a:1", "a:1"),
     ],
 )
 def test_grpc_target(endpoint: str, target: str) -> None:
     assert grpc_target(endpoint) == target
 
 
-@pytest.mark.parametrize("endpoint", ["unix://var/run/fleet.sock", "https://a:1", "nohost"])
+@pytest.mark.parametrize("endpoint", ["unix://var/run/fleet.sock", "https://nohost", "nohost"])
 def test_grpc_target_rejects(endpoint: str) -> None:
     with pytest.raises(ValueError):
         grpc_target(endpoint)

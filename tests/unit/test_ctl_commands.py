@@ -300,9 +300,11 @@ def test_status_and_journal_on_this_machine(
         return subprocess.CompletedProcess(cmd, 0)
 
     monkeypatch.setattr(subprocess, "run", fake_run)
-    monkeypatch.setattr("fleetpy.ctl.status._local_machine_id", lambda: M1.id)
+    monkeypatch.setattr("fleetpy.ctl.remote.local_machine_id", lambda: M1.id)
     ok(fleet("submit", fleet.file("hello.service")))
     r = fleet("status", "hello.service")
+    assert (r.exit_code, r.stderr) == (1, "Unit hello.service does not appear to be loaded.\n")
+    r = fleet("journal", "hello.service")
     assert (r.exit_code, r.stderr) == (1, "Unit hello.service does not appear to be running.\n")
     r = fleet("status", "nope.service")
     assert (r.exit_code, r.stderr) == (1, "Unit nope.service does not exist.\n")
@@ -310,8 +312,17 @@ def test_status_and_journal_on_this_machine(
     ok(fleet("status", "hello.service"))
     ok(fleet("journal", "-n", "5", "hello.service"))
     assert ran == [["systemctl", "status", "-l", "--no-pager", "hello.service"],
-                   ["journalctl", "--no-pager", "--lines=5", "-u", "hello.service"]]
-    monkeypatch.setattr("fleetpy.ctl.status._local_machine_id", lambda: M2.id)
-    r = fleet("status", "hello.service")
-    assert r.exit_code == 1
-    assert r.stderr.startswith(f"Unit hello.service runs on {ON_M1}: run fleetctl status there")
+                   ["journalctl", "--no-pager", "--lines=5", "--output=short", "--unit",
+                    "hello.service"]]
+    ran.clear()
+    monkeypatch.setattr("fleetpy.ctl.remote.local_machine_id", lambda: M2.id)
+    known = fleet.file("known_hosts", "")
+    ok(fleet("--known-hosts-file", known, "status", "hello.service"))
+    ok(fleet("--strict-host-key-checking=false", "journal", "--sudo", "-f", "hello.service"))
+    assert [c[0] for c in ran] == ["ssh", "ssh"]
+    assert ran[0][-3:] == [M1.public_ip, "--", "systemctl status -l --no-pager hello.service"]
+    assert ran[1][-1] == ("sudo journalctl --no-pager --lines=10 --output=short --follow "
+                          "--unit hello.service")
+    assert "-l" in ran[0] and ran[0][ran[0].index("-l") + 1] == "core"
+    assert f"UserKnownHostsFile={known}" in ran[0]
+    assert "UserKnownHostsFile=/dev/null" in ran[1]
