@@ -74,8 +74,13 @@ class Agent:
             name = event.key[len(prefix):]
             if event.kind == "delete":
                 self._desired.pop(name, None)
+                self._attempted.pop(name, None)
             else:
-                self._desired[name] = _desired(decode_scheduled(event.key, event.value))
+                unit = _desired(decode_scheduled(event.key, event.value))
+                self._desired[name] = unit
+                if unit.target != TargetState.LAUNCHED:
+                    # stopped (or unloaded) on purpose: the next "launched" is a new start
+                    self._attempted.pop(name, None)
 
     # reconcile ---------------------------------------------------------------
     async def _reconcile_loop(self) -> None:
