@@ -76,9 +76,9 @@ class Agent:
                 self._desired.pop(name, None)
                 self._attempted.pop(name, None)
             else:
-                unit = _desired(decode_scheduled(event.key, event.value))
-                self._desired[name] = unit
-                if unit.target != TargetState.LAUNCHED:
+                want = _desired(decode_scheduled(event.key, event.value))
+                self._desired[name] = want
+                if want.target != TargetState.LAUNCHED:
                     # stopped (or unloaded) on purpose: the next "launched" is a new start
                     self._attempted.pop(name, None)
 
