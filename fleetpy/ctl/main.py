@@ -118,6 +118,10 @@ def main(
         import logging
 
         logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
+    else:  # gRPC's own lines (TLS alerts...) repeat what fleetctl says plainly
+        import os
+
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     env = ctx.ensure_object(CtlEnv)
     source = ctx.get_parameter_source
     if (source("driver") == click.core.ParameterSource.DEFAULT

@@ -92,6 +92,7 @@ class EtcdRegistry(KVRegistry):
             keepalive_timeout=keepalive_timeout,
         )
         super().__init__(self.client, prefix, max_txn_ops=max_txn_ops)
+        self.client.scope = f"the key prefix {self.prefix}"
 
     @classmethod
     def from_config(cls, config: EtcdSettings) -> EtcdRegistry:

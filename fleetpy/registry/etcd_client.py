@@ -32,6 +32,7 @@ from fleetpy.registry.endpoints import (
     unreachable_message,
 )
 from fleetpy.registry.etcd_rpc import (
+    CLIENT_CERT_REFUSED,
     EOF,
     channel_options,
     compare_to,
@@ -44,6 +45,23 @@ from fleetpy.registry.etcd_rpc import (
 from fleetpy.registry.kv import Compare, Get, Op, Put, RangeResult, TxnResult, WatchBatch
 
 log = logging.getLogger(__name__)
+
+
+def certificate_problem(cert_file: str) -> str:
+    """What may be wrong with our client certificate, as far as we can tell here."""
+    import subprocess
+
+    try:
+        done = subprocess.run(["openssl", "x509", "-noout", "-checkend", "0", "-enddate",
+                               "-in", cert_file], capture_output=True, text=True, timeout=5,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        done = None
+    if done is not None and "will expire" in done.stdout:
+        end = done.stdout.split("notAfter=", 1)[-1].splitlines()[0]
+        return f"{cert_file} has expired ({end})"
+    return (f"{cert_file} is not signed by a CA etcd trusts (its --trusted-ca-file), "
+            "or is not valid for client use")
 
 T = TypeVar("T")
 Metadata = tuple[tuple[str, str], ...]
@@ -91,6 +109,8 @@ class EtcdClient:
         if (cert_file is None) != (key_file is None):
             raise ValueError("etcd cert_file and key_file go together")
         self.request_timeout = request_timeout
+        self.scope = "its keys"  # what a permission error was about (EtcdRegistry: the prefix)
+        self._cert_file = cert_file
         self._username = username
         self._password = password
         self._options = channel_options(keepalive_time, keepalive_timeout)
@@ -177,7 +197,7 @@ class EtcdClient:
                 # "no leader": the member refused before proposing anything.
                 unsent = not was_ready or "no leader" in (e.details() or "")
                 if e.code() in _UNREACHABLE and (idempotent or unsent):
-                    failures.append((conn.endpoint.url, reason(e, self.request_timeout)))
+                    failures.append((conn.endpoint.url, self._reason(conn, e)))
                     continue
                 raise self._translate(what, conn, e) from None
             if index != self._current:
@@ -187,15 +207,41 @@ class EtcdClient:
             return result, conn
         raise RegistryError(unreachable_message(failures))
 
+    def _reason(self, conn: _Conn, error: grpc.aio.AioRpcError) -> str:
+        """Why ``conn`` could not be used, with what to do about our TLS settings."""
+        why = reason(error, self.request_timeout)
+        if why == CLIENT_CERT_REFUSED:
+            if self._cert_file is None:
+                return ("TLS: etcd requires a client certificate (etcd_certfile and "
+                        "etcd_keyfile; fleetctl --cert-file and --key-file)")
+            return f"{why}: {certificate_problem(self._cert_file)}"
+        if why == "connection closed" and not conn.endpoint.secure:
+            return "connection closed at once: does etcd require TLS? use https:// endpoints"
+        return why
+
     def _translate(self, what: str, conn: _Conn, error: grpc.aio.AioRpcError) -> RegistryError:
         url, code, details = conn.endpoint.url, error.code(), error.details() or ""
         if code == grpc.StatusCode.NOT_FOUND and "lease not found" in details:
             return LeaseLostError(f"etcd {what}: lease not found (expired or revoked)")
         if code in _UNREACHABLE:
             return RegistryError(
-                f"etcd {what} at {url} failed: {reason(error, self.request_timeout)}; "
+                f"etcd {what} at {url} failed: {self._reason(conn, error)}; "
                 "the write may or may not have been applied"
             )
+        if "authentication failed" in details:
+            return RegistryError(f"etcd at {url} refused user {self._username!r}: wrong user "
+                                 "name or password (etcd_username/etcd_password)")
+        if "user name is empty" in details:
+            return RegistryError(
+                f"etcd at {url} requires authentication: give a user and password "
+                "(etcd_username and etcd_password; fleetctl --etcd-username and "
+                "FLEETCTL_ETCD_PASSWORD) or a client certificate whose CN is an etcd user")
+        if code == grpc.StatusCode.PERMISSION_DENIED:
+            who = (f"user {self._username!r}" if self._username
+                   else "the user our client certificate names (its CN)" if self._cert_file
+                   else "this client")
+            return RegistryError(f"etcd at {url} denied {what} to {who}: its roles do not "
+                                 f"grant access to {self.scope} (etcd: permission denied)")
         return RegistryError(f"etcd {what} at {url} failed: {code.name}: {details}")
 
     # KVBackend --------------------------------------------------------------

@@ -58,6 +58,9 @@ def reason(error: grpc.aio.AioRpcError, timeout: float) -> str:
         return f"timed out after {timeout:g}s"
     details = error.details() or error.code().name
     lower = details.lower()
+    tls = _tls_reason(details)
+    if tls is not None:
+        return tls
     for needle, short in (
         ("connection refused", "connection refused"),
         ("no route to host", "no route to host"),
@@ -70,6 +73,28 @@ def reason(error: grpc.aio.AioRpcError, timeout: float) -> str:
         if needle in lower:
             return short
     return details
+
+
+CLIENT_CERT_REFUSED = "TLS: etcd refused our client certificate"
+
+
+def _tls_reason(details: str) -> str | None:
+    """TLS failures, said plainly (gRPC reports them in OpenSSL's words)."""
+    if "CERTIFICATE_VERIFY_FAILED" in details:
+        why = details.rsplit("CERTIFICATE_VERIFY_FAILED:", 1)[-1].split(":")[0].strip()
+        if "expired" in why:
+            return f"TLS: etcd's certificate has expired ({why})"
+        return (f"TLS: etcd's certificate is not trusted ({why or 'verify failed'}): "
+                "give the CA that signed it (etcd_cafile, fleetctl --ca-file)")
+    # TLS 1.3: the server's verdict on our certificate arrives as an alert
+    # after the handshake, which gRPC reports as a decryption failure.
+    if any(n in details for n in ("TSI_DATA_CORRUPTED", "ALERT_BAD_CERTIFICATE",
+                                  "CERTIFICATE_REQUIRED", "ALERT_UNKNOWN_CA",
+                                  "ALERT_CERTIFICATE_EXPIRED")):
+        return CLIENT_CERT_REFUSED
+    if "WRONG_VERSION_NUMBER" in details:
+        return "TLS: etcd does not speak TLS there: use an http:// endpoint"
+    return None
 
 
 def kv_from(kv: Any) -> KeyValue:
