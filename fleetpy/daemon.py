@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from fleetpy import __version__
+from fleetpy.agent.presence import Presence
 from fleetpy.config import DEFAULT_CONFIG_FILE, Config, ConfigError, load
 from fleetpy.machine import MachineIdentityError, public_ip, read_machine_id
 from fleetpy.model.types import Machine
@@ -109,6 +110,8 @@ class Daemon:
             raise FatalError(str(exc)) from None
         lock = _lock(self.state_dir / "fleetd.lock")
         registry = EtcdRegistry.from_config(config)
+        presence = Presence(registry, machine, self.state_dir)  # + metadata set at runtime
+        machine = presence.machine
         try:
             self._lease = await self._register(registry, machine)
             manager = DbusUnitManager(units_dir=Path(config.units_dir))
@@ -129,7 +132,9 @@ class Daemon:
             tasks = [
                 asyncio.create_task(agent.run(), name="agent"),
                 asyncio.create_task(engine.run(), name="engine"),
-                asyncio.create_task(self._keep_registered(registry, machine, agent), name="lease"),
+                asyncio.create_task(self._keep_registered(registry, presence, agent),
+                                    name="lease"),
+                asyncio.create_task(presence.follow(), name="presence"),
             ]
             sd_notify(f"READY=1\nSTATUS=machine {machine.id[:8]} at {machine.public_ip}")
             log.info("fleetd %s ready: machine %s, API on %s", __version__, machine.id[:8],
@@ -155,17 +160,19 @@ class Daemon:
             await registry.close()
             lock.close()
 
-    async def _keep_registered(self, registry: Registry, machine: Machine, agent: object) -> None:
+    async def _keep_registered(
+        self, registry: Registry, presence: Presence, agent: object
+    ) -> None:
         """When the lease is lost (etcd unreachable past the TTL), register again."""
         from fleetpy.agent.agent import Agent
 
         assert isinstance(agent, Agent)
         while True:
             await self.lease().wait_lost()
-            log.warning("agent lease lost: registering machine %s again", machine.id[:8])
+            log.warning("agent lease lost: registering machine %s again", presence.machine.id[:8])
             while True:
                 try:
-                    self._lease = await self._register(registry, machine)
+                    self._lease = await self._register(registry, presence.machine)
                     break
                 except (RegistryError, FatalError) as exc:
                     log.warning("cannot register yet: %s", exc)

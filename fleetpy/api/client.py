@@ -19,6 +19,7 @@ from fleetpy.api.gen import fleet_pb2 as pb
 from fleetpy.api.gen import fleet_pb2_grpc as pb_grpc
 from fleetpy.api.snapshot import Snapshot
 from fleetpy.api.transport import TlsFiles, client_credentials, explain, parse_endpoint
+from fleetpy.model.metadata import MetadataChange
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
 from fleetpy.registry.base import RegistryError, UnitRecord
 
@@ -137,6 +138,14 @@ class ApiDriver:
         resp: pb.ListMachinesResponse = await self._call(
             self._stub.ListMachines, pb.ListMachinesRequest())
         return [convert.machine_from_pb(m) for m in resp.machines]
+
+    async def set_machine_metadata(
+        self, machine_id: str, change: MetadataChange
+    ) -> Machine | None:
+        req = pb.SetMachineMetadataRequest(
+            machine_id=machine_id, set=dict(change.set), remove=list(change.remove))
+        resp = await self._maybe(self._stub.SetMachineMetadata, req)
+        return None if resp is None else convert.machine_from_pb(resp.machine)
 
     async def list_unit_states(self, machine_id: str | None = None) -> list[UnitState]:
         resp: pb.ListUnitStatesResponse = await self._call(

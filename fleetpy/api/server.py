@@ -24,6 +24,7 @@ from fleetpy.api.gen import fleet_pb2_grpc as pb_grpc
 from fleetpy.api.snapshot import watch_snapshots
 from fleetpy.api.transport import TlsFiles, server_credentials
 from fleetpy.api.validation import checked_unit_file
+from fleetpy.model.metadata import MetadataChange
 from fleetpy.model.types import UnitFile
 from fleetpy.registry.base import Registry, RegistryError
 
@@ -119,6 +120,18 @@ class FleetService(pb_grpc.FleetServicer):
     ) -> pb.ListMachinesResponse:
         machines = await self._registry.list_machines()
         return pb.ListMachinesResponse(machines=[convert.machine_to_pb(m) for m in machines])
+
+    @_unary
+    async def SetMachineMetadata(
+        self, request: pb.SetMachineMetadataRequest, context: Any
+    ) -> pb.SetMachineMetadataResponse:
+        change = MetadataChange.make(dict(request.set), list(request.remove))
+        machine = await self._registry.set_machine_metadata(request.machine_id, change)
+        if machine is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND,
+                                f"machine {request.machine_id} is not in the cluster")
+            raise AssertionError("unreachable")
+        return pb.SetMachineMetadataResponse(machine=convert.machine_to_pb(machine))
 
     @_unary
     async def ListUnitStates(

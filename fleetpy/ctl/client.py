@@ -16,6 +16,7 @@ from typing import Protocol
 
 from fleetpy.api.snapshot import Snapshot, SnapshotSource, watch_snapshots
 from fleetpy.ctl.common import Settings
+from fleetpy.model.metadata import MetadataChange
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
 from fleetpy.registry.base import Registry, UnitRecord
 
@@ -32,6 +33,10 @@ class FleetClient(SnapshotSource, Protocol):
     async def set_desired(self, name: str, desired: TargetState) -> bool: ...
 
     async def destroy_unit(self, name: str) -> bool: ...
+
+    async def set_machine_metadata(
+        self, machine_id: str, change: MetadataChange
+    ) -> Machine | None: ...
 
     def watch_units(self, names: Sequence[str]) -> AsyncGenerator[Snapshot, None]:
         """A snapshot of ``names`` now, then after every change."""
@@ -67,6 +72,11 @@ class EtcdDriver:
 
     async def list_machines(self) -> list[Machine]:
         return await self.registry.list_machines()
+
+    async def set_machine_metadata(
+        self, machine_id: str, change: MetadataChange
+    ) -> Machine | None:
+        return await self.registry.set_machine_metadata(machine_id, change)
 
     async def list_unit_states(self, machine_id: str | None = None) -> list[UnitState]:
         return await self.registry.list_unit_states(machine_id)

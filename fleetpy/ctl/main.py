@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from fleetpy.ctl import lists, remote, status, units
+from fleetpy.ctl import lists, machines, remote, status, units
 from fleetpy.ctl.common import (
     DEFAULT_ENDPOINT,
     DEFAULT_KNOWN_HOSTS,
@@ -169,5 +169,6 @@ def _register(group: click.Group, commands: list[click.Command]) -> None:
         group.add_command(cmd)
 
 
-_register(main, units.COMMANDS + lists.COMMANDS + status.COMMANDS + remote.COMMANDS)
+_register(main, units.COMMANDS + lists.COMMANDS + status.COMMANDS + remote.COMMANDS
+          + machines.COMMANDS)
 

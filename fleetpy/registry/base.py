@@ -29,6 +29,7 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from fleetpy.model.metadata import MetadataChange
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
 
 DEFAULT_PREFIX = "/fleetpy/"
@@ -160,6 +161,15 @@ class Registry(Protocol):
     async def update_machine(self, machine: Machine, lease: Lease) -> None: ...
 
     async def list_machines(self) -> list[Machine]: ...
+
+    async def set_machine_metadata(
+        self, machine_id: str, change: MetadataChange
+    ) -> Machine | None:
+        """Change a live machine's metadata (its record stays on its agent's lease).
+
+        Returns the machine as changed; None when no such machine is registered.
+        The machine's fleetd notices and keeps the change (fleetpy.agent.presence).
+        """
 
     async def put_unit_states(self, states: Sequence[UnitState], lease: Lease) -> None:
         """Write reported states (batched in one transaction where possible)."""

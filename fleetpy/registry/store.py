@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import TypeVar
 
+from fleetpy.model.metadata import MetadataChange
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
 from fleetpy.registry import codec
 from fleetpy.registry.base import (
@@ -215,6 +217,28 @@ class KVRegistry:
             await self._txn([Compare(key, Target.LEASE, lease.id)], [put], lease=lease)
         ).succeeded:
             raise RegistryError(f"machine {machine.id} is not registered on lease {lease.id:x}")
+
+    async def set_machine_metadata(
+        self, machine_id: str, change: MetadataChange
+    ) -> Machine | None:
+        key = self._key(codec.machine_key(machine_id))
+        for _ in range(_CAS_ATTEMPTS):
+            kv = await self._get(codec.machine_key(machine_id))
+            if kv is None:
+                return None
+            try:
+                machine = codec.decode_machine(self._rel(kv.key), kv.value)
+            except ValueError as e:
+                raise RegistryError(f"unreadable machine {machine_id}: {e}") from None
+            machine = replace(machine, metadata=change.apply(machine.metadata))
+            put = Put(key, codec.encode_machine(machine), kv.lease)
+            try:
+                result = await self._txn([Compare(key, Target.MOD, kv.mod_revision)], [put])
+            except LeaseLostError:
+                return None  # its agent's lease just expired: the machine is gone
+            if result.succeeded:
+                return machine
+        raise RegistryError(f"machine {machine_id} kept changing; metadata not set")
 
     async def list_machines(self) -> list[Machine]:
         kvs = await self._list(codec.MACHINES)

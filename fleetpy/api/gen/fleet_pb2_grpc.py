@@ -69,6 +69,11 @@ class FleetStub:
                 request_serializer=fleetpy_dot_v1_dot_fleet__pb2.ListMachinesRequest.SerializeToString,
                 response_deserializer=fleetpy_dot_v1_dot_fleet__pb2.ListMachinesResponse.FromString,
                 _registered_method=True)
+        self.SetMachineMetadata = channel.unary_unary(
+                '/fleetpy.v1.Fleet/SetMachineMetadata',
+                request_serializer=fleetpy_dot_v1_dot_fleet__pb2.SetMachineMetadataRequest.SerializeToString,
+                response_deserializer=fleetpy_dot_v1_dot_fleet__pb2.SetMachineMetadataResponse.FromString,
+                _registered_method=True)
         self.ListUnitStates = channel.unary_unary(
                 '/fleetpy.v1.Fleet/ListUnitStates',
                 request_serializer=fleetpy_dot_v1_dot_fleet__pb2.ListUnitStatesRequest.SerializeToString,
@@ -141,6 +146,16 @@ class FleetServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetMachineMetadata(self, request, context):
+        """Set and remove metadata keys of a live machine (fleetctl set-metadata);
+        units follow: those whose MachineMetadata no longer holds move, waiting
+        ones may now be placed. NOT_FOUND for a machine that is not registered,
+        INVALID_ARGUMENT for a key or value MachineMetadata could not match.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListUnitStates(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -205,6 +220,11 @@ def add_FleetServicer_to_server(servicer, server):
                     servicer.ListMachines,
                     request_deserializer=fleetpy_dot_v1_dot_fleet__pb2.ListMachinesRequest.FromString,
                     response_serializer=fleetpy_dot_v1_dot_fleet__pb2.ListMachinesResponse.SerializeToString,
+            ),
+            'SetMachineMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetMachineMetadata,
+                    request_deserializer=fleetpy_dot_v1_dot_fleet__pb2.SetMachineMetadataRequest.FromString,
+                    response_serializer=fleetpy_dot_v1_dot_fleet__pb2.SetMachineMetadataResponse.SerializeToString,
             ),
             'ListUnitStates': grpc.unary_unary_rpc_method_handler(
                     servicer.ListUnitStates,
@@ -416,6 +436,33 @@ class Fleet:
             '/fleetpy.v1.Fleet/ListMachines',
             fleetpy_dot_v1_dot_fleet__pb2.ListMachinesRequest.SerializeToString,
             fleetpy_dot_v1_dot_fleet__pb2.ListMachinesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetMachineMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetpy.v1.Fleet/SetMachineMetadata',
+            fleetpy_dot_v1_dot_fleet__pb2.SetMachineMetadataRequest.SerializeToString,
+            fleetpy_dot_v1_dot_fleet__pb2.SetMachineMetadataResponse.FromString,
             options,
             channel_credentials,
             insecure,

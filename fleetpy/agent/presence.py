@@ -1,0 +1,93 @@
+"""This machine's record as the cluster sees it: metadata changed at runtime is kept.
+
+``fleetctl set-metadata`` (the SetMachineMetadata API) rewrites
+``machines/<id>`` in place, on this fleetd's lease. ``Presence`` follows that
+key: a change of metadata becomes this fleetd's own, so that registering
+again (a lost lease, a restart adopting the lease) writes it back rather than
+the configured metadata. The change is saved as overrides of the configured
+metadata in the state directory (``/run/fleet/metadata.json``): it survives a
+fleetd restart, not a reboot, and keys nobody overrode still follow the config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from fleetpy.model.metadata import Overrides
+from fleetpy.model.types import Machine
+from fleetpy.registry.base import Registry, WatchUpdate
+from fleetpy.registry.codec import decode_machine, machine_key
+
+log = logging.getLogger("fleetpy.agent")
+
+OVERRIDES_FILE = "metadata.json"
+
+
+def _format(metadata: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(metadata.items())) or "-"
+
+
+class Presence:
+    """The machine this fleetd registers: configured identity plus runtime metadata."""
+
+    def __init__(self, registry: Registry, configured: Machine, state_dir: Path) -> None:
+        self._registry = registry
+        self._configured = dict(configured.metadata)
+        self._file = state_dir / OVERRIDES_FILE
+        overrides = self._load()
+        self.machine = replace(configured, metadata=overrides.effective(self._configured))
+        if overrides:
+            log.info("machine metadata %s (changed at runtime; configured: %s)",
+                     _format(dict(self.machine.metadata)), _format(self._configured))
+
+    def _load(self) -> Overrides:
+        try:
+            return Overrides.from_json(json.loads(self._file.read_text()))
+        except FileNotFoundError:
+            return Overrides()
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable %s: %s", self._file, exc)
+            return Overrides()
+
+    def _save(self, overrides: Overrides) -> None:
+        try:
+            if not overrides:
+                self._file.unlink(missing_ok=True)
+                return
+            self._file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(overrides.to_json(), sort_keys=True) + "\n")
+            os.replace(tmp, self._file)
+        except OSError as exc:
+            log.warning("cannot save runtime metadata to %s: %s", self._file, exc)
+
+    def observe(self, record: Machine) -> bool:
+        """Take the metadata of this machine's record as ours; True when it changed."""
+        now = dict(record.metadata)
+        if now == dict(self.machine.metadata):
+            return False
+        self.machine = replace(self.machine, metadata=now)
+        self._save(Overrides.between(self._configured, now))
+        log.info("machine metadata changed at runtime: %s (configured: %s)",
+                 _format(now), _format(self._configured))
+        return True
+
+    def _apply(self, update: WatchUpdate, key: str) -> None:
+        values = (
+            [update.items[key]] if update.reset and key in update.items
+            else [e.value for e in update.events if e.kind == "put"]
+        )
+        for value in values:
+            with contextlib.suppress(ValueError):
+                self.observe(decode_machine(key, value))
+
+    async def follow(self) -> None:
+        """Watch this machine's record until cancelled, keeping runtime changes."""
+        key = machine_key(self.machine.id)
+        async for update in self._registry.watch(key):
+            self._apply(update, key)
