@@ -7,7 +7,7 @@ write, so a bad argument leaves the registry unchanged. Returns the exit code.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -119,6 +119,32 @@ async def submit(client: FleetClient, args: Sequence[str], replace: bool) -> int
     return 0
 
 
+def machine_of_waves(records: Mapping[str, UnitRecord]) -> list[list[str]]:
+    """Names in waves, each MachineOf follower in a wave after the units it follows.
+
+    Raising the desired state of ``nginx@1`` before that of its follower
+    ``nginx-discovery@1`` (MachineOf=nginx@1) spares the user the engine's
+    passing reason "waiting for nginx@1 to be scheduled".
+    """
+    from fleetpy.model.xfleet import xfleet_of
+
+    follows: dict[str, set[str]] = {}
+    for name, rec in records.items():
+        try:
+            targets = xfleet_of(name, rec.unit.contents).machine_of
+        except ValueError:
+            targets = ()
+        follows[name] = {t for t in targets if t in records and t != name}
+    waves: list[list[str]] = []
+    done: set[str] = set()
+    while len(done) < len(records):
+        wave = [n for n in records if n not in done and follows[n] <= done]
+        wave = wave or [n for n in records if n not in done]  # a cycle: the rest together
+        waves.append(wave)
+        done.update(wave)
+    return waves
+
+
 async def _raise_and_wait(
     client: FleetClient,
     records: dict[str, UnitRecord],
@@ -128,12 +154,13 @@ async def _raise_and_wait(
     block: Blocking,
 ) -> int:
     waiting: dict[str, Goal] = {}
-    await _concurrently([
-        client.set_desired(name, target)
-        for name, rec in records.items()
-        if rec.desired != target
-        and not (target is TargetState.LOADED and rec.desired is TargetState.LAUNCHED)
-    ])
+    for wave in machine_of_waves(records):
+        await _concurrently([
+            client.set_desired(name, target)
+            for name in wave
+            if (rec := records[name]).desired != target
+            and not (target is TargetState.LOADED and rec.desired is TargetState.LAUNCHED)
+        ])
     for name, rec in records.items():
         if is_global(rec.unit.contents):
             out(f"Triggered global unit {name} {verb}")

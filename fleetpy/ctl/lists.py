@@ -23,7 +23,7 @@ Row = dict[str, str | None]
 
 UNITS_FIELDS = ("unit", "machine", "load", "active", "sub", "hash")
 UNITS_DEFAULT = "unit,machine,active,sub"
-UNIT_FILES_FIELDS = ("unit", "hash", "dstate", "state", "target", "global", "desc")
+UNIT_FILES_FIELDS = ("unit", "hash", "dstate", "state", "target", "global", "desc", "reason")
 UNIT_FILES_DEFAULT = "unit,hash,dstate,state,target"
 MACHINES_FIELDS = ("machine", "ip", "metadata")
 MACHINES_DEFAULT = "machine,ip,metadata"
@@ -63,14 +63,17 @@ def unit_file_rows(
             target = "global"
         elif v.machine is not None:
             target = machine_legend(v.machine, snap.machines, full)
+        # Desired loaded or launched but on no machine: the engine says why (reason).
+        waiting = v.waiting if not v.targets else None
         rows.append({
             "unit": name,
             "hash": unit.hash if full else unit.hash[:7],
             "dstate": str(v.record.desired),
-            "state": None if v.is_global else str(v.current),
+            "state": "waiting" if waiting else None if v.is_global else str(v.current),
             "target": target,
             "global": "true" if v.is_global else "false",
             "desc": description(unit.contents) if want_desc else None,
+            "reason": waiting,
         })
     return rows
 
@@ -137,7 +140,11 @@ def list_units(env: CtlEnv, full: bool, no_legend: bool, fields: str, output: st
 @_table_options(UNIT_FILES_DEFAULT, UNIT_FILES_FIELDS)
 @pass_env
 def list_unit_files(env: CtlEnv, full: bool, no_legend: bool, fields: str, output: str) -> None:
-    """List the units that exist in the cluster."""
+    """List the units that exist in the cluster.
+
+    A unit desired loaded or launched that no machine can take shows STATE
+    waiting and TARGET -; the reason field says why (--fields=unit,reason).
+    """
     cols = _fields(fields, UNIT_FILES_FIELDS)
 
     async def action(client: FleetClient) -> int:

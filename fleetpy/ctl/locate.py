@@ -89,6 +89,8 @@ def unit_machines(name: str, snap: Snapshot, verb: str) -> list[Machine]:
     v = view(snap, name)
     if v.record is None:
         raise BadInput(f"Unit {name} does not exist.", plain=True)
+    if v.waiting and not v.targets:  # no machine can take it: say why (fleet said nothing)
+        raise BadInput(f"Unit {name} is waiting to be scheduled: {v.waiting}", plain=True)
     not_there = ("does not appear to be loaded." if verb == "status"
                  else "does not appear to be running.")
     if v.is_global:

@@ -167,6 +167,11 @@ class Tracker:
     def timed_out(self, last: Snapshot | None) -> list[str]:
         errors: list[str] = []
         for name, goal in self.pending.items():
+            v = view(last, name) if last is not None else None
+            if goal is not Goal.GONE and v is not None and v.waiting and not v.targets:
+                # the engine's reason was printed when it came (observe)
+                errors.append(f"timed out waiting for unit {name} to be scheduled on a machine")
+                continue
             if goal is not Goal.GONE:
                 errors.append(f"timed out waiting for unit {name} to report state {goal}")
                 continue

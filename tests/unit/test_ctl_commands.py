@@ -124,8 +124,8 @@ def test_unplaceable_unit_says_why_and_block_attempts_time_out(fleet: Fleet) -> 
     assert r.stderr.count(reason) == 1
     assert r.stderr == (
         f"Unit hello.service is waiting to be scheduled: {reason}\n"
-        "Error waiting for units: timed out waiting for unit hello.service to report "
-        "state launched\n")
+        "Error waiting for units: timed out waiting for unit hello.service to be "
+        "scheduled on a machine\n")
 
 
 def test_destroy_times_out_while_a_machine_still_reports_the_unit(fleet: Fleet) -> None:

@@ -198,7 +198,7 @@ def test_tracker_says_the_waiting_reason_once() -> None:
     assert t.observe(s) == [msg]
     assert t.observe(s) == []
     assert t.timed_out(s) == [
-        "timed out waiting for unit hello.service to report state launched"]
+        "timed out waiting for unit hello.service to be scheduled on a machine"]
 
 
 @pytest.mark.parametrize(
