@@ -51,6 +51,7 @@ class ApiDriver:
         self.endpoint = endpoint
         self._timeout = request_timeout if request_timeout > 0 else None
         address, self._secure = parse_endpoint(endpoint)
+        self._tls = tls
         options = [
             ("grpc.max_receive_message_length", MAX_MESSAGE),
             ("grpc.max_send_message_length", MAX_MESSAGE),
@@ -72,7 +73,8 @@ class ApiDriver:
 
     def _fail(self, e: grpc.aio.AioRpcError) -> NoReturn:
         code, detail = e.code(), e.details() or ""
-        why = explain(detail, self._secure) if code == grpc.StatusCode.UNAVAILABLE else None
+        unavailable = code == grpc.StatusCode.UNAVAILABLE
+        why = explain(detail, self._secure, self._tls) if unavailable else None
         if why is not None:
             raise RegistryError(f"cannot use the fleet API at {self.endpoint}: {why}") from None
         if code == grpc.StatusCode.UNAVAILABLE and "ermission denied" in detail:

@@ -106,14 +106,23 @@ _TLS_REASONS = (
 )
 
 
-def explain(detail: str, secure: bool) -> str | None:
+def explain(detail: str, secure: bool, tls: TlsFiles | None = None) -> str | None:
     """A plain reason for a TLS or protocol failure in gRPC's ``detail``; None if none."""
     for needle, why in _TLS_REASONS:
         if needle in detail:
             return why
-    if not secure and ("Socket closed" in detail or "Connection reset" in detail):
+    closed = any(n in detail for n in ("Socket closed", "Connection reset", "TSI_DATA_CORRUPTED"))
+    if closed and not secure:
         return ("the connection was closed at once: does the server require TLS? "
                 "use https:// with --ca-file")
+    if closed:  # TLS 1.3: a refused client certificate shows as a closed connection
+        if tls is None or not tls.cert_file:
+            return ("the server closed the connection during TLS: it requires a client "
+                    "certificate (--cert-file and --key-file)")
+        from fleetpy.tlscheck import certificate_problem
+
+        problem = certificate_problem(tls.cert_file, tls.ca_file or None, "the server")
+        return f"the server refused our client certificate: {problem}"
     if secure and "handshake" in detail.lower():
         return f"TLS handshake failed ({detail})"
     return None

@@ -1,6 +1,7 @@
 """fleetlab: a lab cluster on one machine (etcd members and systemd hosts).
 
     fleetlab up [--hosts 3] [--etcd-members 3] [--metadata HOST=K=V,..] [--fleet-env FLEET_X=V]
+                [--secure | --secure=password]
     fleetlab down | status | env | shell HOST | exec HOST -- CMD...
     fleetlab host-stop [--kill] HOST | host-start HOST | host-add [--metadata K=V,..]
     fleetlab etcd-add | etcd-remove NAME
@@ -26,7 +27,11 @@ What a lab is made of:
   and a real sshd (ssh.service, see ssh.py): its own host key, a ``core``
   user (sudo, groups systemd-journal and fleet) that only hosts know, the
   lab's key (STATE/ssh/id_ed25519) authorized;
-- cgroups ``fleetlab-NAME/HOST`` and ``fleetlab-NAME/etcd`` in every hierarchy.
+- cgroups ``fleetlab-NAME/HOST`` and ``fleetlab-NAME/etcd`` in every hierarchy;
+- with --secure (secure.py): a CA and certificates in STATE/pki, etcd on https
+  with client certificates (or --secure=password: user names and passwords)
+  and a role limited to /fleetpy/, fleetd's API on https requiring client
+  certificates; `fleetlab env` exports the matching FLEETCTL_*/ETCDCTL_* files.
 
 ``exec``/``shell`` run as root inside the host with a clean environment: PATH
 starts with the venv's bin (fleetctl, fleetd, python of this checkout), then the

@@ -13,13 +13,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
-from fleetpy.lab import cgroups, etcd, fleetopts, network, ssh, status, teardown
+from fleetpy.lab import access, cgroups, etcd, fleetopts, network, status, teardown
 from fleetpy.lab import hosts as host_ops
+from fleetpy.lab import secure as lab_secure
 from fleetpy.lab.errors import LabError
 from fleetpy.lab.state import (
     DEFAULT_NAME,
     DEFAULT_SUBNET,
-    FLEET_API_PORT,
     MAX_HOSTS,
     MAX_MEMBERS,
     HostRecord,
@@ -108,19 +108,7 @@ class Lab:
 
     def env(self) -> dict[str, str]:
         """Variables that point fleetctl and etcdctl on this machine at the lab."""
-        state = self._state()
-        running = [h for h in state.hosts if host_ops.running_pid(h) is not None]
-        out = {}
-        if running:
-            out["FLEETCTL_ENDPOINT"] = f"http://{running[0].ip}:{FLEET_API_PORT}"
-            out["FLEETCTL_PLAIN_HTTP_OK"] = "1"  # a lab's bridge: plain is fine, say nothing
-        urls = ",".join(state.client_urls)
-        out |= {"FLEETCTL_ETCD_ENDPOINTS": urls, "ETCDCTL_API": "3", "ETCDCTL_ENDPOINTS": urls}
-        out |= ssh.client_env(self.cfg)
-        out["FLEETLAB_NAME"] = self.cfg.name
-        if state.venv:
-            out["PATH"] = f"{state.venv}/bin:{os.environ.get('PATH', host_ops.BASE_PATH)}"
-        return out
+        return access.client_env(self.cfg, self._state())
 
     # -- building and tearing down ----------------------------------------------
 
@@ -130,10 +118,13 @@ class Lab:
         etcd_members: int = 3,
         metadata: Mapping[str, str] | None = None,
         fleet_env: Mapping[str, str] | None = None,
+        secure: str = "",
     ) -> None:
         """Boot the lab. ``metadata``: host name -> fleetd metadata ("region=us-east,disk=ssd");
-        ``fleet_env``: extra FLEET_* settings of every fleetd ({"FLEET_AGENT_TTL": "5"})."""
+        ``fleet_env``: extra FLEET_* settings of every fleetd ({"FLEET_AGENT_TTL": "5"});
+        ``secure``: "cert" or "password" for etcd with TLS and auth (see secure.py)."""
         _require_root()
+        mode = lab_secure.check_mode(secure)
         self._preflight(hosts, etcd_members)
         names = [self.cfg.host_name(i) for i in range(1, hosts + 1)]
         meta = fleetopts.metadata_for(names, metadata or {})
@@ -151,7 +142,7 @@ class Lab:
             network.check_subnet_free(self.cfg)
             started = time.monotonic()
             try:
-                self._build(hosts, etcd_members, meta, env)
+                self._build(hosts, etcd_members, meta, env, mode)
             except BaseException:
                 log.info("up failed: removing what it started")
                 teardown.teardown(self.cfg)
@@ -176,7 +167,12 @@ class Lab:
             raise LabError(f"systemd not found at {host_ops.SYSTEMD}: apt-get install systemd")
 
     def _build(
-        self, n_hosts: int, n_members: int, meta: Mapping[str, str], env: Mapping[str, str]
+        self,
+        n_hosts: int,
+        n_members: int,
+        meta: Mapping[str, str],
+        env: Mapping[str, str],
+        mode: str = "",
     ) -> None:
         cfg = self.cfg
         t0 = time.monotonic()
@@ -192,8 +188,9 @@ class Lab:
                 host_ops.new_record(cfg, i, meta.get(cfg.host_name(i), ""))
                 for i in range(1, n_hosts + 1)
             ),
-            members=tuple(etcd.record(cfg, i) for i in range(1, n_members + 1)),
+            members=tuple(etcd.record(cfg, i, bool(mode)) for i in range(1, n_members + 1)),
             fleet_env=dict(env),
+            secure=mode,
         )
         save(cfg, state)
         network.create_bridge(cfg)
@@ -205,18 +202,27 @@ class Lab:
             log.info("fleetd not installed in hosts (no deploy/fleet.service or fleetd yet)")
         else:
             log.info("hosts run fleet.service with %s", fleet[1])
+        if mode:
+            lab_secure.prepare(cfg)
         group = cgroups.create(f"{cfg.cgroup}/etcd")
-        members = etcd.start_cluster(cfg, state.members, group)
+        extra = lab_secure.etcd_args(cfg, mode) if mode else []
+        members = etcd.start_cluster(cfg, state.members, group, extra)
         state = replace(state, members=tuple(members))
         save(cfg, state)
         for m in members:
             log.info("etcd member %s started: %s", m.name, m.client_url)
+        ctx, _ = lab_secure.etcd_access(cfg, mode)
+        if mode:  # users and roles before any fleetd connects
+            etcd.wait_healthy(cfg, members, ctx=ctx)
+            lab_secure.enable_auth(cfg, mode, state.client_urls)
+            log.info("etcd: TLS (%s), auth on: role fleetpy on /fleetpy/ for users fleetd, "
+                     "fleetctl; files in %s", mode, lab_secure.pki_dir(cfg))
         started = _parallel(lambda h: host_ops.start(cfg, state, h), state.hosts)
         state = replace(state, hosts=tuple(started))
         save(cfg, state)
 
         def healthy() -> None:
-            etcd.wait_healthy(cfg, members)
+            etcd.wait_healthy(cfg, members, ctx=ctx)
             log.info("etcd cluster healthy after %.1fs", time.monotonic() - t0)
 
         def booted(h: HostRecord) -> None:
@@ -304,7 +310,7 @@ class Lab:
         pid = host_ops.running_pid(rec)
         if pid is None:
             raise LabError(f"host {host} is stopped: `fleetlab host-start {host}`")
-        extra = {**ssh.client_env(self.cfg), **(env or {})}
+        extra = {**access.exec_extra(self.cfg, state), **(env or {})}
         return host_ops.nsenter(pid, argv), host_ops.exec_env(state, rec, extra)
 
     def exec(
@@ -339,16 +345,18 @@ class Lab:
             index = next(i for i in range(1, MAX_MEMBERS + 2) if i not in used)
             if index > MAX_MEMBERS:
                 raise LabError(f"the lab already has {MAX_MEMBERS} etcd members")
-            rec = etcd.record(self.cfg, index)
-            cluster = etcd.member_add(state.client_urls, rec)
+            rec = etcd.record(self.cfg, index, bool(state.secure))
+            ctx, access = lab_secure.etcd_access(self.cfg, state.secure)
+            cluster = etcd.member_add(state.client_urls, rec, access)
             log.info("etcd member %s added to the cluster: %s", rec.name, cluster)
             try:
                 group = cgroups.create(f"{self.cfg.cgroup}/etcd")
-                rec = etcd.start(self.cfg, rec, cluster, "existing", group)
+                extra = lab_secure.etcd_args(self.cfg, state.secure) if state.secure else []
+                rec = etcd.start(self.cfg, rec, cluster, "existing", group, extra)
                 save(self.cfg, state.with_member(rec))
-                etcd.wait_healthy(self.cfg, [rec])
+                etcd.wait_healthy(self.cfg, [rec], ctx=ctx)
             except BaseException:
-                self._drop_member(state.client_urls, rec)
+                self._drop_member(state.client_urls, rec, access)
                 save(self.cfg, state)
                 raise
             log.info("etcd member %s started: %s", rec.name, rec.client_url)
@@ -362,12 +370,14 @@ class Lab:
             if len(state.members) == 1:
                 raise LabError(f"{name} is the last etcd member: `fleetlab down` stops the lab")
             others = [m.client_url for m in state.members if m.name != name]
-            self._drop_member(others, rec)
+            self._drop_member(others, rec, lab_secure.etcd_access(self.cfg, state.secure)[1])
             save(self.cfg, state.without_member(name))
             log.info("etcd member %s removed and stopped", name)
 
-    def _drop_member(self, endpoints: Sequence[str], rec: MemberRecord) -> None:
-        etcd.member_remove(endpoints, rec)
+    def _drop_member(
+        self, endpoints: Sequence[str], rec: MemberRecord, access: Mapping[str, str]
+    ) -> None:
+        etcd.member_remove(endpoints, rec, access)
         etcd.stop([rec])
         shutil.rmtree(self.cfg.member_dir(rec.name), ignore_errors=True)
         etcd.log_path(self.cfg, rec.name).unlink(missing_ok=True)
@@ -378,4 +388,5 @@ class Lab:
         _require_root()
         state = self._state()
         host_rows = _parallel(lambda h: status.host_status(self.cfg, h), state.hosts)
-        return host_rows, _parallel(status.member_status, state.members)
+        ctx, access = lab_secure.etcd_access(self.cfg, state.secure)
+        return host_rows, _parallel(lambda m: status.member_status(m, ctx, access), state.members)

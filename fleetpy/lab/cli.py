@@ -71,15 +71,24 @@ pass_lab = click.make_pass_decorator(Lab)
                    "e.g. core-01=region=us-east,disk=ssd.")
 @click.option("--fleet-env", "fleet_env", multiple=True, metavar="FLEET_NAME=VALUE",
               help="Extra fleetd setting for every host (repeatable), e.g. FLEET_AGENT_TTL=5.")
+@click.option("--secure", is_flag=False, flag_value="cert", default=None,
+              type=click.Choice(["cert", "password"]),
+              help="etcd with TLS and auth, fleetd's API with TLS; --secure: client "
+                   "certificates, --secure=password: user names and passwords.")
 @pass_lab
 def up(
-    lab: Lab, hosts: int, etcd_members: int, metadata: tuple[str, ...], fleet_env: tuple[str, ...]
+    lab: Lab,
+    hosts: int,
+    etcd_members: int,
+    metadata: tuple[str, ...],
+    fleet_env: tuple[str, ...],
+    secure: str | None,
 ) -> None:
     """Start etcd members and boot the hosts."""
     from fleetpy.lab import fleetopts
 
     lab.up(hosts=hosts, etcd_members=etcd_members, metadata=fleetopts.host_metadata(metadata),
-           fleet_env=fleetopts.fleet_env(fleet_env))
+           fleet_env=fleetopts.fleet_env(fleet_env), secure=secure or "")
 
 
 @main.command()

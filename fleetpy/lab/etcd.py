@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +23,13 @@ from fleetpy.lab.errors import LabError
 from fleetpy.lab.state import LabConfig, MemberRecord
 
 
-def record(cfg: LabConfig, index: int) -> MemberRecord:
+def record(cfg: LabConfig, index: int, tls: bool = False) -> MemberRecord:
+    """Member ``index``; ``tls``: its client URL is https (a --secure lab)."""
+    url = cfg.client_url(index)
     return MemberRecord(
         name=cfg.member_name(index),
         index=index,
-        client_url=cfg.client_url(index),
+        client_url=url.replace("http://", "https://", 1) if tls else url,
         peer_url=cfg.peer_url(index),
     )
 
@@ -40,9 +43,15 @@ def log_path(cfg: LabConfig, name: str) -> Path:
 
 
 def start(
-    cfg: LabConfig, rec: MemberRecord, cluster: str, state: str, cgroups: Sequence[Path]
+    cfg: LabConfig,
+    rec: MemberRecord,
+    cluster: str,
+    state: str,
+    cgroups: Sequence[Path],
+    extra: Sequence[str] = (),
 ) -> MemberRecord:
-    """Start one member process; ``state`` is etcd's initial-cluster-state."""
+    """Start one member process; ``state`` is etcd's initial-cluster-state, ``extra``
+    more flags (TLS)."""
     data = cfg.member_dir(rec.name)
     data.parent.mkdir(parents=True, exist_ok=True)
     argv = [
@@ -58,13 +67,14 @@ def start(
         f"--initial-cluster-state={state}",
         "--logger=zap",
         "--log-outputs=stderr",
+        *extra,
     ]
     proc = procs.spawn(argv, log_path(cfg, rec.name), cgroups)
     return MemberRecord(rec.name, rec.index, rec.client_url, rec.peer_url, proc)
 
 
 def start_cluster(
-    cfg: LabConfig, recs: Sequence[MemberRecord], cgroups: Sequence[Path]
+    cfg: LabConfig, recs: Sequence[MemberRecord], cgroups: Sequence[Path], extra: Sequence[str] = ()
 ) -> list[MemberRecord]:
     """Start a new cluster's members one after the other.
 
@@ -77,7 +87,7 @@ def start_cluster(
     cluster = initial_cluster(recs)
     started = []
     for rec in recs:
-        member = start(cfg, rec, cluster, "new", cgroups)
+        member = start(cfg, rec, cluster, "new", cgroups, extra)
         started.append(member)
         wait_serving_peers(cfg, member)
     return started
@@ -106,34 +116,48 @@ def stop(recs: Sequence[MemberRecord], sig: int = signal.SIGTERM) -> None:
     procs.stop([r.proc for r in recs if r.proc is not None], sig, timeout=5.0)
 
 
-def healthy(url: str, timeout: float = 1.0) -> bool:
+def healthy(url: str, timeout: float = 1.0, ctx: ssl.SSLContext | None = None) -> bool:
     """etcd's /health: true once the member is part of a cluster with a leader."""
     try:
-        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as resp:
+        with urllib.request.urlopen(f"{url}/health", timeout=timeout, context=ctx) as resp:
             return bool(json.loads(resp.read()).get("health") == "true")
     except (OSError, ValueError):
         return False
 
 
-def is_leader(url: str, timeout: float = 1.0) -> bool | None:
+def is_leader(url: str, timeout: float = 1.0, ctx: ssl.SSLContext | None = None) -> bool | None:
     """Whether the member at ``url`` is the leader; None if it does not answer."""
     req = urllib.request.Request(f"{url}/v3/maintenance/status", data=b"{}", method="POST")
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout, context=ctx) as resp:
             status = json.loads(resp.read())
     except (OSError, ValueError):
         return None
     return bool(status.get("leader") == status.get("header", {}).get("member_id"))
 
 
-def wait_healthy(cfg: LabConfig, recs: Sequence[MemberRecord], timeout: float = 30.0) -> None:
+def is_leader_etcdctl(url: str, env: Mapping[str, str]) -> bool | None:
+    """``is_leader`` for a --secure lab (etcd's HTTP gateway wants a token there)."""
+    try:
+        status = json.loads(etcdctl([url], "endpoint", "status", "-w", "json", env=env))[0]
+    except (LabError, ValueError, IndexError):
+        return None
+    return bool(status["Status"]["leader"] == status["Status"]["header"]["member_id"])
+
+
+def wait_healthy(
+    cfg: LabConfig,
+    recs: Sequence[MemberRecord],
+    timeout: float = 30.0,
+    ctx: ssl.SSLContext | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     pending = list(recs)
     with ThreadPoolExecutor(max(len(recs), 1)) as pool:
         while pending:
             for rec in pending:
                 _check_running(cfg, rec)
-            ok = list(pool.map(lambda r: healthy(r.client_url, 0.5), pending))
+            ok = list(pool.map(lambda r: healthy(r.client_url, 0.5, ctx), pending))
             pending = [r for r, good in zip(pending, ok, strict=True) if not good]
             if pending and time.monotonic() > deadline:
                 names = ", ".join(r.name for r in pending)
@@ -149,14 +173,19 @@ def tail(path: Path, lines: int = 1) -> str:
         return f"(no log at {path})"
 
 
-def etcdctl(endpoints: Sequence[str], *args: str, retry_unhealthy: float = 0.0) -> str:
+def etcdctl(
+    endpoints: Sequence[str],
+    *args: str,
+    retry_unhealthy: float = 0.0,
+    env: Mapping[str, str] | None = None,
+) -> str:
     """Run etcdctl against ``endpoints``.
 
     etcd refuses membership changes ("unhealthy cluster") until its leader has
     been connected to a quorum for 5 s, which a fresh lab has not: with
     ``retry_unhealthy`` seconds, retry until then.
     """
-    env = {**os.environ, "ETCDCTL_API": "3"}
+    env = {**os.environ, "ETCDCTL_API": "3", **(env or {})}  # env: TLS and user (--secure)
     env.pop("ETCDCTL_ENDPOINTS", None)
     argv = ["etcdctl", f"--endpoints={','.join(endpoints)}", "--dial-timeout=3s", *args]
     deadline = time.monotonic() + retry_unhealthy
@@ -181,15 +210,18 @@ class Member:
     peer_urls: tuple[str, ...]
 
 
-def member_list(endpoints: Sequence[str]) -> list[Member]:
-    data = json.loads(etcdctl(endpoints, "member", "list", "-w", "json"))
+def member_list(endpoints: Sequence[str], env: Mapping[str, str] | None = None) -> list[Member]:
+    data = json.loads(etcdctl(endpoints, "member", "list", "-w", "json", env=env))
     return [Member(int(m["ID"]), tuple(m.get("peerURLs", []))) for m in data.get("members", [])]
 
 
-def member_add(endpoints: Sequence[str], rec: MemberRecord) -> str:
+def member_add(
+    endpoints: Sequence[str], rec: MemberRecord, env: Mapping[str, str] | None = None
+) -> str:
     """Announce ``rec`` to the cluster; return its ETCD_INITIAL_CLUSTER."""
     out = etcdctl(
-        endpoints, "member", "add", rec.name, f"--peer-urls={rec.peer_url}", retry_unhealthy=15
+        endpoints, "member", "add", rec.name, f"--peer-urls={rec.peer_url}", retry_unhealthy=15,
+        env=env,
     )
     for line in out.splitlines():
         if line.startswith("ETCD_INITIAL_CLUSTER="):
@@ -197,8 +229,10 @@ def member_add(endpoints: Sequence[str], rec: MemberRecord) -> str:
     raise LabError(f"etcdctl member add {rec.name} printed no ETCD_INITIAL_CLUSTER")
 
 
-def member_remove(endpoints: Sequence[str], rec: MemberRecord) -> None:
-    for m in member_list(endpoints):
+def member_remove(
+    endpoints: Sequence[str], rec: MemberRecord, env: Mapping[str, str] | None = None
+) -> None:
+    for m in member_list(endpoints, env):
         if rec.peer_url in m.peer_urls:
-            etcdctl(endpoints, "member", "remove", f"{m.id:x}", retry_unhealthy=15)
+            etcdctl(endpoints, "member", "remove", f"{m.id:x}", retry_unhealthy=15, env=env)
             return

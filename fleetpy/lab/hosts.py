@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import fleetpy
-from fleetpy.lab import cgroups, network, procs, ssh
+from fleetpy.lab import cgroups, network, procs, secure, ssh
 from fleetpy.lab.errors import LabError
 from fleetpy.lab.hostinit import SCRIPT
 from fleetpy.lab.state import FLEET_API_PORT, HostRecord, LabConfig, LabState
@@ -114,7 +114,8 @@ def prepare(cfg: LabConfig, state: LabState, rec: HostRecord) -> Path:
             f"Environment=FLEET_PUBLIC_IP={rec.ip}\n"
             f"Environment=FLEET_API_TCP={rec.ip}:{FLEET_API_PORT}\n"
             + (f"Environment=FLEET_METADATA={rec.metadata}\n" if rec.metadata else "")
-            + "".join(f"Environment={k}={v}\n" for k, v in sorted(state.fleet_env.items())),
+            + "".join(f"Environment={k}={v}\n" for k, v in sorted(state.fleet_env.items()))
+            + (secure.fleetd_dropin(cfg, state.secure, rec) if state.secure else ""),
         )
         wants.append("fleet.service")
     if ssh.available():

@@ -126,6 +126,7 @@ class LabState:
     hosts: tuple[HostRecord, ...] = ()
     members: tuple[MemberRecord, ...] = ()
     fleet_env: dict[str, str] = field(default_factory=dict)  # extra FLEET_* for every fleetd
+    secure: str = ""  # "", "cert" or "password": see secure.py
 
     def host(self, name: str) -> HostRecord:
         for h in self.hosts:
@@ -189,6 +190,7 @@ def load(cfg: LabConfig) -> LabState | None:
         hosts=hosts,
         members=members,
         fleet_env=dict(data.get("fleet_env", {})),
+        secure=data.get("secure", ""),
     )
 
 

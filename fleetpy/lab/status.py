@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ssl
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from fleetpy.lab import cgroups, etcd, hosts
@@ -50,9 +52,15 @@ def host_status(cfg: LabConfig, rec: HostRecord) -> HostStatus:
     return HostStatus(rec.name, rec.machine_id, rec.ip, pid, systemd, fleetd, memory)
 
 
-def member_status(rec: MemberRecord) -> MemberStatus:
+def member_status(
+    rec: MemberRecord, ctx: ssl.SSLContext | None = None, access: Mapping[str, str] | None = None
+) -> MemberStatus:
+    """``ctx`` and ``access`` (etcdctl's variables): TLS and user of a --secure lab's etcd."""
     if rec.proc is None or not rec.proc.alive():
         return MemberStatus(rec.name, rec.client_url, None, "stopped", False)
-    health = "healthy" if etcd.healthy(rec.client_url) else "unhealthy"
-    leader = etcd.is_leader(rec.client_url) is True
+    health = "healthy" if etcd.healthy(rec.client_url, ctx=ctx) else "unhealthy"
+    if access:
+        leader = etcd.is_leader_etcdctl(rec.client_url, access) is True
+    else:
+        leader = etcd.is_leader(rec.client_url) is True
     return MemberStatus(rec.name, rec.client_url, rec.proc.pid, health, leader)

@@ -43,25 +43,9 @@ from fleetpy.registry.etcd_rpc import (
     reason,
 )
 from fleetpy.registry.kv import Compare, Get, Op, Put, RangeResult, TxnResult, WatchBatch
+from fleetpy.tlscheck import certificate_problem
 
 log = logging.getLogger(__name__)
-
-
-def certificate_problem(cert_file: str) -> str:
-    """What may be wrong with our client certificate, as far as we can tell here."""
-    import subprocess
-
-    try:
-        done = subprocess.run(["openssl", "x509", "-noout", "-checkend", "0", "-enddate",
-                               "-in", cert_file], capture_output=True, text=True, timeout=5,
-                              check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        done = None
-    if done is not None and "will expire" in done.stdout:
-        end = done.stdout.split("notAfter=", 1)[-1].splitlines()[0]
-        return f"{cert_file} has expired ({end})"
-    return (f"{cert_file} is not signed by a CA etcd trusts (its --trusted-ca-file), "
-            "or is not valid for client use")
 
 T = TypeVar("T")
 Metadata = tuple[tuple[str, str], ...]
@@ -111,6 +95,7 @@ class EtcdClient:
         self.request_timeout = request_timeout
         self.scope = "its keys"  # what a permission error was about (EtcdRegistry: the prefix)
         self._cert_file = cert_file
+        self._ca_file = ca_file
         self._username = username
         self._password = password
         self._options = channel_options(keepalive_time, keepalive_timeout)
@@ -214,7 +199,7 @@ class EtcdClient:
             if self._cert_file is None:
                 return ("TLS: etcd requires a client certificate (etcd_certfile and "
                         "etcd_keyfile; fleetctl --cert-file and --key-file)")
-            return f"{why}: {certificate_problem(self._cert_file)}"
+            return f"{why}: {certificate_problem(self._cert_file, self._ca_file, 'etcd')}"
         if why == "connection closed" and not conn.endpoint.secure:
             return "connection closed at once: does etcd require TLS? use https:// endpoints"
         return why
