@@ -209,13 +209,19 @@ def _cause(cluster: Cluster, spec: UnitSpec, mid: str) -> tuple[str, str | None]
     return f"{mid[:SHORT_ID]}: ?", None
 
 
+def _ids(mids: list[str]) -> str:
+    return _list([mid[:SHORT_ID] for mid in mids])
+
+
 def explain(cluster: Cluster, spec: UnitSpec) -> tuple[str, ...]:
-    """Why no machine can take ``spec``: one sentence per constraint that fails."""
+    """Why no machine can take ``spec``: one sentence per constraint, in the order
+    they apply; those that narrowed the choice first, then the one that left none."""
     x = spec.xfleet
     total = len(cluster.machine_ids)
     if not total:
         return ("no machines in the cluster",)
     pool = list(cluster.machine_ids)
+    notes: list[str] = []
     if x.machine_id is not None:
         pool = cluster.match_id(x.machine_id)
         if not pool:
@@ -232,16 +238,23 @@ def explain(cluster: Cluster, spec: UnitSpec) -> tuple[str, ...]:
                 f"{t} on {','.join(m[:SHORT_ID] for m in sorted(cluster.placed(t)))}"
                 for t in x.machine_of
             ]
-            return (f"MachineOf: no machine hosts them all ({'; '.join(where)})",)
+            return (*notes, f"MachineOf: no machine hosts them all ({'; '.join(where)})")
         pool = sorted(common)
+        notes.append(f"MachineOf={' '.join(x.machine_of)}: only {_ids(pool)}")
     eligible = cluster.eligible(x)
     if eligible is not None:
         matching = [mid for mid in pool if mid in eligible]
         if not matching:
             listed = _list([_meta(cluster, mid) for mid in pool])
             return (
+                *notes,
                 f"no machine matches MachineMetadata {x.describe_metadata()} "
                 f"({_machines(len(pool))}: {listed})",
+            )
+        if len(matching) < len(pool):
+            notes.append(
+                f"MachineMetadata {x.describe_metadata()}: {len(matching)} of "
+                f"{_machines(len(pool))} match ({_ids(matching)})"
             )
         pool = matching
     causes = [_cause(cluster, spec, mid) for mid in pool[:SHOWN]]
@@ -250,5 +263,5 @@ def explain(cluster: Cluster, spec: UnitSpec) -> tuple[str, ...]:
         clauses += f", ... {len(pool) - SHOWN} more"
     globs = {glob for _, glob in causes}
     if len(globs) == 1 and None not in globs:
-        return (f"Conflicts: {globs.pop()} runs on every eligible machine ({clauses})",)
-    return (f"Conflicts: a conflicting unit runs on every eligible machine ({clauses})",)
+        return (*notes, f"Conflicts: {globs.pop()} runs on every eligible machine ({clauses})")
+    return (*notes, f"Conflicts: a conflicting unit runs on every eligible machine ({clauses})")

@@ -343,11 +343,27 @@ def test_decide(
     decision = decide(cluster(placed, which), UnitSpec(name, spec))
     assert where(decision) == want
     if want is None:
-        assert len(decision.reasons) == 1
-        assert text in decision.reasons[0]
+        assert decision.reasons
+        assert text in "; ".join(decision.reasons)
     else:
         assert decision.reasons == ()
         assert text in decision.basis
+
+
+def test_reasons_name_each_constraint_that_narrowed_the_choice() -> None:
+    c = cluster([("nginx@1.service", XFleet(), "a"), ("nginx@2.service", XFleet(), "b")])
+    region = (("region", ("us-east", "us-west")),)
+    spec = XFleet(conflicts=("nginx@*.service",), machine_metadata=region)
+    assert decide(c, UnitSpec("nginx@3.service", spec)).reasons == (
+        "MachineMetadata region=us-east|us-west: 2 of 3 machines match (a1b2c3d4, b2c3d4e5)",
+        "Conflicts: nginx@*.service runs on every eligible machine (a1b2c3d4: nginx@1.service, "
+        "b2c3d4e5: nginx@2.service)",
+    )
+    follower = XFleet(machine_of=("nginx@1.service",), machine_metadata=(("disk", ("ssd",)),))
+    assert decide(c, UnitSpec("side.service", follower)).reasons == (
+        "MachineOf=nginx@1.service: only a1b2c3d4",
+        "no machine matches MachineMetadata disk=ssd (1 machine: a1b2c3d4 region=us-west)",
+    )
 
 
 def test_replaces_returns_displaced_units() -> None:
