@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 
 from fleetpy.agent.plan import CurrentUnit, DesiredUnit, Task, TaskKind, plan_agent
@@ -46,6 +47,7 @@ class Agent:
         self._pending: dict[str, UnitStatus] = {}
         self._reported: set[str] = set()
         self.converged = asyncio.Event()
+        self.observe_pass: Callable[[float], None] | None = None  # fleetd's metrics
 
     async def run(self) -> None:
         """Run until cancelled: watch the schedule, reconcile, report states."""
@@ -89,8 +91,11 @@ class Agent:
             self._wake.clear()
             if not self._synced:
                 continue
+            started = time.perf_counter()
             try:
                 await self._reconcile()
+                if self.observe_pass is not None:
+                    self.observe_pass(time.perf_counter() - started)
             except (SystemdError, RegistryError) as exc:
                 log.warning("reconcile failed, retrying in %.0fs: %s", RETRY_DELAY, exc)
                 await asyncio.sleep(RETRY_DELAY)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Mapping
 
 from fleetpy.engine.plan import SpecCache, plan_engine
@@ -53,6 +54,7 @@ class Engine:
         self._token: LeaderToken | None = None
         self._wake = asyncio.Event()
         self.leading = False
+        self.observe_pass: Callable[[float], None] | None = None  # fleetd's metrics
         self._stopping = False
 
     async def run(self) -> None:
@@ -184,6 +186,7 @@ class Engine:
             self._wake.clear()
             if len(self._synced) < 4:
                 continue
+            started = time.perf_counter()
             plan = plan_engine(
                 list(self._units.values()),
                 list(self._machines.values()),
@@ -191,6 +194,8 @@ class Engine:
                 waiting=self._waiting,
                 specs=self._specs,
             )
+            if self.observe_pass is not None:
+                self.observe_pass(time.perf_counter() - started)
             self._specs = plan.specs
             waiting = self._waiting_changes(plan.waiting)
             if not (plan.puts or plan.deletes or waiting):

@@ -114,6 +114,10 @@ class Lease(Protocol):
 
     def is_alive(self) -> bool: ...
 
+    @property
+    def keepalive_failures(self) -> int:
+        """Refreshes that failed so far (each retried until the lease is lost)."""
+
     async def wait_lost(self) -> None:
         """Return when the lease is known to be gone (expired or revoked)."""
 

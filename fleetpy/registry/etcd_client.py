@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -111,6 +112,8 @@ class EtcdClient:
         self._closed = False
         self.requests: collections.Counter[str] = collections.Counter()
         """RPCs attempted, by kind (range, txn, lease_keepalive, watch...)."""
+        self.observe: Callable[[str, float, bool], None] | None = None
+        """Called after every attempt: (kind, seconds, succeeded); fleetd's metrics."""
 
     @property
     def description(self) -> str:
@@ -176,15 +179,20 @@ class EtcdClient:
             conn = self._conn(index)
             was_ready = conn.ready()
             self.requests[what] += 1
+            started = time.perf_counter()
             try:
                 result = await self._attempt(conn, call)
             except grpc.aio.AioRpcError as e:
+                if self.observe is not None:
+                    self.observe(what, time.perf_counter() - started, False)
                 # "no leader": the member refused before proposing anything.
                 unsent = not was_ready or "no leader" in (e.details() or "")
                 if e.code() in _UNREACHABLE and (idempotent or unsent):
                     failures.append((conn.endpoint.url, self._reason(conn, e)))
                     continue
                 raise self._translate(what, conn, e) from None
+            if self.observe is not None:
+                self.observe(what, time.perf_counter() - started, True)
             if index != self._current:
                 tried = "; ".join(f"{url}: {why}" for url, why in failures) or "first use"
                 log.info("etcd: now using %s (%s)", conn.endpoint.url, tried)

@@ -46,6 +46,7 @@ class KeepaliveLease:
         self._kick = asyncio.Event()
         self.refreshes = 0
         """Successful refreshes so far (for tests and benchmarks)."""
+        self._failures = 0
         self._task: asyncio.Task[None] | None = asyncio.create_task(
             self._keepalive(), name=f"lease-{lease_id:x}-keepalive"
         )
@@ -64,6 +65,10 @@ class KeepaliveLease:
 
     def is_alive(self) -> bool:
         return not self._lost.is_set()
+
+    @property
+    def keepalive_failures(self) -> int:
+        return self._failures
 
     async def wait_lost(self) -> None:
         await self._lost.wait()
@@ -123,6 +128,7 @@ class KeepaliveLease:
             except Exception as e:  # RegistryError; anything else is a bug, but keep trying
                 if not isinstance(e, RegistryError):
                     log.exception("lease %x: unexpected error in keepalive", self._id)
+                self._failures += 1
                 delay = backoff.next()
                 now = loop.time()
                 if failing_since is None:
