@@ -18,15 +18,21 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from fleetpy import __version__
-from fleetpy.agent.presence import Presence
+from fleetpy.agent.presence import Presence, leave_if_shutting_down
 from fleetpy.config import DEFAULT_CONFIG_FILE, Config, ConfigError, load
 from fleetpy.machine import MachineIdentityError, public_ip, read_machine_id
 from fleetpy.model.types import Machine
 from fleetpy.notify import sd_notify
 from fleetpy.registry.base import Lease, Registry, RegistryError
+
+if TYPE_CHECKING:
+    from fleetpy.agent.agent import Agent
+    from fleetpy.engine.engine import Engine
+    from fleetpy.metrics import Metrics
+    from fleetpy.registry.etcd import EtcdRegistry
 
 log = logging.getLogger("fleetpy.daemon")
 
@@ -62,6 +68,7 @@ class Daemon:
         self.config = config
         self.state_dir = state_dir
         self._lease: Lease | None = None
+        self._past_keepalive_failures = 0  # of leases lost before this one
 
     def lease(self) -> Lease:
         assert self._lease is not None
@@ -112,6 +119,7 @@ class Daemon:
         registry = EtcdRegistry.from_config(config)
         presence = Presence(registry, machine, self.state_dir)  # + metadata set at runtime
         machine = presence.machine
+        metrics = self._metrics(registry, machine.id)
         try:
             self._lease = await self._register(registry, machine)
             manager = DbusUnitManager(units_dir=Path(config.units_dir))
@@ -124,6 +132,7 @@ class Daemon:
                 raise FatalError(f"cannot serve the API: {exc}") from None
             agent = Agent(registry, manager, machine.id, self.lease)
             engine = Engine(registry, machine.id, self.lease, config.engine_reconcile_interval)
+            http = await self._serve_metrics(metrics, registry, agent, engine)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -149,7 +158,10 @@ class Daemon:
             _, stuck = await asyncio.wait([*tasks, stopper], timeout=3.0)
             for task in stuck:
                 log.warning("%s did not stop within 3s; exiting anyway", task.get_name())
+            await leave_if_shutting_down(self.lease())  # tasks stopped: no re-registration
             await api.stop(0.5)
+            if http is not None:
+                http.close()
             await manager.close()
             for task in done:
                 if task is not stopper and not task.cancelled() and task.exception():
@@ -160,6 +172,40 @@ class Daemon:
             await registry.close()
             lock.close()
 
+    def _metrics(self, registry: EtcdRegistry, machine_id: str) -> Metrics | None:
+        """fleetd's metrics when metrics_address is set (etcd requests counted from now)."""
+        if not self.config.metrics_address:
+            return None
+        from fleetpy.metrics import DaemonState, Metrics
+
+        def failures() -> int:
+            now = self._lease.keepalive_failures if self._lease is not None else 0
+            return self._past_keepalive_failures + now
+
+        metrics = Metrics(DaemonState(
+            machine_id,
+            registered=lambda: self._lease is not None and self._lease.is_alive(),
+            leader=lambda: False,
+            keepalive_failures=failures,
+        ))
+        registry.client.observe = metrics.observe_etcd
+        return metrics
+
+    async def _serve_metrics(self, metrics: Metrics | None, registry: Registry, agent: Agent,
+                             engine: Engine) -> asyncio.Server | None:
+        if metrics is None:
+            return None
+        from fleetpy.metrics import serve
+
+        metrics.state.leader = lambda: engine.leading
+        agent.observe_pass = metrics.observe_pass("agent")
+        engine.observe_pass = metrics.observe_pass("engine")
+        try:
+            return await serve(metrics, registry, self.config.metrics_address)
+        except (OSError, ValueError) as exc:
+            raise FatalError(f"cannot serve metrics on {self.config.metrics_address}: "
+                             f"{exc}") from None
+
     async def _keep_registered(
         self, registry: Registry, presence: Presence, agent: object
     ) -> None:
@@ -169,6 +215,7 @@ class Daemon:
         assert isinstance(agent, Agent)
         while True:
             await self.lease().wait_lost()
+            self._past_keepalive_failures += self.lease().keepalive_failures
             log.warning("agent lease lost: registering machine %s again", presence.machine.id[:8])
             while True:
                 try:
