@@ -15,12 +15,13 @@ import contextlib
 import json
 import logging
 import os
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
 from fleetpy.model.metadata import Overrides
 from fleetpy.model.types import Machine
-from fleetpy.registry.base import Registry, WatchUpdate
+from fleetpy.registry.base import Lease, Registry, RegistryError, WatchUpdate
 from fleetpy.registry.codec import decode_machine, machine_key
 
 log = logging.getLogger("fleetpy.agent")
@@ -91,3 +92,31 @@ class Presence:
         key = machine_key(self.machine.id)
         async for update in self._registry.watch(key):
             self._apply(update, key)
+
+
+def system_stopping() -> bool:
+    """Whether this machine's systemd is shutting down (``is-system-running``: stopping)."""
+    try:
+        done = subprocess.run(["systemctl", "is-system-running"], capture_output=True,
+                              text=True, timeout=2.0, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.stdout.strip() == "stopping"
+
+
+async def leave_if_shutting_down(lease: Lease) -> bool:
+    """On a machine going down, leave the cluster now rather than after agent_ttl.
+
+    fleetd's stop normally leaves its lease to expire (a restart adopts it and
+    nothing moves). When the whole machine shuts down its units stop anyway:
+    revoking the lease makes the engine place them elsewhere at once.
+    """
+    import asyncio
+
+    if not await asyncio.to_thread(system_stopping):
+        return False
+    log.info("the machine is shutting down: leaving the cluster now (lease %x revoked), "
+             "its units will be placed elsewhere", lease.id)
+    with contextlib.suppress(RegistryError):
+        await lease.revoke()
+    return True

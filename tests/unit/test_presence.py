@@ -65,3 +65,17 @@ async def test_back_to_the_configured_metadata_forgets_the_overrides(tmp_path: P
 def test_unreadable_overrides_are_ignored(tmp_path: Path) -> None:
     (tmp_path / "metadata.json").write_text("{nope")
     assert Presence(MemoryRegistry(), CONFIGURED, tmp_path).machine == CONFIGURED
+
+
+@pytest.mark.parametrize("stopping", [True, False])
+async def test_a_machine_shutting_down_leaves_at_once(
+    stopping: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fleetpy.agent import presence as module
+
+    monkeypatch.setattr(module, "system_stopping", lambda: stopping)
+    registry = MemoryRegistry()
+    lease = await registry.grant_lease(30)
+    assert await registry.register_machine(CONFIGURED, lease)
+    assert await module.leave_if_shutting_down(lease) is stopping
+    assert [m.id for m in await registry.list_machines()] == ([] if stopping else [CONFIGURED.id])
