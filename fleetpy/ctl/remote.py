@@ -36,15 +36,23 @@ def local_machine_id() -> str | None:
 
 
 def _run(argv: Sequence[str]) -> int:
-    """Run ``argv`` in the foreground: ^C is the child's (ssh passes it on), not ours."""
+    """Run ``argv`` in the foreground, passing ^C, SIGTERM and SIGHUP on to it.
+
+    A child killed by a signal is exit status 128 + the signal, as in a shell.
+    """
     sys.stdout.flush()
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        return subprocess.run(list(argv), check=False).returncode
+        proc = subprocess.Popen(list(argv))
     except FileNotFoundError:
         raise CtlError(f"{argv[0]} not found: install it (OpenSSH client: ssh)") from None
+    forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {sig: signal.signal(sig, lambda n, _f: proc.send_signal(n)) for sig in forwarded}
+    try:
+        code = proc.wait()
     finally:
-        signal.signal(signal.SIGINT, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    return 128 - code if code < 0 else code
 
 
 def ssh_command(settings: Settings, machine: Machine, command: Sequence[str] = (), *,
