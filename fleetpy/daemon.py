@@ -116,7 +116,11 @@ class Daemon:
         except MachineIdentityError as exc:
             raise FatalError(str(exc)) from None
         lock = _lock(self.state_dir / "fleetd.lock")
-        registry = EtcdRegistry.from_config(config)
+        try:
+            registry = EtcdRegistry.from_config(config)
+        except ValueError as exc:  # a bad endpoint, an unreadable TLS file
+            lock.close()
+            raise FatalError(str(exc)) from None
         presence = Presence(registry, machine, self.state_dir)  # + metadata set at runtime
         machine = presence.machine
         metrics = self._metrics(registry, machine.id)

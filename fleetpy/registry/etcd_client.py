@@ -54,6 +54,15 @@ Metadata = tuple[tuple[str, str], ...]
 _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
+def _read(path: str | None, what: str) -> bytes | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise ValueError(f"cannot read the {what} {path}: {e.strerror or e}") from None
+
+
 class _Conn:
     """One endpoint's channel and stubs (created lazily, inside the event loop)."""
 
@@ -101,11 +110,11 @@ class EtcdClient:
         self._password = password
         self._options = channel_options(keepalive_time, keepalive_timeout)
         self._credentials: grpc.ChannelCredentials | None = None
-        if ca_file or cert_file or any(e.secure for e in self.endpoints):
+        if any(e.secure for e in self.endpoints):  # https:// endpoints; http:// stay plain
             self._credentials = grpc.ssl_channel_credentials(
-                root_certificates=Path(ca_file).read_bytes() if ca_file else None,
-                private_key=Path(key_file).read_bytes() if key_file else None,
-                certificate_chain=Path(cert_file).read_bytes() if cert_file else None,
+                root_certificates=_read(ca_file, "etcd CA file"),
+                private_key=_read(key_file, "etcd key file"),
+                certificate_chain=_read(cert_file, "etcd certificate file"),
             )
         self._conns: dict[int, _Conn] = {}
         self._current = 0
@@ -140,7 +149,7 @@ class EtcdClient:
         conn = self._conns.get(index)
         if conn is None:
             endpoint = self.endpoints[index]
-            if self._credentials is not None:
+            if self._credentials is not None and endpoint.secure:  # the scheme decides
                 channel = grpc.aio.secure_channel(
                     endpoint.target, self._credentials, options=self._options
                 )
