@@ -55,6 +55,7 @@ def split_host_port(spec: str, default: int = DEFAULT_PORT) -> tuple[str, int]:
         port = rest[1:] if rest.startswith(":") else ""
     elif spec.count(":") == 1:
         host, _, port = spec.partition(":")
+        port = port or "-"  # "host:" is a mistake, not port 22
     else:
         host, port = spec, ""
     if not host or (port and not port.isdigit()):

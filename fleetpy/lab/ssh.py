@@ -116,7 +116,7 @@ def user_files(passwd: str, shadow: str, group: str) -> tuple[str, str, str, int
     for line in g_lines:
         parts = line.split(":")
         if len(parts) == 4 and parts[0] in (*GROUPS, API_GROUP):
-            members = [m for m in parts[3].split(",") if m]
+            members = [m for m in parts[3].split(",") if m and m != USER]
             parts[3] = ",".join([*members, USER])
             line = ":".join(parts)
         joined.append(line)
