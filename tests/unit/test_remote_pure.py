@@ -4,6 +4,7 @@ target lookup, endpoints and TLS reasons, the lab's users, fleetd's metrics."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -208,3 +209,31 @@ async def test_metrics_and_health_answers() -> None:
     assert (await _answer(metrics, registry, ["GET", "/x"]))[0].startswith("404")
     assert (await _answer(metrics, registry, ["POST", "/metrics"]))[0].startswith("405")
     await registry.close()
+
+
+def test_fd_forward_proxies_stdin_and_stdout(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+    import threading
+
+    path = str(tmp_path / "echo.sock")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen(1)
+
+    def echo() -> None:
+        conn, _ = server.accept()
+        with conn:
+            while data := conn.recv(4096):
+                conn.sendall(data.upper())
+
+    threading.Thread(target=echo, daemon=True).start()
+    done = subprocess.run([sys.executable, "-m", "fleetpy.ctl", "fd-forward", path],
+                          input=b"hello fleet\n", capture_output=True, timeout=20, check=False)
+    server.close()
+    assert (done.returncode, done.stdout) == (0, b"HELLO FLEET\n")
+    missing = subprocess.run([sys.executable, "-m", "fleetpy.ctl", "fd-forward",
+                              str(tmp_path / "none.sock")], capture_output=True, text=True,
+                             timeout=20, check=False)
+    assert missing.returncode == 1 and "cannot connect to" in missing.stderr
