@@ -191,7 +191,8 @@ def parse_xfleet(parsed: ParsedUnit, name: str | None = None) -> tuple[XFleet, t
     spec = XFleet(
         machine_id=machine_id,
         machine_of=machine_of,
-        machine_metadata=_metadata(words["MachineMetadata"], problems),
+        # a template's %i is empty: its instances are checked when they are created
+        machine_metadata=_metadata(words["MachineMetadata"], problems if check_names else []),
         conflicts=tuple(conflicts),
         is_global=is_global,
         replaces=replaces,

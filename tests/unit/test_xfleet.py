@@ -149,6 +149,15 @@ def test_template_does_not_check_expanded_names() -> None:
     assert spec.machine_of == (".socket",)
 
 
+def test_template_does_not_check_expanded_metadata() -> None:
+    check_xfleet(parse_unit("web@.service", "[X-Fleet]\nMachineMetadata=hostname=%i\n"))
+    spec = xfleet_of("web@core-02.service", "[X-Fleet]\nMachineMetadata=hostname=%i\n",
+                     template="web@.service")
+    assert spec.machine_metadata == (("hostname", ("core-02",)),)
+    with pytest.raises(InvalidXFleet, match="MachineMetadata=hostname=: expected key=value"):
+        xfleet_of("web.service", "[X-Fleet]\nMachineMetadata=hostname=%i\n")
+
+
 COMBINATIONS = [
     ("fine", XFleet(conflicts=("a*",), machine_of=("b.service",)), []),
     (
