@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -291,15 +291,13 @@ def test_bad_input(fleet: Fleet, files: dict[str, str], argv: list[str], message
 def test_status_and_journal_on_this_machine(
     fleet: Fleet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import subprocess
-
     ran: list[list[str]] = []
 
-    def fake_run(cmd: list[str], check: bool = False) -> subprocess.CompletedProcess[str]:
-        ran.append(cmd)
-        return subprocess.CompletedProcess(cmd, 0)
+    def fake_run(cmd: Sequence[str]) -> int:
+        ran.append(list(cmd))
+        return 0
 
-    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr("fleetpy.ctl.remote._run", fake_run)
     monkeypatch.setattr("fleetpy.ctl.remote.local_machine_id", lambda: M1.id)
     ok(fleet("submit", fleet.file("hello.service")))
     r = fleet("status", "hello.service")
