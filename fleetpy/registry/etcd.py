@@ -18,6 +18,7 @@ failover), ``store`` (keys and transactions), ``watch`` (resumable watch),
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -92,7 +93,8 @@ class EtcdRegistry(KVRegistry):
             keepalive_timeout=keepalive_timeout,
         )
         super().__init__(self.client, prefix, max_txn_ops=max_txn_ops)
-        self.client.scope = f"the key prefix {self.prefix}"
+        self.client.identity = dataclasses.replace(self.client.identity,
+                                                   scope=f"the key prefix {self.prefix}")
 
     @classmethod
     def from_config(cls, config: EtcdSettings) -> EtcdRegistry:

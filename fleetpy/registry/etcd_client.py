@@ -18,22 +18,21 @@ import collections
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
 from aetcd import rpc
 
-from fleetpy.registry.base import LeaseLostError, RegistryError
+from fleetpy.registry.base import RegistryError
 from fleetpy.registry.endpoints import (
     DEFAULT_ENDPOINTS,
     Endpoint,
     parse_endpoints,
     unreachable_message,
 )
+from fleetpy.registry.etcd_errors import UNREACHABLE, Identity, read_pem, translate, why_unusable
 from fleetpy.registry.etcd_rpc import (
-    CLIENT_CERT_REFUSED,
     EOF,
     channel_options,
     compare_to,
@@ -44,24 +43,11 @@ from fleetpy.registry.etcd_rpc import (
     reason,
 )
 from fleetpy.registry.kv import Compare, Get, Op, Put, RangeResult, TxnResult, WatchBatch
-from fleetpy.tlscheck import certificate_problem
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Metadata = tuple[tuple[str, str], ...]
-
-_UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-
-
-def _read(path: str | None, what: str) -> bytes | None:
-    if not path:
-        return None
-    try:
-        return Path(path).read_bytes()
-    except OSError as e:
-        raise ValueError(f"cannot read the {what} {path}: {e.strerror or e}") from None
-
 
 class _Conn:
     """One endpoint's channel and stubs (created lazily, inside the event loop)."""
@@ -103,18 +89,16 @@ class EtcdClient:
         if (cert_file is None) != (key_file is None):
             raise ValueError("etcd cert_file and key_file go together")
         self.request_timeout = request_timeout
-        self.scope = "its keys"  # what a permission error was about (EtcdRegistry: the prefix)
-        self._cert_file = cert_file
-        self._ca_file = ca_file
+        self.identity = Identity(cert_file, ca_file, username)  # for error messages
         self._username = username
         self._password = password
         self._options = channel_options(keepalive_time, keepalive_timeout)
         self._credentials: grpc.ChannelCredentials | None = None
         if any(e.secure for e in self.endpoints):  # https:// endpoints; http:// stay plain
             self._credentials = grpc.ssl_channel_credentials(
-                root_certificates=_read(ca_file, "etcd CA file"),
-                private_key=_read(key_file, "etcd key file"),
-                certificate_chain=_read(cert_file, "etcd certificate file"),
+                root_certificates=read_pem(ca_file, "etcd CA file"),
+                private_key=read_pem(key_file, "etcd key file"),
+                certificate_chain=read_pem(cert_file, "etcd certificate file"),
             )
         self._conns: dict[int, _Conn] = {}
         self._current = 0
@@ -196,7 +180,7 @@ class EtcdClient:
                     self.observe(what, time.perf_counter() - started, False)
                 # "no leader": the member refused before proposing anything.
                 unsent = not was_ready or "no leader" in (e.details() or "")
-                if e.code() in _UNREACHABLE and (idempotent or unsent):
+                if e.code() in UNREACHABLE and (idempotent or unsent):
                     failures.append((conn.endpoint.url, self._reason(conn, e)))
                     continue
                 raise self._translate(what, conn, e) from None
@@ -210,41 +194,11 @@ class EtcdClient:
         raise RegistryError(unreachable_message(failures))
 
     def _reason(self, conn: _Conn, error: grpc.aio.AioRpcError) -> str:
-        """Why ``conn`` could not be used, with what to do about our TLS settings."""
-        why = reason(error, self.request_timeout)
-        if why == CLIENT_CERT_REFUSED:
-            if self._cert_file is None:
-                return ("TLS: etcd requires a client certificate (etcd_certfile and "
-                        "etcd_keyfile; fleetctl --cert-file and --key-file)")
-            return f"{why}: {certificate_problem(self._cert_file, self._ca_file, 'etcd')}"
-        if why == "connection closed" and not conn.endpoint.secure:
-            return "connection closed at once: does etcd require TLS? use https:// endpoints"
-        return why
+        return why_unusable(self.identity, conn.endpoint.secure, error, self.request_timeout)
 
     def _translate(self, what: str, conn: _Conn, error: grpc.aio.AioRpcError) -> RegistryError:
-        url, code, details = conn.endpoint.url, error.code(), error.details() or ""
-        if code == grpc.StatusCode.NOT_FOUND and "lease not found" in details:
-            return LeaseLostError(f"etcd {what}: lease not found (expired or revoked)")
-        if code in _UNREACHABLE:
-            return RegistryError(
-                f"etcd {what} at {url} failed: {self._reason(conn, error)}; "
-                "the write may or may not have been applied"
-            )
-        if "authentication failed" in details:
-            return RegistryError(f"etcd at {url} refused user {self._username!r}: wrong user "
-                                 "name or password (etcd_username/etcd_password)")
-        if "user name is empty" in details:
-            return RegistryError(
-                f"etcd at {url} requires authentication: give a user and password "
-                "(etcd_username and etcd_password; fleetctl --etcd-username and "
-                "FLEETCTL_ETCD_PASSWORD) or a client certificate whose CN is an etcd user")
-        if code == grpc.StatusCode.PERMISSION_DENIED:
-            who = (f"user {self._username!r}" if self._username
-                   else "the user our client certificate names (its CN)" if self._cert_file
-                   else "this client")
-            return RegistryError(f"etcd at {url} denied {what} to {who}: its roles do not "
-                                 f"grant access to {self.scope} (etcd: permission denied)")
-        return RegistryError(f"etcd {what} at {url} failed: {code.name}: {details}")
+        return translate(self.identity, what, conn.endpoint.url, conn.endpoint.secure, error,
+                         self.request_timeout)
 
     # KVBackend --------------------------------------------------------------
 
