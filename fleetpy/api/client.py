@@ -52,6 +52,7 @@ class ApiDriver:
         self._timeout = request_timeout if request_timeout > 0 else None
         address, self._secure = parse_endpoint(endpoint)
         self._tls = tls
+        self._tunnelled = target is not None
         options = [
             ("grpc.max_receive_message_length", MAX_MESSAGE),
             ("grpc.max_send_message_length", MAX_MESSAGE),
@@ -75,6 +76,9 @@ class ApiDriver:
         code, detail = e.code(), e.details() or ""
         unavailable = code == grpc.StatusCode.UNAVAILABLE
         why = explain(detail, self._secure, self._tls) if unavailable else None
+        if why is not None and self._tunnelled:  # the member's end refused, not a TLS matter
+            why = ("the member did not connect the tunnel to it (is the ssh user in the "
+                   "socket's group there? is fleetd running?)")
         if why is not None:
             raise RegistryError(f"cannot use the fleet API at {self.endpoint}: {why}") from None
         if code == grpc.StatusCode.UNAVAILABLE and "ermission denied" in detail:
