@@ -119,7 +119,7 @@ def prepare(cfg: LabConfig, state: LabState, rec: HostRecord) -> Path:
         )
         wants.append("fleet.service")
     if ssh.available():
-        wants.append(ssh.prepare_host(cfg, d, system, state.venv))
+        wants.append(ssh.prepare_host(cfg, d, system, state.venv, rec.ip))
     _write(
         system / TARGET,
         f"[Unit]\nDescription=fleetlab host {rec.name}\nDefaultDependencies=no\n"

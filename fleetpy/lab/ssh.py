@@ -127,7 +127,7 @@ def user_files(passwd: str, shadow: str, group: str) -> tuple[str, str, str, int
             uid, gid)
 
 
-def sshd_config(host_key: Path, path: str) -> str:
+def sshd_config(host_key: Path, path: str, ip: str) -> str:
     return f"""\
 # fleetlab: this host's own sshd (its key, the lab's users); not the machine's.
 Port 22
@@ -146,7 +146,8 @@ X11Forwarding no
 PrintMotd no
 PrintLastLog no
 AcceptEnv LANG LC_*
-SetEnv PATH={path}
+# As pam_env would from /etc/environment on CoreOS (sshd runs without PAM here).
+SetEnv PATH={path} COREOS_PUBLIC_IPV4={ip} COREOS_PRIVATE_IPV4={ip}
 Subsystem sftp /usr/lib/openssh/sftp-server
 """
 
@@ -176,7 +177,7 @@ def _write(path: Path, text: str, mode: int, owner: tuple[int, int] | None = Non
         os.chown(path, *owner)
 
 
-def prepare_host(cfg: LabConfig, host_dir: Path, system: Path, venv: str) -> str:
+def prepare_host(cfg: LabConfig, host_dir: Path, system: Path, venv: str, ip: str) -> str:
     """Write a host's sshd files and unit into ``host_dir`` / ``system``; return the unit."""
     lab_key = ensure_lab_key(cfg)
     host_key = host_dir / "ssh" / "ssh_host_ed25519_key"
@@ -184,7 +185,7 @@ def prepare_host(cfg: LabConfig, host_dir: Path, system: Path, venv: str) -> str
         _keygen(host_key, host_dir.name)
     config = host_dir / "ssh" / "sshd_config"
     path = f"{venv}/bin:/usr/local/bin:/usr/bin:/bin" if venv else "/usr/local/bin:/usr/bin:/bin"
-    _write(config, sshd_config(host_key, path), 0o644)
+    _write(config, sshd_config(host_key, path, ip), 0o644)
     etc = Path("/etc")
     passwd, shadow, group, uid, gid = user_files(
         (etc / "passwd").read_text(), (etc / "shadow").read_text(), (etc / "group").read_text()
