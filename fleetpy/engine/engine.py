@@ -156,8 +156,12 @@ class Engine:
                 log.info("machine %s left the cluster", machine_id[:8])
             else:
                 machine = decode_machine(event.key, event.value)
-                if machine.id not in self._machines:
+                known = self._machines.get(machine.id)
+                if known is None:
                     log.info("machine %s joined (%s)", machine.id[:8], machine.public_ip)
+                elif known.metadata != machine.metadata:
+                    log.info("machine %s metadata now %s", machine.id[:8], ",".join(
+                        f"{k}={v}" for k, v in sorted(machine.metadata.items())) or "-")
                 self._machines[machine.id] = machine
 
     def _apply_schedule(self, update: WatchUpdate) -> None:
