@@ -4,6 +4,7 @@ authenticates users by name and password; role fleetpy limited to /fleetpy/."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -26,7 +27,7 @@ def password_lab() -> Iterator[Lab]:
             lab.down()
 
 
-def test_etcd_with_user_and_password(password_lab: Lab) -> None:
+def test_etcd_with_user_and_password(password_lab: Lab, tmp_path: Path) -> None:
     lab = password_lab
     env = lab.env()
     assert env["FLEETCTL_ETCD_USERNAME"] == "fleetctl" and env["FLEETCTL_ETCD_PASSWORD"]
@@ -35,7 +36,7 @@ def test_etcd_with_user_and_password(password_lab: Lab) -> None:
     assert len(rows(ok(ctl(lab, "--driver", "etcd", "list-machines")))) == 2
     dropin = ok(lab.exec(lab.hosts[0].name, ["systemctl", "cat", "fleet.service"]))
     assert "PASSWORD" not in dropin and "EnvironmentFile=" in dropin
-    probe = lab.cfg.state_dir / "probe.service"
+    probe = tmp_path / "probe.service"
     probe.write_text("[Service]\nExecStart=/bin/true\n")
     refused(ctl(lab, "--driver", "etcd", "submit", str(probe), FLEETCTL_ETCD_PASSWORD="wrong"),
             "refused user 'fleetctl': wrong user name or password")
