@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fleetpy.lab import Lab, pki
 from tests.lab.conftest import fresh_lab, session_lock
 from tests.lab.test_walkthrough import eventually, ok, rows
+from tests.lab.traces import traces
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(180), pytest.mark.usefixtures("root")]
 
@@ -77,6 +78,7 @@ def cert_lab() -> Iterator[Lab]:
             yield lab
         finally:
             lab.down()
+        assert traces(NAME) == [], "a secure lab leaves nothing behind (certificates included)"
 
 
 def test_cluster_on_mtls_etcd_with_a_tls_api(cert_lab: Lab) -> None:
