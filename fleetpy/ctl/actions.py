@@ -153,7 +153,6 @@ async def _raise_and_wait(
     verb: str,
     block: Blocking,
 ) -> int:
-    waiting: dict[str, Goal] = {}
     for wave in machine_of_waves(records):
         await _concurrently([
             client.set_desired(name, target)
@@ -161,15 +160,7 @@ async def _raise_and_wait(
             if (rec := records[name]).desired != target
             and not (target is TargetState.LOADED and rec.desired is TargetState.LAUNCHED)
         ])
-    for name, rec in records.items():
-        if is_global(rec.unit.contents):
-            out(f"Triggered global unit {name} {verb}")
-        elif block.no_block:
-            out(f"Triggered unit {name} {verb}")
-        else:
-            waiting[name] = goal
-    errors = await wait_units(client, waiting, block.attempts, Progress(block.tty))
-    return _report(errors)
+    return await _announce_and_wait(client, records, goal, verb, block)
 
 
 async def load(client: FleetClient, args: Sequence[str], replace: bool, block: Blocking) -> int:
@@ -216,12 +207,23 @@ async def _lower_and_wait(
     verb: str,
     block: Blocking,
 ) -> int:
-    waiting: dict[str, Goal] = {}
     await _concurrently([
         client.set_desired(name, target)
         for name, rec in records.items()
         if rec.desired != target
     ])
+    return await _announce_and_wait(client, records, goal, verb, block)
+
+
+async def _announce_and_wait(
+    client: FleetClient,
+    records: dict[str, UnitRecord],
+    goal: Goal,
+    verb: str,
+    block: Blocking,
+) -> int:
+    """Say what was triggered (global units, --no-block) or wait for the rest."""
+    waiting: dict[str, Goal] = {}
     for name, rec in records.items():
         if is_global(rec.unit.contents):
             out(f"Triggered global unit {name} {verb}")
