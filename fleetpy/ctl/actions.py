@@ -237,13 +237,14 @@ async def _announce_and_wait(
 async def destroy(client: FleetClient, args: Sequence[str], block: Blocking) -> int:
     records = await find_units(client, args)
     await _concurrently([client.destroy_unit(name) for name in records])
-    done = {name: f"Destroyed {name}" for name in records}
-    if block.no_block:
-        for msg in done.values():
-            out(msg)
-        return 0
-    goals = {name: Goal.GONE for name in records}
-    return _report(await wait_units(client, goals, block.attempts, Progress(block.tty), done))
+    errors: list[str] = []
+    if not block.no_block:
+        goals = {name: Goal.GONE for name in records}
+        silent = dict.fromkeys(records, "")
+        errors = await wait_units(client, goals, block.attempts, Progress(block.tty), silent)
+    for name in records:  # in the order given, as fleet prints them
+        out(f"Destroyed {name}")
+    return _report(errors)
 
 
 async def restart(client: FleetClient, args: Sequence[str], block: Blocking) -> int:

@@ -125,8 +125,11 @@ class Tracker:
             if not v.failed:
                 self.stale_failed.discard(name)
             if reached(v, goal):
-                msg = self.done_message.get(name) or state_message(v, snap.machines)
-                printed.append(("out", msg))
+                msg = self.done_message.get(name)
+                if msg is None:
+                    msg = state_message(v, snap.machines)
+                if msg:
+                    printed.append(("out", msg))
             elif v.record is None and goal is not Goal.GONE:
                 self.errors.append(f"unit {name} was destroyed while waiting for it")
             elif goal is Goal.LAUNCHED and v.failed and name not in self.stale_failed:
@@ -194,8 +197,8 @@ async def wait_units(
     """Wait until each unit reaches its goal; return the errors (empty: all done).
 
     Prints fleet's ``Unit X launched on M`` as each unit gets there (or
-    ``done_message[X]``), the engine's reason once when a unit waits for a
-    machine, and stops early for a unit that reports ``failed`` after start.
+    ``done_message[X]``; nothing when that is empty), the engine's reason once
+    when a unit waits for a machine, and stops early for a unit that reports ``failed`` after start.
     """
     tracker = Tracker(dict(goals), done_message or {})
     if not goals:
