@@ -10,7 +10,10 @@ fleetpy.systemd.worker``) must not pay for asyncio and the rest in memory.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+
+MYPY = False  # no typing at run time: the worker process imports this package
+if MYPY:
+    from typing import Any
 
 _EXPORTS = {
     "ChangeStream": "fleetpy.systemd.base",

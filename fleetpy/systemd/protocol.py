@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import string
 import struct
-from typing import Any
+
+MYPY = False  # the worker imports this module: no typing at run time
+if MYPY:
+    from typing import Any
 
 HEADER = struct.Struct(">I")
 MAX_FRAME = 64 * 1024 * 1024

@@ -17,20 +17,50 @@ waits for its reply) and send the changes collected.
 
 from __future__ import annotations
 
-import argparse
 import errno
 import importlib.util
-import logging
 import os
 import select
 import sys
 import time
 import types
-from typing import Any
 
 from fleetpy.systemd import protocol
 
-log = logging.getLogger("fleetpy.systemd.worker")
+# The worker stays small (it runs beside every fleetd): no logging, argparse
+# or typing at run time. mypy treats MYPY as true.
+MYPY = False
+if MYPY:
+    from typing import Any
+
+
+class _Log:
+    """Lines on stderr (the journal), like logging's would be."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.verbose = False
+
+    def _line(self, text: str) -> None:
+        sys.stderr.write(f"{self.name}[{os.getpid()}] {text}\n")
+        sys.stderr.flush()
+
+    def debug(self, msg: str, *args: object) -> None:
+        if self.verbose:
+            self._line(msg % args)
+
+    def info(self, msg: str, *args: object) -> None:
+        self._line(msg % args)
+
+    warning = error = info
+
+    def exception(self, msg: str, *args: object) -> None:
+        import traceback
+
+        self._line(msg % args + "\n" + traceback.format_exc().rstrip())
+
+
+log = _Log("fleetpy.systemd.worker")
 
 SYSTEMD = b"org.freedesktop.systemd1"
 MANAGER_PATH = b"/org/freedesktop/systemd1"
@@ -230,24 +260,38 @@ def run(worker: Worker, in_fd: int) -> int:
     return 3
 
 
+def parse_args(argv: list[str]) -> tuple[str, bool, bool]:
+    """--address ADDR, --bus-client, --no-bus (test only)."""
+    address, bus_client, no_bus = "unix:path=/run/systemd/private", False, False
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg == "--address" and args:
+            address = args.pop(0)
+        elif arg.startswith("--address="):
+            address = arg.partition("=")[2]
+        elif arg == "--bus-client":
+            bus_client = True
+        elif arg == "--no-bus":
+            no_bus = True
+        else:
+            raise SystemExit(f"python -m fleetpy.systemd.worker: unknown argument {arg!r}")
+    return address, bus_client, no_bus
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fleetpy.systemd.worker")
-    parser.add_argument("--address", default="unix:path=/run/systemd/private")
-    parser.add_argument("--bus-client", action="store_true", help="a dbus-daemon, not systemd")
-    parser.add_argument("--no-bus", action="store_true", help="test only: no D-Bus at all")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s[%(process)d] %(message)s")
+    address, bus_client, no_bus = parse_args(sys.argv[1:] if argv is None else argv)
     # Frames go to a private copy of stdout; anything else printing to fd 1 lands on stderr.
     out_fd = os.dup(1)
     os.dup2(2, 1)
     bus = None
-    if not args.no_bus:
+    if not no_bus:
         try:
-            bus = connect(args.address.encode(), args.bus_client)
+            bus = connect(address.encode(), bus_client)
         except Exception as exc:
-            log.error("cannot connect to systemd at %s: %s", args.address, exc)
+            log.error("cannot connect to systemd at %s: %s", address, exc)
             return 2
-    worker = Worker(bus, out_fd, bus_client=args.bus_client)
+    worker = Worker(bus, out_fd, bus_client=bus_client)
     try:
         return run(worker, 0)
     except BrokenPipeError:
