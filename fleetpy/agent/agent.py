@@ -18,6 +18,7 @@ from fleetpy.agent.plan import CurrentUnit, DesiredUnit, Task, TaskKind, plan_ag
 from fleetpy.model.types import ScheduledUnit, TargetState, UnitState
 from fleetpy.registry.base import Lease, Registry, RegistryError, WatchUpdate
 from fleetpy.registry.codec import decode_scheduled
+from fleetpy.registry.view import apply_update
 from fleetpy.systemd.base import SystemdError, UnitManager, UnitStatus
 
 log = logging.getLogger("fleetpy.agent")
@@ -66,23 +67,16 @@ class Agent:
             self._wake.set()
 
     def _apply(self, update: WatchUpdate, prefix: str) -> None:
-        if update.reset:
-            self._desired = {}
-            for key, value in update.items.items():
-                unit = decode_scheduled(key, value)
-                self._desired[unit.name] = _desired(unit)
-            return
-        for event in update.events:
-            name = event.key[len(prefix):]
-            if event.kind == "delete":
-                self._desired.pop(name, None)
+        changes = apply_update(
+            self._desired,
+            update,
+            lambda key: key[len(prefix):],
+            lambda key, value, _rev: _desired(decode_scheduled(key, value)),
+        )
+        for name, _, want in changes:
+            if want is None or want.target != TargetState.LAUNCHED:
+                # stopped, unloaded or gone on purpose: the next "launched" is a new start
                 self._attempted.pop(name, None)
-            else:
-                want = _desired(decode_scheduled(event.key, event.value))
-                self._desired[name] = want
-                if want.target != TargetState.LAUNCHED:
-                    # stopped (or unloaded) on purpose: the next "launched" is a new start
-                    self._attempted.pop(name, None)
 
     # reconcile ---------------------------------------------------------------
     async def _reconcile_loop(self) -> None:
@@ -122,11 +116,6 @@ class Agent:
 
     async def _reconcile(self) -> None:
         desired = dict(self._desired)
-        # A start attempt counts only while the unit stays desired launched: once
-        # it is stopped or unscheduled, the next launch is a new attempt.
-        for name in [n for n in self._attempted if n not in desired
-                     or desired[n].target != TargetState.LAUNCHED]:
-            del self._attempted[name]
         current = await self._current()
         tasks = plan_agent(desired, current, self._attempted)
         if not tasks:

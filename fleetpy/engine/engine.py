@@ -27,6 +27,7 @@ from fleetpy.registry.base import (
     WatchUpdate,
 )
 from fleetpy.registry.codec import decode_machine, decode_scheduled, decode_unit
+from fleetpy.registry.view import apply_update
 
 log = logging.getLogger("fleetpy.engine")
 
@@ -129,54 +130,28 @@ class Engine:
             raise NotLeaderError("leader key deleted")
 
     def _apply_units(self, update: WatchUpdate) -> None:
-        if update.reset:
-            self._units = {}
-            for key, value in update.items.items():
-                record = decode_unit(key, value, update.revision)
-                self._units[record.unit.name] = record
-            return
-        for event in update.events:
-            name = event.key[len("units/"):]
-            if event.kind == "delete":
-                self._units.pop(name, None)
-            else:
-                self._units[name] = decode_unit(event.key, event.value, event.revision)
+        apply_update(self._units, update, _name, decode_unit)
 
     def _apply_machines(self, update: WatchUpdate) -> None:
+        changes = apply_update(
+            self._machines, update, _name, lambda key, value, _rev: decode_machine(key, value)
+        )
         if update.reset:
-            self._machines = {}
-            for key, value in update.items.items():
-                machine = decode_machine(key, value)
-                self._machines[machine.id] = machine
             return
-        for event in update.events:
-            machine_id = event.key[len("machines/"):]
-            if event.kind == "delete":
-                self._machines.pop(machine_id, None)
+        for machine_id, known, machine in changes:
+            if machine is None:
                 log.info("machine %s left the cluster", machine_id[:8])
-            else:
-                machine = decode_machine(event.key, event.value)
-                known = self._machines.get(machine.id)
-                if known is None:
-                    log.info("machine %s joined (%s)", machine.id[:8], machine.public_ip)
-                elif known.metadata != machine.metadata:
-                    log.info("machine %s metadata now %s", machine.id[:8], ",".join(
-                        f"{k}={v}" for k, v in sorted(machine.metadata.items())) or "-")
-                self._machines[machine.id] = machine
+            elif known is None:
+                log.info("machine %s joined (%s)", machine_id[:8], machine.public_ip)
+            elif known.metadata != machine.metadata:
+                log.info("machine %s metadata now %s", machine_id[:8], ",".join(
+                    f"{k}={v}" for k, v in sorted(machine.metadata.items())) or "-")
 
     def _apply_schedule(self, update: WatchUpdate) -> None:
-        if update.reset:
-            self._schedule = {}
-            for key, value in update.items.items():
-                unit = decode_scheduled(key, value)
-                self._schedule[(unit.machine_id, unit.name)] = unit
-            return
-        for event in update.events:
-            machine_id, _, name = event.key[len("schedule/"):].partition("/")
-            if event.kind == "delete":
-                self._schedule.pop((machine_id, name), None)
-            else:
-                self._schedule[(machine_id, name)] = decode_scheduled(event.key, event.value)
+        apply_update(
+            self._schedule, update, _machine_and_name,
+            lambda key, value, _rev: decode_scheduled(key, value),
+        )
 
     async def _tick(self) -> None:
         while True:
@@ -235,3 +210,14 @@ class Engine:
         }
         changes.update({name: None for name in self._waiting if name not in now})
         return changes
+
+
+def _name(key: str) -> str:
+    """``units/hello.service`` -> ``hello.service`` (likewise machines/<id>)."""
+    return key.rsplit("/", 1)[1]
+
+
+def _machine_and_name(key: str) -> tuple[str, str]:
+    """``schedule/<machine id>/<unit>`` -> (machine id, unit)."""
+    _, machine_id, name = key.split("/", 2)
+    return machine_id, name
