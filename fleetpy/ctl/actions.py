@@ -145,32 +145,40 @@ def machine_of_waves(records: Mapping[str, UnitRecord]) -> list[list[str]]:
     return waves
 
 
-async def _raise_and_wait(
+async def _set_and_wait(
     client: FleetClient,
     records: dict[str, UnitRecord],
     target: TargetState,
     goal: Goal,
     verb: str,
     block: Blocking,
+    *,
+    only_raise: bool = False,
 ) -> int:
+    """Set the desired state (MachineOf followers after their targets), then wait.
+
+    ``only_raise`` (load, start) leaves a unit already desired higher alone:
+    loading a launched unit does not stop it.
+    """
     for wave in machine_of_waves(records):
         await _concurrently([
             client.set_desired(name, target)
             for name in wave
             if (rec := records[name]).desired != target
-            and not (target is TargetState.LOADED and rec.desired is TargetState.LAUNCHED)
+            and not (only_raise and rec.desired is TargetState.LAUNCHED)
         ])
     return await _announce_and_wait(client, records, goal, verb, block)
 
 
 async def load(client: FleetClient, args: Sequence[str], replace: bool, block: Blocking) -> int:
     records = await create_units(client, args, replace, verb="load")
-    return await _raise_and_wait(client, records, TargetState.LOADED, Goal.LOADED, "load", block)
+    return await _set_and_wait(
+        client, records, TargetState.LOADED, Goal.LOADED, "load", block, only_raise=True)
 
 
 async def start(client: FleetClient, args: Sequence[str], replace: bool, block: Blocking) -> int:
     records = await create_units(client, args, replace, verb="start")
-    return await _raise_and_wait(
+    return await _set_and_wait(
         client, records, TargetState.LAUNCHED, Goal.LAUNCHED, "start", block)
 
 
@@ -190,29 +198,13 @@ async def stop(client: FleetClient, args: Sequence[str], block: Blocking) -> int
         if rec.desired is TargetState.INACTIVE and not is_global(rec.unit.contents):
             raise BadInput(
                 f"Unable to stop unit {name} in state {TargetState.INACTIVE}", plain=True)
-    return await _lower_and_wait(client, records, TargetState.LOADED, Goal.LOADED, "stop", block)
+    return await _set_and_wait(client, records, TargetState.LOADED, Goal.LOADED, "stop", block)
 
 
 async def unload(client: FleetClient, args: Sequence[str], block: Blocking) -> int:
     records = await find_units(client, args)
-    return await _lower_and_wait(
+    return await _set_and_wait(
         client, records, TargetState.INACTIVE, Goal.INACTIVE, "unload", block)
-
-
-async def _lower_and_wait(
-    client: FleetClient,
-    records: dict[str, UnitRecord],
-    target: TargetState,
-    goal: Goal,
-    verb: str,
-    block: Blocking,
-) -> int:
-    await _concurrently([
-        client.set_desired(name, target)
-        for name, rec in records.items()
-        if rec.desired != target
-    ])
-    return await _announce_and_wait(client, records, goal, verb, block)
 
 
 async def _announce_and_wait(
