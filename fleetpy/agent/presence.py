@@ -23,6 +23,7 @@ from fleetpy.model.metadata import Overrides
 from fleetpy.model.types import Machine
 from fleetpy.registry.base import Lease, Registry, RegistryError, WatchUpdate
 from fleetpy.registry.codec import decode_machine, machine_key
+from fleetpy.registry.unreadable import REPORTS, Unreadable, problem_of
 
 log = logging.getLogger("fleetpy.agent")
 
@@ -80,12 +81,19 @@ class Presence:
 
     def _apply(self, update: WatchUpdate, key: str) -> None:
         values = (
-            [update.items[key]] if update.reset and key in update.items
-            else [e.value for e in update.events if e.kind == "put"]
+            [(update.items[key], update.revisions.get(key, 0))]
+            if update.reset and key in update.items
+            else [(e.value, e.revision) for e in update.events
+                  if e.kind == "put" and e.key == key]
         )
-        for value in values:
-            with contextlib.suppress(ValueError):
-                self.observe(decode_machine(key, value))
+        for value, revision in values:
+            try:
+                record = decode_machine(key, value)
+            except ValueError as exc:  # not ours to keep: said once, skipped
+                REPORTS.report(Unreadable(self._registry.prefix + key,
+                                          problem_of(key, exc), revision))
+                continue
+            self.observe(record)
 
     async def follow(self) -> None:
         """Watch this machine's record until cancelled, keeping runtime changes."""
