@@ -95,6 +95,8 @@ def _unit_name(key: str, name: str) -> str:
         validate_unit_name(name)
     except InvalidUnitName as e:
         raise CodecError(f"{key}: {e}") from None
+    if name.startswith("."):
+        raise CodecError(f"{key}: unit name {name!r} starts with '.' (no agent can write it)")
     return name
 
 
