@@ -226,9 +226,28 @@ class KVRegistry:
             return True
         # Already there: ours (a repeated registration) is updated, another live one refused.
         retry = await self._txn([Compare(key, Target.LEASE, lease.id)], [put], lease=lease)
-        if not retry.succeeded:
-            log.warning("machine %s is already registered by another live agent", machine.id)
-        return retry.succeeded
+        if retry.succeeded:
+            return True
+        current = await self._get(codec.machine_key(machine.id))
+        if current is not None and self._unusable_machine(current):
+            # No agent wrote this (garbage, or a put on no lease): it would never expire.
+            taken = await self._txn(
+                [Compare(key, Target.MOD, current.mod_revision)], [put], lease=lease)
+            if taken.succeeded:
+                log.warning("machine %s: replaced an unusable record (no live agent's) with "
+                            "ours on lease %x", machine.id, lease.id)
+                return True
+        log.warning("machine %s is already registered by another live agent", machine.id)
+        return False
+
+    def _unusable_machine(self, kv: KeyValue) -> bool:
+        """A machine record no live agent holds: on no lease, or not decodable."""
+        try:
+            codec.decode_machine(self._rel(kv.key), kv.value)
+        except ValueError as e:
+            REPORTS.report(self._unreadable(kv, e))
+            return True
+        return kv.lease == 0
 
     async def update_machine(self, machine: Machine, lease: Lease) -> None:
         key = self._key(codec.machine_key(machine.id))

@@ -129,6 +129,20 @@ async def test_an_unusable_leader_key_is_cleared_by_campaign(
     assert await registry.get_leader() == "m1"
 
 
+@pytest.mark.parametrize("value", [b"not json", b'{"id":"m1","public_ip":"","metadata":{}}'])
+async def test_a_machine_record_no_agent_holds_is_taken_over(
+    cluster: Cluster, value: bytes
+) -> None:
+    registry = cluster.first
+    await put_raw(registry, {"machines/m1": value})  # no lease: it would never expire
+    lease = await registry.grant_lease(30)
+    assert await registry.register_machine(machine("m1"), lease)
+    assert await registry.list_machines() == [machine("m1")]
+    # a live agent's record is still refused
+    other = cluster.connect()
+    assert not await other.register_machine(machine("m1"), await other.grant_lease(30))
+
+
 @pytest.mark.etcd
 def test_fleetctl_lists_unreadable_entries_over_etcd_and_the_api(
     etcd_server: EtcdProcess, etcd_prefix: str

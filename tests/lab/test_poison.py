@@ -106,6 +106,8 @@ def test_poison_entries_leave_every_fleetd_up_and_are_listed(
         f"{PREFIX}states/{m1}/x": "[]",
         f"{PREFIX}engine/leader": "not json",
     }
+    m2 = lab.hosts[1].machine_id
+    etcdctl(lab, "put", f"{PREFIX}machines/{m2}", "not json")  # core-02's own record
     for key, value in poison.items():
         etcdctl(lab, "put", key, value)
     start_and_run(lab, tmp_path, "after-poison.service")
@@ -120,6 +122,9 @@ def test_poison_entries_leave_every_fleetd_up_and_are_listed(
         if key != f"{PREFIX}engine/leader":  # cleared by the engine that now leads
             assert any(line.startswith(f"  {key}: ") for line in listed), (key, listed)
     assert any(f"{PREFIX}units/garbage.service: not JSON" in line for line in listed)
+    # core-02's fleetd wrote its record again: still a machine of the cluster
+    assert len(ok(fleetctl(lab, "list-machines", "--no-legend")).splitlines()) == 3
+    assert not any(f"machines/{m2}" in line for line in listed)
     # counted in the metrics, by prefix (every fleetd gives the cluster-wide number)
     status, text = scrape(lab.hosts[1].ip, "/metrics")
     assert status == 200
