@@ -155,7 +155,8 @@ def test_poison_entries_leave_every_fleetd_up_and_are_listed(
 
 
 KEYS = st.tuples(
-    st.sampled_from(["units/", "schedule/", "schedule/{m}/", "machines/", "states/{m}/",
+    st.sampled_from(["units/", "schedule/", "schedule/{m}/", "machines/", "machines/{m}",
+                     "states/{m}/",
                      "waiting/", "engine/leader", "engine/"]),
     st.text(min_size=0, max_size=24),
 )
@@ -185,6 +186,7 @@ def test_property_any_bytes_under_any_registry_key_leave_fleetd_up(
 
     try:
         put_poison()
+        assert len(written) >= 10, written  # distinct keys really put
         start_and_run(lab, tmp_path, "after-property.service")
         assert_fleetd_unharmed(lab, before)
     finally:
