@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from fleetpy.model.names import quote
 
-log = logging.getLogger("fleetpy.registry")
+log = logging.getLogger("fleetpy.registry.unreadable")
 
 # The prefixes whose entries fleetpy reads (relative to the registry prefix).
 PREFIXES = ("units/", "schedule/", "states/", "machines/", "waiting/", "engine/leader")

@@ -144,7 +144,7 @@ def test_garbage_over_a_good_entry_keeps_the_good_one_until_rewritten_or_deleted
 def test_each_bad_entry_is_logged_once_per_revision(caplog: pytest.LogCaptureFixture) -> None:
     reports = ReportOnce()
     entry = Unreadable("/fleetpy/units/garbage.service", "not JSON: x", 5)
-    with caplog.at_level(logging.WARNING, logger="fleetpy.registry"):
+    with caplog.at_level(logging.WARNING, logger="fleetpy.registry.unreadable"):
         assert reports.report(entry)
         for _ in range(10):
             assert not reports.report(entry)
