@@ -387,8 +387,9 @@ class KVRegistry:
             return None
         try:
             return codec.decode_leader(kv.value)
-        except ValueError as e:
-            raise RegistryError(f"unreadable engine leader key: {e}") from None
+        except ValueError as e:  # names no leader; the next campaign clears it
+            REPORTS.report(self._unreadable(kv, e))
+            return None
 
     async def resign(self, token: LeaderToken) -> None:
         result = await self._txn(self._leader_guard(token), [Delete(self._key(codec.LEADER))])

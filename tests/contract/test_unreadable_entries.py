@@ -119,6 +119,7 @@ async def test_an_unusable_leader_key_is_cleared_by_campaign(
 ) -> None:
     registry = cluster.first
     await put_raw(registry, {"engine/leader": value})  # no lease: it would never expire
+    assert await registry.get_leader() == (None if value == b"not json" else "m2")
     lease = await registry.grant_lease(30)
     token = await registry.campaign("m1", lease)
     assert token is not None
