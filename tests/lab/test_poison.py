@@ -154,6 +154,28 @@ def test_poison_entries_leave_every_fleetd_up_and_are_listed(
             etcdctl(lab, "del", key)
 
 
+def test_a_fleetd_starting_among_poison_stays_up(lab: Lab, tmp_path: Path) -> None:
+    """Poison present before fleetd starts: its first listings (the watches' resets)."""
+    m1 = lab.hosts[0].machine_id
+    poison = {
+        f"{PREFIX}units/garbage.service": "not json",
+        f"{PREFIX}schedule/{m1}/a/b": "{}",
+        f"{PREFIX}schedule/{m1}/.y.service":
+            '{"contents":"[Service]\nExecStart=/bin/true\n","hash":"h","target":"launched"}',
+        f"{PREFIX}machines/bogus": "[]",
+    }
+    for key, value in poison.items():
+        etcdctl(lab, "put", key, value)
+    ok(lab.exec(lab.hosts[0].name, ["systemctl", "restart", "fleet.service"]))
+    eventually(lambda: health(lab)["core-01"][0] == "active", what="core-01 fleetd active")
+    before = health(lab)
+    start_and_run(lab, tmp_path, "after-restart.service")
+    assert_fleetd_unharmed(lab, before)
+    assert before["core-01"][2] == "0"  # never restarted by systemd
+    for key in poison:
+        etcdctl(lab, "del", key)
+
+
 KEYS = st.tuples(
     st.sampled_from(["units/", "schedule/", "schedule/{m}/", "machines/", "machines/{m}",
                      "states/{m}/",
