@@ -20,6 +20,9 @@ key                                         value (JSON)                        
   they vanish together when the agent dies, for the price of one keepalive.
 - Engine writes are transactions that compare the leader key (value and
   create revision): a deposed leader's writes fail instead of landing.
+- An entry that does not decode (anyone can write anything under the prefix)
+  is skipped by every list and watch, never fatal; ``list_unreadable`` says
+  which and why (fleetpy.registry.unreadable).
 """
 
 from __future__ import annotations
