@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bench.report import write_section
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
+from fleetpy.model.unitfile import unit_hash
 from fleetpy.registry import codec
 from fleetpy.registry.etcd import EtcdRegistry
 from tests.fixtures.etcd import EtcdProcess
@@ -138,7 +139,7 @@ async def watch_resume(etcd: EtcdProcess) -> float:
                     break
                 except Exception:
                     await asyncio.sleep(0.02)
-            await writer.put_unit(UnitFile("x.service", "", "h"), TargetState.LAUNCHED)
+            await writer.put_unit(UnitFile("x.service", "", unit_hash("")), TargetState.LAUNCHED)
             await asyncio.wait_for(nxt, 30)
             return time.perf_counter() - started
     finally:

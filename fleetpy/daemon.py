@@ -147,7 +147,7 @@ class Daemon:
                 asyncio.create_task(engine.run(), name="engine"),
                 asyncio.create_task(self._keep_registered(registry, presence, agent),
                                     name="lease"),
-                asyncio.create_task(presence.follow(), name="presence"),
+                asyncio.create_task(presence.follow(self.lease), name="presence"),
             ]
             sd_notify(f"READY=1\nSTATUS=machine {machine.id[:8]} at {machine.public_ip}")
             log.info("fleetd %s ready: machine %s, API on %s", __version__, machine.id[:8],

@@ -4,7 +4,8 @@ One small asyncio HTTP server on HOST:PORT:
 
 - ``GET /metrics``: the Prometheus text format. Cluster-wide numbers
   (machines, units by desired state, reported unit states, placements,
-  units waiting) are read from the registry at scrape time, so every fleetd
+  units waiting, registry entries that do not decode by prefix) are read
+  from the registry at scrape time, so every fleetd
   gives the same answer; ``fleetpy_engine_leader`` tells which one leads.
   This fleetd's own: reconcile pass durations (agent, engine), etcd requests
   by method and outcome with their latencies, lease keepalive failures,
@@ -38,6 +39,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from fleetpy.registry.base import Registry, RegistryError
+from fleetpy.registry.unreadable import PREFIXES, prefix_of
 
 log = logging.getLogger("fleetpy.metrics")
 
@@ -91,6 +93,9 @@ class Metrics:
                                 registry=r)
         self.waiting = Gauge("fleetpy_units_waiting", "Units the engine cannot place now",
                              registry=r)
+        self.unreadable = Gauge("fleetpy_registry_unreadable_entries",
+                                "Registry entries that do not decode (skipped by every "
+                                "reader), by key prefix", ["prefix"], registry=r)
         self.etcd_up = Gauge("fleetpy_etcd_up", "1 if etcd answered the last scrape's reads",
                              registry=r)
         self.passes = Histogram("fleetpy_reconcile_duration_seconds",
@@ -116,9 +121,10 @@ class Metrics:
         """Read the cluster-wide numbers (5 reads); etcd_up says whether it worked."""
         try:
             async with asyncio.timeout(HEALTH_TIMEOUT):
-                machines, units, schedule, states, waiting = await asyncio.gather(
+                machines, units, schedule, states, waiting, bad = await asyncio.gather(
                     registry.list_machines(), registry.list_units(), registry.list_schedule(),
-                    registry.list_unit_states(), registry.list_waiting())
+                    registry.list_unit_states(), registry.list_waiting(),
+                    registry.list_unreadable())
         except (RegistryError, TimeoutError):
             self.etcd_up.set(0)
             return
@@ -129,6 +135,9 @@ class Metrics:
         _set_counts(self.units, {"inactive": 0, "loaded": 0, "launched": 0},
                     (str(u.desired) for u in units))
         _set_counts(self.unit_states, {}, (s.active_state for s in states))
+        rel = len(registry.prefix)
+        _set_counts(self.unreadable, dict.fromkeys(PREFIXES, 0),
+                    (prefix_of(u.key[rel:]) for u in bad))
 
     async def health(self, registry: Registry) -> tuple[bool, dict[str, object]]:
         etcd_ok = True

@@ -18,8 +18,9 @@ from fleetpy.agent.plan import CurrentUnit, DesiredUnit, Task, TaskKind, plan_ag
 from fleetpy.model.types import ScheduledUnit, TargetState, UnitState
 from fleetpy.registry.base import Lease, Registry, RegistryError, WatchUpdate
 from fleetpy.registry.codec import decode_scheduled
+from fleetpy.registry.unreadable import REPORTS, Unreadable
 from fleetpy.registry.view import apply_update
-from fleetpy.systemd.base import SystemdError, UnitManager, UnitStatus
+from fleetpy.systemd.base import SystemdError, UnitManager, UnitStatus, check_unit_name
 
 log = logging.getLogger("fleetpy.agent")
 
@@ -41,6 +42,8 @@ class Agent:
         self._machine_id = machine_id
         self._lease = lease
         self._desired: dict[str, DesiredUnit] = {}
+        self._skipped: dict[str, Unreadable] = {}  # schedule entries that do not decode
+        self._failures: dict[tuple[str, str], str] = {}  # (task, unit) -> error said
         self._attempted: dict[str, tuple[str, TargetState]] = {}
         self._synced = False
         self._wake = asyncio.Event()
@@ -67,12 +70,16 @@ class Agent:
             self._wake.set()
 
     def _apply(self, update: WatchUpdate, prefix: str) -> None:
+        before = dict(self._skipped)
         changes = apply_update(
             self._desired,
             update,
             lambda key: key[len(prefix):],
             lambda key, value, _rev: _desired(decode_scheduled(key, value)),
+            self._skipped,
+            self._registry.prefix,
         )
+        REPORTS.sync(before, self._skipped)
         for name, _, want in changes:
             if want is None or want.target != TargetState.LAUNCHED:
                 # stopped, unloaded or gone on purpose: the next "launched" is a new start
@@ -117,6 +124,10 @@ class Agent:
     async def _reconcile(self) -> None:
         desired = dict(self._desired)
         current = await self._current()
+        # A unit whose schedule entry does not decode stays as it is: unreadable
+        # is not unscheduled, so it is neither unloaded nor stopped.
+        frozen = {rel[len(f"schedule/{self._machine_id}/"):] for rel in self._skipped}
+        current = {name: unit for name, unit in current.items() if name not in frozen}
         tasks = plan_agent(desired, current, self._attempted)
         if not tasks:
             self.converged.set()
@@ -155,9 +166,15 @@ class Agent:
                 unit = desired[task.unit]
                 self._attempted[task.unit] = (unit.hash, unit.target)
                 await self._manager.start_unit(task.unit)
-        except (SystemdError, OSError) as exc:
-            log.error("%s %s failed: %s", task.kind.value, task.unit or "-", exc)
+        except Exception as exc:  # one unit's failure never stops the others
+            what = (task.kind.value, task.unit or "-")
+            message = str(exc) or type(exc).__name__
+            if self._failures.get(what) != message:
+                self._failures[what] = message
+                log.error("%s %s failed: %s", *what, message,
+                          exc_info=not isinstance(exc, SystemdError | OSError | ValueError))
             return False
+        self._failures.pop((task.kind.value, task.unit or "-"), None)
         return True
 
     # state reporting ---------------------------------------------------------
@@ -227,4 +244,6 @@ class Agent:
 
 
 def _desired(unit: ScheduledUnit) -> DesiredUnit:
+    """The planner's view of an entry; ValueError for a name no file may have."""
+    check_unit_name(unit.name)
     return DesiredUnit(name=unit.name, hash=unit.hash, target=unit.target, contents=unit.contents)

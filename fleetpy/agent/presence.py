@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import subprocess
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from fleetpy.model.metadata import Overrides
 from fleetpy.model.types import Machine
 from fleetpy.registry.base import Lease, Registry, RegistryError, WatchUpdate
 from fleetpy.registry.codec import decode_machine, machine_key
+from fleetpy.registry.unreadable import REPORTS, Unreadable, problem_of
 
 log = logging.getLogger("fleetpy.agent")
 
@@ -78,20 +80,42 @@ class Presence:
                  _format(now), _format(self._configured))
         return True
 
-    def _apply(self, update: WatchUpdate, key: str) -> None:
+    def _apply(self, update: WatchUpdate, key: str) -> bool:
+        """Keep runtime metadata changes; True when our record was made unreadable."""
         values = (
-            [update.items[key]] if update.reset and key in update.items
-            else [e.value for e in update.events if e.kind == "put"]
+            [(update.items[key], update.revisions.get(key, 0))]
+            if update.reset and key in update.items
+            else [(e.value, e.revision) for e in update.events
+                  if e.kind == "put" and e.key == key]
         )
-        for value in values:
-            with contextlib.suppress(ValueError):
-                self.observe(decode_machine(key, value))
+        broken = False
+        for value, revision in values:
+            try:
+                record = decode_machine(key, value)
+            except ValueError as exc:  # not ours to keep: said once, skipped
+                REPORTS.report(Unreadable(self._registry.prefix + key,
+                                          problem_of(key, exc), revision))
+                broken = True
+                continue
+            broken = False
+            self.observe(record)
+        return broken
 
-    async def follow(self) -> None:
-        """Watch this machine's record until cancelled, keeping runtime changes."""
+    async def follow(self, lease: Callable[[], Lease] | None = None) -> None:
+        """Watch this machine's record until cancelled, keeping runtime changes.
+
+        With ``lease`` (this fleetd's), a record overwritten with something
+        unreadable is written again: otherwise the engine would lose this machine.
+        """
         key = machine_key(self.machine.id)
         async for update in self._registry.watch(key):
-            self._apply(update, key)
+            if self._apply(update, key) and lease is not None:
+                try:
+                    if await self._registry.register_machine(self.machine, lease()):
+                        log.warning("machine record %s%s was unreadable: written again",
+                                    self._registry.prefix, key)
+                except RegistryError as exc:
+                    log.warning("cannot write machine record %s again: %s", key, exc)
 
 
 def system_stopping() -> bool:

@@ -22,6 +22,7 @@ from fleetpy.api.transport import TlsFiles, client_credentials, explain, parse_e
 from fleetpy.model.metadata import MetadataChange
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
 from fleetpy.registry.base import RegistryError, UnitRecord
+from fleetpy.registry.unreadable import Unreadable
 
 MAX_MESSAGE = 64 * 1024 * 1024
 RECONNECT_DELAY = 0.5
@@ -167,6 +168,16 @@ class ApiDriver:
         resp: pb.ListWaitingResponse = await self._call(
             self._stub.ListWaiting, pb.ListWaitingRequest())
         return dict(resp.waiting)
+
+    async def list_unreadable(self) -> list[Unreadable]:
+        try:
+            resp: pb.ListUnreadableResponse = await self._stub.ListUnreadable(
+                pb.ListUnreadableRequest(), timeout=self._timeout)
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.UNIMPLEMENTED:
+                return []  # a fleetd from before ListUnreadable
+            self._fail(e)
+        return [Unreadable(e.key, e.problem, e.revision) for e in resp.entries]
 
     async def watch_units(self, names: Sequence[str]) -> AsyncGenerator[Snapshot, None]:
         """Snapshots of ``names`` now and after every change (server-streamed).

@@ -153,6 +153,16 @@ class FleetService(pb_grpc.FleetServicer):
     ) -> pb.ListWaitingResponse:
         return pb.ListWaitingResponse(waiting=await self._registry.list_waiting())
 
+    @_unary
+    async def ListUnreadable(
+        self, request: pb.ListUnreadableRequest, context: Any
+    ) -> pb.ListUnreadableResponse:
+        entries = await self._registry.list_unreadable()
+        return pb.ListUnreadableResponse(entries=[
+            pb.UnreadableEntry(key=e.key, problem=e.problem, revision=e.revision)
+            for e in entries
+        ])
+
     async def WatchUnitStates(
         self, request: pb.WatchUnitStatesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.ClusterSnapshot]:

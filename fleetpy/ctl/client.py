@@ -19,6 +19,7 @@ from fleetpy.ctl.common import Settings
 from fleetpy.model.metadata import MetadataChange
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
 from fleetpy.registry.base import Registry, UnitRecord
+from fleetpy.registry.unreadable import Unreadable
 
 
 class FleetClient(SnapshotSource, Protocol):
@@ -37,6 +38,10 @@ class FleetClient(SnapshotSource, Protocol):
     async def set_machine_metadata(
         self, machine_id: str, change: MetadataChange
     ) -> Machine | None: ...
+
+    async def list_unreadable(self) -> list[Unreadable]:
+        """Registry entries every reader skips, with what is wrong with each."""
+        ...
 
     def watch_units(self, names: Sequence[str]) -> AsyncGenerator[Snapshot, None]:
         """A snapshot of ``names`` now, then after every change."""
@@ -86,6 +91,9 @@ class EtcdDriver:
 
     async def list_waiting(self) -> dict[str, str]:
         return await self.registry.list_waiting()
+
+    async def list_unreadable(self) -> list[Unreadable]:
+        return await self.registry.list_unreadable()
 
     def watch_units(self, names: Sequence[str]) -> AsyncGenerator[Snapshot, None]:
         return watch_snapshots(self.registry, list(names) or None)

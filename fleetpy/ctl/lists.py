@@ -6,18 +6,19 @@ hand the rows to the one renderer (fleetpy.ctl.render).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from fleetpy.ctl.common import CtlEnv, CtlError, out, pass_env, run_with_client
+from fleetpy.ctl.common import CtlEnv, CtlError, err, out, pass_env, run_with_client
 from fleetpy.ctl.render import OUTPUTS, parse_fields, render
 
 if TYPE_CHECKING:
     from fleetpy.api.snapshot import Snapshot
     from fleetpy.ctl.client import FleetClient
     from fleetpy.model.types import Machine, UnitState
+    from fleetpy.registry.unreadable import Unreadable
 
 Row = dict[str, str | None]
 
@@ -76,6 +77,19 @@ def unit_file_rows(
             "reason": waiting,
         })
     return rows
+
+
+def unreadable_report(entries: Sequence[Unreadable], output: str) -> str:
+    """What list-unit-files says on stderr about registry entries fleet skips."""
+    if output == "json":
+        import json
+
+        data = [{"key": e.key, "problem": e.problem, "revision": e.revision} for e in entries]
+        return json.dumps({"unreadable": data}, indent=2)
+    noun = "entry" if len(entries) == 1 else "entries"
+    lines = [f"Skipped {len(entries)} unreadable registry {noun}:"]
+    lines += [f"  {e.shown_key}: {e.problem}" for e in entries]
+    return "\n".join(lines)
 
 
 def machine_rows(machines: Iterable[Machine], full: bool) -> list[Row]:
@@ -144,15 +158,22 @@ def list_unit_files(env: CtlEnv, full: bool, no_legend: bool, fields: str, outpu
 
     A unit desired loaded or launched that no machine can take shows STATE
     waiting and TARGET -; the reason field says why (--fields=unit,reason).
+    Registry entries that cannot be read (and that fleet therefore skips) are
+    listed on stderr after the table; with --output json as a JSON object
+    {"unreadable": [{"key", "problem", "revision"}...]}.
     """
     cols = _fields(fields, UNIT_FILES_FIELDS)
 
     async def action(client: FleetClient) -> int:
+        import asyncio
+
         from fleetpy.api.snapshot import read_snapshot
 
-        snap = await read_snapshot(client)
+        snap, unreadable = await asyncio.gather(read_snapshot(client), client.list_unreadable())
         rows = unit_file_rows(snap, full or output == "json", cols)
         out(render(cols, rows, output=output, legend=not no_legend), nl=False)
+        if unreadable:
+            err(unreadable_report(unreadable, output))
         return 0
 
     run_with_client(env, action)

@@ -119,9 +119,12 @@ def main(
 
         logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
     else:  # gRPC's own lines (TLS alerts...) repeat what fleetctl says plainly
+        import logging
         import os
 
         os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+        # fleetd's log line about each skipped entry: list-unit-files lists them instead
+        logging.getLogger("fleetpy.registry.unreadable").addHandler(logging.NullHandler())
     env = ctx.ensure_object(CtlEnv)
     source = ctx.get_parameter_source
     if (source("driver") == click.core.ParameterSource.DEFAULT

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from fleetpy.engine.plan import SpecCache, plan_engine
 from fleetpy.model.types import Machine, ScheduledUnit
@@ -26,7 +27,16 @@ from fleetpy.registry.base import (
     UnitRecord,
     WatchUpdate,
 )
-from fleetpy.registry.codec import decode_machine, decode_scheduled, decode_unit
+from fleetpy.registry.codec import (
+    LEADER,
+    UNITS,
+    CodecError,
+    decode_leader,
+    decode_machine,
+    decode_scheduled,
+    decode_unit,
+)
+from fleetpy.registry.unreadable import REPORTS, Unreadable
 from fleetpy.registry.view import apply_update
 
 log = logging.getLogger("fleetpy.engine")
@@ -49,6 +59,7 @@ class Engine:
         self._units: dict[str, UnitRecord] = {}
         self._machines: dict[str, Machine] = {}
         self._schedule: dict[tuple[str, str], ScheduledUnit] = {}
+        self._skipped: dict[str, dict[str, Unreadable]] = {}  # watched prefix -> entries
         self._synced: set[str] = set()
         self._waiting: dict[str, str] = {}
         self._specs: SpecCache = {}
@@ -78,6 +89,12 @@ class Engine:
             except* RegistryError as group:
                 log.warning("engine stopped leading on a registry error: %s", group.exceptions[0])
                 await asyncio.sleep(1.0)
+            except* Exception as group:
+                # A bug, or input nobody foresaw: never the end of fleetd. Stand
+                # down (the lease keeps the key: we campaign again at once).
+                log.error("engine stopped leading on an unexpected error, leading again in "
+                          "1s", exc_info=group.exceptions[0])
+                await asyncio.sleep(1.0)
             finally:
                 self.leading = False
                 self._token = None
@@ -93,13 +110,18 @@ class Engine:
                 log.info("resigned the engine lead")
 
     async def _wait_for_vacancy(self) -> None:
-        """Sleep until the leader key is gone (watched, not polled)."""
+        """Sleep until the leader key is gone or unusable (watched, not polled)."""
         try:
-            async for update in self._registry.watch("engine/leader"):
-                if update.reset and "engine/leader" not in update.items:
-                    return
-                if any(e.kind == "delete" for e in update.events):
-                    return
+            async for update in self._registry.watch(LEADER):
+                if update.reset:
+                    if LEADER not in update.items:
+                        return
+                    if not _readable(update.items[LEADER]):
+                        await asyncio.sleep(0.5)  # campaign clears it; never a busy loop
+                        return
+                for e in update.events:
+                    if e.key == LEADER and (e.kind == "delete" or not _readable(e.value)):
+                        return
         except RegistryError as exc:
             log.warning("leader watch failed: %s", exc)
             await asyncio.sleep(1.0)
@@ -111,7 +133,7 @@ class Engine:
             group.create_task(self._follow("units/", self._apply_units))
             group.create_task(self._follow("machines/", self._apply_machines))
             group.create_task(self._follow("schedule/", self._apply_schedule))
-            group.create_task(self._follow("engine/leader", self._check_leader))
+            group.create_task(self._follow(LEADER, self._check_leader))
             group.create_task(self._tick())
             await self._reconcile_loop(token)
 
@@ -122,19 +144,36 @@ class Engine:
             self._wake.set()
 
     def _check_leader(self, update: WatchUpdate) -> None:
+        """Stand down when the leader key is deleted or no longer names this machine."""
         if update.reset:
-            present = "engine/leader" in update.items
+            values = [update.items.get(LEADER)]
         else:
-            present = not any(e.kind == "delete" for e in update.events)
-        if not present:
-            raise NotLeaderError("leader key deleted")
+            values = [e.value if e.kind == "put" else None
+                      for e in update.events if e.key == LEADER]
+        for value in values:
+            if value is None:
+                raise NotLeaderError("leader key deleted")
+            if not _readable(value, self._machine_id):
+                raise NotLeaderError("leader key rewritten: it no longer names this machine")
+
+    def _fold(
+        self, prefix: str, view: dict[Any, Any], update: WatchUpdate,
+        key_of: Callable[[str], Any], decode: Callable[[str, bytes, int], Any],
+    ) -> list[tuple[Any, Any, Any]]:
+        """apply_update, with entries that do not decode skipped and said once."""
+        skipped = self._skipped.setdefault(prefix, {})
+        before = dict(skipped)
+        changes = apply_update(view, update, key_of, decode, skipped, self._registry.prefix)
+        REPORTS.sync(before, skipped)
+        return changes
 
     def _apply_units(self, update: WatchUpdate) -> None:
-        apply_update(self._units, update, _name, decode_unit)
+        self._fold(UNITS, self._units, update, _name, decode_unit)
 
     def _apply_machines(self, update: WatchUpdate) -> None:
-        changes = apply_update(
-            self._machines, update, _name, lambda key, value, _rev: decode_machine(key, value)
+        changes = self._fold(
+            "machines/", self._machines, update, _name,
+            lambda key, value, _rev: decode_machine(key, value),
         )
         if update.reset:
             return
@@ -148,8 +187,8 @@ class Engine:
                     f"{k}={v}" for k, v in sorted(machine.metadata.items())) or "-")
 
     def _apply_schedule(self, update: WatchUpdate) -> None:
-        apply_update(
-            self._schedule, update, _machine_and_name,
+        self._fold(
+            "schedule/", self._schedule, update, _machine_and_name,
             lambda key, value, _rev: decode_scheduled(key, value),
         )
 
@@ -172,6 +211,8 @@ class Engine:
                 list(self._schedule.values()),
                 waiting=self._waiting,
                 specs=self._specs,
+                unreadable=frozenset(
+                    rel[len(UNITS):] for rel in self._skipped.get(UNITS, {})),
             )
             if self.observe_pass is not None:
                 self.observe_pass(time.perf_counter() - started)
@@ -212,12 +253,26 @@ class Engine:
         return changes
 
 
+def _readable(value: bytes, machine_id: str | None = None) -> bool:
+    """Whether a leader key's value decodes (and names ``machine_id``, when given)."""
+    try:
+        leader = decode_leader(value)
+    except CodecError:
+        return False
+    return machine_id is None or leader == machine_id
+
+
 def _name(key: str) -> str:
     """``units/hello.service`` -> ``hello.service`` (likewise machines/<id>)."""
-    return key.rsplit("/", 1)[1]
+    parts = key.split("/")
+    if len(parts) != 2:
+        raise CodecError(f"key {key!r}: expected {parts[0]}/<name>")
+    return parts[1]
 
 
 def _machine_and_name(key: str) -> tuple[str, str]:
     """``schedule/<machine id>/<unit>`` -> (machine id, unit)."""
-    _, machine_id, name = key.split("/", 2)
-    return machine_id, name
+    parts = key.split("/")
+    if len(parts) != 3:
+        raise CodecError(f"key {key!r}: expected schedule/<machine_id>/<name>")
+    return parts[1], parts[2]

@@ -56,6 +56,13 @@ def parse_spec(name: str, contents: str) -> Spec:
         return xfleet_of(name, contents)
     except (InvalidXFleet, InvalidUnitFile) as exc:
         return str(exc)
+    except Exception as exc:  # one unit's contents must never end a pass
+        return _failed(exc)
+
+
+def _failed(exc: Exception) -> str:
+    """The reason a unit waits when planning it raised (a bug or unforeseen input)."""
+    return f"fleet cannot plan this unit: {type(exc).__name__}: {exc}"
 
 
 def _template_reason(name: str) -> str | None:
@@ -115,10 +122,13 @@ class _Pass:
             self.queued.discard(name)
             self.visits[name] = self.visits.get(name, 0) + 1
             spec = UnitSpec(name, self.specs[name])
-            if spec.xfleet.is_global:
-                self._global(spec)
-            else:
-                self._single(spec)
+            try:
+                if spec.xfleet.is_global:
+                    self._global(spec)
+                else:
+                    self._single(spec)
+            except Exception as exc:  # this unit waits; the pass goes on for the others
+                self.reasons[name] = _failed(exc)
 
     def _requeue(self, name: str) -> None:
         """Consider ``name`` again (it lost its place) unless seen too often."""
@@ -243,15 +253,19 @@ def plan_engine(
     schedule: Sequence[ScheduledUnit],
     waiting: Mapping[str, str] | None = None,
     specs: SpecCache | None = None,
+    unreadable: frozenset[str] = frozenset(),
 ) -> EnginePlan:
     """Plan one engine pass.
 
     ``waiting``: the reasons currently written (so that cleared ones get None
     and unchanged ones are not announced again). ``specs``: parsed [X-Fleet]
     from an earlier pass (``EnginePlan.specs``), reused while the hash matches.
+    ``unreadable``: units whose record does not decode: their schedule entries
+    are left as they are (unreadable is not destroyed).
     """
     previous = waiting or {}
-    records = {r.unit.name: r for r in units}
+    records = {r.unit.name: r for r in units if r.unit.name not in unreadable}
+    schedule = [e for e in schedule if e.name not in unreadable]
     parsed: dict[str, tuple[str, Spec]] = {}
     for name, rec in records.items():
         cached = specs.get(name) if specs else None

@@ -20,6 +20,9 @@ key                                         value (JSON)                        
   they vanish together when the agent dies, for the price of one keepalive.
 - Engine writes are transactions that compare the leader key (value and
   create revision): a deposed leader's writes fail instead of landing.
+- An entry that does not decode (anyone can write anything under the prefix)
+  is skipped by every list and watch, never fatal; ``list_unreadable`` says
+  which and why (fleetpy.registry.unreadable).
 """
 
 from __future__ import annotations
@@ -27,10 +30,13 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from fleetpy.model.metadata import MetadataChange
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
+
+if TYPE_CHECKING:
+    from fleetpy.registry.unreadable import Unreadable
 
 DEFAULT_PREFIX = "/fleetpy/"
 
@@ -95,12 +101,14 @@ class WatchUpdate:
     (after a compaction): ``items`` is then the whole current content of the
     prefix (relative key -> value) and the consumer replaces its view. Otherwise
     ``events`` holds the changes since the previous update, in revision order.
+    ``revisions`` gives each item's mod revision (when the watch knows it).
     """
 
     revision: int
     reset: bool = False
     items: Mapping[str, bytes] = field(default_factory=dict)
     events: Sequence[Event] = ()
+    revisions: Mapping[str, int] = field(default_factory=dict)
 
 
 class Lease(Protocol):
@@ -200,6 +208,10 @@ class Registry(Protocol):
         """
 
     async def list_waiting(self) -> dict[str, str]: ...
+
+    async def list_unreadable(self) -> list[Unreadable]:
+        """Entries under the registry's prefixes that do not decode (every reader skips
+        them); sorted by key."""
 
     # leadership ---------------------------------------------------------------
     async def campaign(self, machine_id: str, lease: Lease) -> LeaderToken | None:

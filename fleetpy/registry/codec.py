@@ -15,7 +15,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from fleetpy.model.names import InvalidUnitName, validate_unit_name
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
+from fleetpy.model.unitfile import unit_hash
 from fleetpy.registry.base import DEFAULT_PREFIX, UnitRecord
 
 UNITS = "units/"
@@ -87,11 +89,29 @@ def split_key(key: str, prefix: str) -> list[str]:
     return key[len(prefix) :].split("/")
 
 
+def _unit_name(key: str, name: str) -> str:
+    """A unit name taken from a key: valid as systemd would have it, else CodecError."""
+    try:
+        validate_unit_name(name)
+    except InvalidUnitName as e:
+        raise CodecError(f"{key}: {e}") from None
+    if name.startswith("."):
+        raise CodecError(f"{key}: unit name {name!r} starts with '.' (no agent can write it)")
+    return name
+
+
+def _one_part(key: str, prefix: str) -> str:
+    parts = split_key(key, prefix)
+    if len(parts) != 1 or not parts[0]:
+        raise CodecError(f"key {key!r}: expected {prefix}<name>")
+    return parts[0]
+
+
 def _two_part(key: str, prefix: str) -> tuple[str, str]:
     parts = split_key(key, prefix)
     if len(parts) != 2 or not all(parts):
         raise CodecError(f"key {key!r}: expected {prefix}<machine_id>/<name>")
-    return parts[0], parts[1]
+    return parts[0], _unit_name(key, parts[1])
 
 
 # values --------------------------------------------------------------------
@@ -133,9 +153,12 @@ def encode_unit(unit: UnitFile, desired: TargetState) -> bytes:
 
 
 def decode_unit(key: str, value: bytes, revision: int = 0) -> UnitRecord:
-    (name,) = split_key(key, UNITS)
+    """``units/<name>``: a valid name, and a hash that is the contents' hash."""
+    name = _unit_name(key, _one_part(key, UNITS))
     obj = _load(value, ("hash", "contents", "desired"), key)
     unit = UnitFile(name=name, contents=_str(obj, "contents", key), hash=_str(obj, "hash", key))
+    if unit_hash(unit.contents) != unit.hash:
+        raise CodecError(f"{key}: hash {unit.hash[:40]!r} is not the hash of its contents")
     return UnitRecord(unit=unit, desired=_target(obj, "desired", key), revision=revision)
 
 
@@ -161,7 +184,11 @@ def encode_machine(machine: Machine) -> bytes:
 
 
 def decode_machine(key: str, value: bytes) -> Machine:
+    """``machines/<id>``: the record's id is the key's."""
+    machine_id = _one_part(key, MACHINES)
     obj = _load(value, ("id", "public_ip", "metadata"), key)
+    if _str(obj, "id", key) != machine_id:
+        raise CodecError(f"{key}: id {str(obj['id'])[:40]!r} is not the key's machine id")
     metadata = obj["metadata"]
     if not isinstance(metadata, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
@@ -202,7 +229,7 @@ def encode_waiting(reason: str) -> bytes:
 
 def decode_waiting(key: str, value: bytes) -> tuple[str, str]:
     """-> (unit name, reason)."""
-    (name,) = split_key(key, WAITING)
+    name = _unit_name(key, _one_part(key, WAITING))
     return name, _str(_load(value, ("reason",), key), "reason", key)
 
 
@@ -212,3 +239,24 @@ def encode_leader(machine_id: str) -> bytes:
 
 def decode_leader(value: bytes) -> str:
     return _str(_load(value, ("machine_id",), LEADER), "machine_id", LEADER)
+
+
+def decode_entry(key: str, value: bytes) -> None:
+    """Check any registry entry by the prefix its key is under; CodecError if unusable.
+
+    Keys under none of the known prefixes are not fleetpy's to judge: accepted.
+    """
+    if key.startswith(UNITS):
+        decode_unit(key, value)
+    elif key.startswith(SCHEDULE):
+        decode_scheduled(key, value)
+    elif key.startswith(STATES):
+        decode_state(key, value)
+    elif key.startswith(MACHINES):
+        decode_machine(key, value)
+    elif key.startswith(WAITING):
+        decode_waiting(key, value)
+    elif key == LEADER:
+        decode_leader(value)
+    elif key.startswith(LEADER):
+        raise CodecError(f"key {key!r}: nothing belongs under {LEADER}")

@@ -8,6 +8,8 @@ etcd's default limit of 128 operations per transaction).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -38,6 +40,7 @@ from fleetpy.registry.kv import (
     prefix_end,
 )
 from fleetpy.registry.lease import KeepaliveLease
+from fleetpy.registry.unreadable import PREFIXES, REPORTS, Unreadable, problem_of
 from fleetpy.registry.watch import resumable_watch
 
 log = logging.getLogger(__name__)
@@ -86,7 +89,7 @@ class KVRegistry:
         return (self.prefix + relative).encode()
 
     def _rel(self, key: bytes) -> str:
-        return key.decode()[len(self.prefix) :]
+        return key.decode(errors="surrogateescape")[len(self.prefix) :]
 
     async def _list(self, relative_prefix: str) -> list[KeyValue]:
         prefix = self._key(relative_prefix)
@@ -111,13 +114,30 @@ class KVRegistry:
             raise
 
     def _decoded(self, kvs: Iterable[KeyValue], decode: Callable[[KeyValue], T]) -> list[T]:
+        """Decode each entry; one that does not decode is skipped and said once."""
         result: list[T] = []
         for kv in kvs:
             try:
                 result.append(decode(kv))
             except ValueError as e:
-                log.warning("skipping unreadable registry entry %s: %s", kv.key.decode(), e)
+                REPORTS.report(self._unreadable(kv, e))
         return result
+
+    def _unreadable(self, kv: KeyValue, exc: Exception) -> Unreadable:
+        rel = self._rel(kv.key)
+        return Unreadable(self.prefix + rel, problem_of(rel, exc), kv.mod_revision)
+
+    async def list_unreadable(self) -> list[Unreadable]:
+        """Every entry under the registry's prefixes that does not decode, by key."""
+        found: list[Unreadable] = []
+        listings = await asyncio.gather(*(self._list(prefix) for prefix in PREFIXES))
+        for kvs in listings:
+            for kv in kvs:
+                try:
+                    codec.decode_entry(self._rel(kv.key), kv.value)
+                except ValueError as e:
+                    found.append(self._unreadable(kv, e))
+        return sorted(found, key=lambda u: u.key)
 
     def _leader_guard(self, token: LeaderToken) -> list[Compare]:
         key = self._key(codec.LEADER)
@@ -206,9 +226,28 @@ class KVRegistry:
             return True
         # Already there: ours (a repeated registration) is updated, another live one refused.
         retry = await self._txn([Compare(key, Target.LEASE, lease.id)], [put], lease=lease)
-        if not retry.succeeded:
-            log.warning("machine %s is already registered by another live agent", machine.id)
-        return retry.succeeded
+        if retry.succeeded:
+            return True
+        current = await self._get(codec.machine_key(machine.id))
+        if current is not None and self._unusable_machine(current):
+            # No agent wrote this (garbage, or a put on no lease): it would never expire.
+            taken = await self._txn(
+                [Compare(key, Target.MOD, current.mod_revision)], [put], lease=lease)
+            if taken.succeeded:
+                log.warning("machine %s: replaced an unusable record (no live agent's) with "
+                            "ours on lease %x", machine.id, lease.id)
+                return True
+        log.warning("machine %s is already registered by another live agent", machine.id)
+        return False
+
+    def _unusable_machine(self, kv: KeyValue) -> bool:
+        """A machine record no live agent holds: on no lease, or not decodable."""
+        try:
+            codec.decode_machine(self._rel(kv.key), kv.value)
+        except ValueError as e:
+            REPORTS.report(self._unreadable(kv, e))
+            return True
+        return kv.lease == 0
 
     async def update_machine(self, machine: Machine, lease: Lease) -> None:
         key = self._key(codec.machine_key(machine.id))
@@ -303,18 +342,44 @@ class KVRegistry:
     async def campaign(self, machine_id: str, lease: Lease) -> LeaderToken | None:
         key = self._key(codec.LEADER)
         put = Put(key, codec.encode_leader(machine_id), lease.id)
-        result = await self._txn([Compare(key, Target.CREATE, 0)], [put], lease=lease)
-        if result.succeeded:
-            log.info("%s took the engine lead (lease %x)", machine_id, lease.id)
-            return LeaderToken(machine_id, result.revision, lease.id)
-        current = await self._get(codec.LEADER)
-        if current is not None and current.lease == lease.id:
-            try:
-                if codec.decode_leader(current.value) == machine_id:
-                    return LeaderToken(machine_id, current.create_revision, lease.id)
-            except ValueError:
-                pass
+        for _ in range(3):
+            result = await self._txn([Compare(key, Target.CREATE, 0)], [put], lease=lease)
+            if result.succeeded:
+                log.info("%s took the engine lead (lease %x)", machine_id, lease.id)
+                return LeaderToken(machine_id, result.revision, lease.id)
+            current = await self._get(codec.LEADER)
+            if current is None:
+                continue  # the leader resigned meanwhile: try again
+            if current.lease == lease.id:
+                with contextlib.suppress(ValueError):
+                    if codec.decode_leader(current.value) == machine_id:
+                        return LeaderToken(machine_id, current.create_revision, lease.id)
+                return None
+            if not await self._clear_unusable_leader(current):
+                return None
         return None
+
+    async def _clear_unusable_leader(self, current: KeyValue) -> bool:
+        """Delete a leader key no fleetd wrote (unreadable, or on no lease); True if so.
+
+        Such a key never expires: left alone, no engine would ever lead again.
+        The delete compares the mod revision, so a real leader is never removed.
+        """
+        try:
+            codec.decode_leader(current.value)
+            problem = None if current.lease else "not on a lease (it would never expire)"
+        except ValueError as e:
+            problem = problem_of(codec.LEADER, e)
+        if problem is None:
+            return False
+        REPORTS.report(Unreadable(self.prefix + codec.LEADER, problem, current.mod_revision))
+        key = self._key(codec.LEADER)
+        result = await self._txn(
+            [Compare(key, Target.MOD, current.mod_revision)], [Delete(key)])
+        if result.succeeded:
+            log.warning("deleted the unusable engine leader key %s%s so that an engine can "
+                        "lead", self.prefix, codec.LEADER)
+        return True
 
     async def get_leader(self) -> str | None:
         kv = await self._get(codec.LEADER)
@@ -322,8 +387,9 @@ class KVRegistry:
             return None
         try:
             return codec.decode_leader(kv.value)
-        except ValueError as e:
-            raise RegistryError(f"unreadable engine leader key: {e}") from None
+        except ValueError as e:  # names no leader; the next campaign clears it
+            REPORTS.report(self._unreadable(kv, e))
+            return None
 
     async def resign(self, token: LeaderToken) -> None:
         result = await self._txn(self._leader_guard(token), [Delete(self._key(codec.LEADER))])

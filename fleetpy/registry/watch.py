@@ -41,7 +41,7 @@ async def resumable_watch(
     next_revision = 0  # 0: the next step is a (re-)listing
 
     def rel(key: bytes) -> str:
-        return key.decode()[strip:]
+        return key.decode(errors="surrogateescape")[strip:]
 
     while not closed():
         if next_revision == 0:
@@ -56,7 +56,10 @@ async def resumable_watch(
                 continue
             next_revision = listing.revision + 1
             items = {rel(kv.key): kv.value for kv in listing.kvs}
-            yield WatchUpdate(revision=listing.revision, reset=True, items=items)
+            revisions = {rel(kv.key): kv.mod_revision for kv in listing.kvs}
+            yield WatchUpdate(
+                revision=listing.revision, reset=True, items=items, revisions=revisions
+            )
             continue
         try:
             async with aclosing(backend.watch(prefix, end, next_revision)) as stream:

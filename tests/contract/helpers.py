@@ -7,6 +7,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
+from fleetpy.model.unitfile import unit_hash
 from fleetpy.registry.base import Event, RegistryError, WatchUpdate
 
 T = TypeVar("T")
@@ -15,7 +16,7 @@ WAIT = 5.0  # seconds: the most any single expected event may take
 
 
 def unit(name: str, contents: str = "[Service]\nExecStart=/bin/sleep 1d\n") -> UnitFile:
-    return UnitFile(name=name, contents=contents, hash=f"hash-of-{contents}"[:40])
+    return UnitFile(name=name, contents=contents, hash=unit_hash(contents))
 
 
 def machine(machine_id: str, ip: str = "10.0.0.1", **metadata: str) -> Machine:

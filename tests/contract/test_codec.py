@@ -37,7 +37,8 @@ def test_values_round_trip() -> None:
     assert codec.decode_machine("machines/m1", codec.encode_machine(m)) == m
     s = state("a.service", "m1")
     assert codec.decode_state("states/m1/a.service", codec.encode_state(s)) == s
-    assert codec.decode_waiting("waiting/x", codec.encode_waiting("why")) == ("x", "why")
+    assert codec.decode_waiting("waiting/x.service", codec.encode_waiting("why")) == (
+        "x.service", "why")
     assert codec.decode_leader(codec.encode_leader("m1")) == "m1"
 
 

@@ -229,6 +229,26 @@ class ListWaitingResponse(_message.Message):
     waiting: _containers.ScalarMap[str, str]
     def __init__(self, waiting: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
+class ListUnreadableRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class UnreadableEntry(_message.Message):
+    __slots__ = ("key", "problem", "revision")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    problem: str
+    revision: int
+    def __init__(self, key: _Optional[str] = ..., problem: _Optional[str] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class ListUnreadableResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[UnreadableEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[UnreadableEntry, _Mapping]]] = ...) -> None: ...
+
 class WatchUnitStatesRequest(_message.Message):
     __slots__ = ("names",)
     NAMES_FIELD_NUMBER: _ClassVar[int]

@@ -89,6 +89,11 @@ class FleetStub:
                 request_serializer=fleetpy_dot_v1_dot_fleet__pb2.ListWaitingRequest.SerializeToString,
                 response_deserializer=fleetpy_dot_v1_dot_fleet__pb2.ListWaitingResponse.FromString,
                 _registered_method=True)
+        self.ListUnreadable = channel.unary_unary(
+                '/fleetpy.v1.Fleet/ListUnreadable',
+                request_serializer=fleetpy_dot_v1_dot_fleet__pb2.ListUnreadableRequest.SerializeToString,
+                response_deserializer=fleetpy_dot_v1_dot_fleet__pb2.ListUnreadableResponse.FromString,
+                _registered_method=True)
         self.WatchUnitStates = channel.unary_stream(
                 '/fleetpy.v1.Fleet/WatchUnitStates',
                 request_serializer=fleetpy_dot_v1_dot_fleet__pb2.WatchUnitStatesRequest.SerializeToString,
@@ -174,6 +179,15 @@ class FleetServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListUnreadable(self, request, context):
+        """Registry entries that do not decode (bad JSON, wrong shape, an invalid
+        unit name, a key with extra path parts...): every reader skips them;
+        this says which keys and why.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchUnitStates(self, request, context):
         """A snapshot of everything known about the named units (all units when no
         name is given) now, then a new snapshot after every change that touches
@@ -240,6 +254,11 @@ def add_FleetServicer_to_server(servicer, server):
                     servicer.ListWaiting,
                     request_deserializer=fleetpy_dot_v1_dot_fleet__pb2.ListWaitingRequest.FromString,
                     response_serializer=fleetpy_dot_v1_dot_fleet__pb2.ListWaitingResponse.SerializeToString,
+            ),
+            'ListUnreadable': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUnreadable,
+                    request_deserializer=fleetpy_dot_v1_dot_fleet__pb2.ListUnreadableRequest.FromString,
+                    response_serializer=fleetpy_dot_v1_dot_fleet__pb2.ListUnreadableResponse.SerializeToString,
             ),
             'WatchUnitStates': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchUnitStates,
@@ -544,6 +563,33 @@ class Fleet:
             '/fleetpy.v1.Fleet/ListWaiting',
             fleetpy_dot_v1_dot_fleet__pb2.ListWaitingRequest.SerializeToString,
             fleetpy_dot_v1_dot_fleet__pb2.ListWaitingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUnreadable(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetpy.v1.Fleet/ListUnreadable',
+            fleetpy_dot_v1_dot_fleet__pb2.ListUnreadableRequest.SerializeToString,
+            fleetpy_dot_v1_dot_fleet__pb2.ListUnreadableResponse.FromString,
             options,
             channel_credentials,
             insecure,
