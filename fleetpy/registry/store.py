@@ -61,8 +61,10 @@ class KVRegistry:
         prefix: str = DEFAULT_PREFIX,
         *,
         max_txn_ops: int = DEFAULT_MAX_TXN_OPS,
+        own_backend: bool = True,
     ) -> None:
         self.backend = backend
+        self.own_backend = own_backend
         self.prefix = codec.normalize_prefix(prefix)
         self.max_txn_ops = max_txn_ops
         self._closed = False
@@ -72,13 +74,17 @@ class KVRegistry:
         return f"<{type(self).__name__} {self.backend.description} prefix={self.prefix}>"
 
     async def close(self) -> None:
-        """Stop keepalives (leases then expire after their ttl), end watches, disconnect."""
+        """Stop keepalives (leases then expire after their ttl), end watches, disconnect.
+
+        A registry that does not own its backend (a shared connection) leaves it open.
+        """
         self._closed = True
         leases, self._leases = self._leases, []
         for lease in leases:
             if lease.is_alive():
                 await lease.stop_keepalive()
-        await self.backend.close()
+        if self.own_backend:
+            await self.backend.close()
 
     # helpers ---------------------------------------------------------------
 
