@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from fleetpy.model.metadata import MetadataChange
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
-from fleetpy.registry import codec
+from fleetpy.registry import bulk, codec
 from fleetpy.registry.base import (
     DEFAULT_PREFIX,
     LeaderToken,
@@ -179,6 +179,24 @@ class KVRegistry:
     async def destroy_unit(self, name: str) -> bool:
         result = await self._txn([], [Delete(self._key(codec.unit_key(name)))])
         return result.results[0].deleted > 0
+
+    # many units at once (fleetpy.registry.bulk) -------------------------------
+
+    async def get_units(self, names: Sequence[str]) -> dict[str, UnitRecord | None]:
+        return await bulk.get_units(self, names)
+
+    async def create_units(
+        self, units: Sequence[UnitFile], desired: TargetState
+    ) -> dict[str, bool]:
+        return await bulk.create_units(self, units, desired)
+
+    async def set_desired_many(
+        self, names: Sequence[str], desired: TargetState
+    ) -> dict[str, bool]:
+        return await bulk.set_desired_many(self, names, desired)
+
+    async def destroy_units(self, names: Sequence[str]) -> dict[str, bool]:
+        return await bulk.destroy_units(self, names)
 
     # machines and states -----------------------------------------------------
 

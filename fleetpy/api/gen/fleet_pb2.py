@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66leetpy/v1/fleet.proto\x12\nfleetpy.v1\"8\n\x08UnitFile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63ontents\x18\x02 \x01(\t\x12\x0c\n\x04hash\x18\x03 \x01(\t\"f\n\x04Unit\x12\"\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x14.fleetpy.v1.UnitFile\x12(\n\x07\x64\x65sired\x18\x02 \x01(\x0e\x32\x17.fleetpy.v1.TargetState\x12\x10\n\x08revision\x18\x03 \x01(\x03\"\x8e\x01\n\x07Machine\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tpublic_ip\x18\x02 \x01(\t\x12\x33\n\x08metadata\x18\x03 \x03(\x0b\x32!.fleetpy.v1.Machine.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"x\n\tUnitState\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nmachine_id\x18\x02 \x01(\t\x12\x12\n\nload_state\x18\x03 \x01(\t\x12\x14\n\x0c\x61\x63tive_state\x18\x04 \x01(\t\x12\x11\n\tsub_state\x18\x05 \x01(\t\x12\x0c\n\x04hash\x18\x06 \x01(\t\"z\n\rScheduledUnit\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nmachine_id\x18\x02 \x01(\t\x12\'\n\x06target\x18\x03 \x01(\x0e\x32\x17.fleetpy.v1.TargetState\x12\x0c\n\x04hash\x18\x04 \x01(\t\x12\x10\n\x08\x63ontents\x18\x05 \x01(\t\"a\n\x11\x43reateUnitRequest\x12\"\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x14.fleetpy.v1.UnitFile\x12(\n\x07\x64\x65sired\x18\x02 \x01(\x0e\x32\x17.fleetpy.v1.TargetState\"%\n\x12\x43reateUnitResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\"^\n\x0ePutUnitRequest\x12\"\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x14.fleetpy.v1.UnitFile\x12(\n\x07\x64\x65sired\x18\x02 \x01(\x0e\x32\x17.fleetpy.v1.TargetState\"\x11\n\x0fPutUnitResponse\"\x1e\n\x0eGetUnitRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"1\n\x0fGetUnitResponse\x12\x1e\n\x04unit\x18\x01 \x01(\x0b\x32\x10.fleetpy.v1.Unit\"\x12\n\x10ListUnitsRequest\"4\n\x11ListUnitsResponse\x12\x1f\n\x05units\x18\x01 \x03(\x0b\x32\x10.fleetpy.v1.Unit\"K\n\x11SetDesiredRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x07\x64\x65sired\x18\x02 \x01(\x0e\x32\x17.fleetpy.v1.TargetState\"\x14\n\x12SetDesiredResponse\"\"\n\x12\x44\x65stroyUnitRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x44\x65stroyUnitResponse\"\x15\n\x13ListMachinesRequest\"=\n\x14ListMachinesResponse\x12%\n\x08machines\x18\x01 \x03(\x0b\x32\x13.fleetpy.v1.Machine\"\xa8\x01\n\x19SetMachineMetadataRequest\x12\x12\n\nmachine_id\x18\x01 \x01(\t\x12;\n\x03set\x18\x02 \x03(\x0b\x32..fleetpy.v1.SetMachineMetadataRequest.SetEntry\x12\x0e\n\x06remove\x18\x03 \x03(\t\x1a*\n\x08SetEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"B\n\x1aSetMachineMetadataResponse\x12$\n\x07machine\x18\x01 \x01(\x0b\x32\x13.fleetpy.v1.Machine\"+\n\x15ListUnitStatesRequest\x12\x12\n\nmachine_id\x18\x01 \x01(\t\"?\n\x16ListUnitStatesResponse\x12%\n\x06states\x18\x01 \x03(\x0b\x32\x15.fleetpy.v1.UnitState\")\n\x13ListScheduleRequest\x12\x12\n\nmachine_id\x18\x01 \x01(\t\"@\n\x14ListScheduleResponse\x12(\n\x05units\x18\x01 \x03(\x0b\x32\x19.fleetpy.v1.ScheduledUnit\"\x14\n\x12ListWaitingRequest\"\x84\x01\n\x13ListWaitingResponse\x12=\n\x07waiting\x18\x01 \x03(\x0b\x32,.fleetpy.v1.ListWaitingResponse.WaitingEntry\x1a.\n\x0cWaitingEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\'\n\x16WatchUnitStatesRequest\x12\r\n\x05names\x18\x01 \x03(\t\"\x98\x02\n\x0f\x43lusterSnapshot\x12\x1f\n\x05units\x18\x01 \x03(\x0b\x32\x10.fleetpy.v1.Unit\x12+\n\x08schedule\x18\x02 \x03(\x0b\x32\x19.fleetpy.v1.ScheduledUnit\x12%\n\x06states\x18\x03 \x03(\x0b\x32\x15.fleetpy.v1.UnitState\x12\x39\n\x07waiting\x18\x04 \x03(\x0b\x32(.fleetpy.v1.ClusterSnapshot.WaitingEntry\x12%\n\x08machines\x18\x05 \x03(\x0b\x32\x13.fleetpy.v1.Machine\x1a.\n\x0cWaitingEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*z\n\x0bTargetState\x12\x1c\n\x18TARGET_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15TARGET_STATE_INACTIVE\x10\x01\x12\x17\n\x13TARGET_STATE_LOADED\x10\x02\x12\x19\n\x15TARGET_STATE_LAUNCHED\x10\x03\x32\xcd\x07\n\x05\x46leet\x12K\n\nCreateUnit\x12\x1d.fleetpy.v1.CreateUnitRequest\x1a\x1e.fleetpy.v1.CreateUnitResponse\x12\x42\n\x07PutUnit\x12\x1a.fleetpy.v1.PutUnitRequest\x1a\x1b.fleetpy.v1.PutUnitResponse\x12\x42\n\x07GetUnit\x12\x1a.fleetpy.v1.GetUnitRequest\x1a\x1b.fleetpy.v1.GetUnitResponse\x12H\n\tListUnits\x12\x1c.fleetpy.v1.ListUnitsRequest\x1a\x1d.fleetpy.v1.ListUnitsResponse\x12K\n\nSetDesired\x12\x1d.fleetpy.v1.SetDesiredRequest\x1a\x1e.fleetpy.v1.SetDesiredResponse\x12N\n\x0b\x44\x65stroyUnit\x12\x1e.fleetpy.v1.DestroyUnitRequest\x1a\x1f.fleetpy.v1.DestroyUnitResponse\x12Q\n\x0cListMachines\x12\x1f.fleetpy.v1.ListMachinesRequest\x1a .fleetpy.v1.ListMachinesResponse\x12\x63\n\x12SetMachineMetadata\x12%.fleetpy.v1.SetMachineMetadataRequest\x1a&.fleetpy.v1.SetMachineMetadataResponse\x12W\n\x0eListUnitStates\x12!.fleetpy.v1.ListUnitStatesRequest\x1a\".fleetpy.v1.ListUnitStatesResponse\x12Q\n\x0cListSchedule\x12\x1f.fleetpy.v1.ListScheduleRequest\x1a .fleetpy.v1.ListScheduleResponse\x12N\n\x0bListWaiting\x12\x1e.fleetpy.v1.ListWaitingRequest\x1a\x1f.fleetpy.v1.ListWaitingResponse\x12T\n\x0fWatchUnitStates\x12\".fleetpy.v1.WatchUnitStatesRequest\x1a\x1b.fleetpy.v1.ClusterSnapshot0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66leetpy/v1/fleet.proto\x12\nfleetpy.v1\"8\n\x08UnitFile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63ontents\x18\x02 \x01(\t\x12\x0c\n\x04hash\x18\x03 \x01(\t\"f\n\x04Unit\x12\"\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x14.fleetpy.v1.UnitFile\x12(\n\x07\x64\x65sired\x18\x02 \x01(\x0e\x32\x17.fleetpy.v1.TargetState\x12\x10\n\x08revision\x18\x03 \x01(\x03\"\x8e\x01\n\x07Machine\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tpublic_ip\x18\x02 \x01(\t\x12\x33\n\x08metadata\x18\x03 \x03(\x0b\x32!.fleetpy.v1.Machine.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"x\n\tUnitState\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nmachine_id\x18\x02 \x01(\t\x12\x12\n\nload_state\x18\x03 \x01(\t\x12\x14\n\x0c\x61\x63tive_state\x18\x04 \x01(\t\x12\x11\n\tsub_state\x18\x05 \x01(\t\x12\x0c\n\x04hash\x18\x06 \x01(\t\"z\n\rScheduledUnit\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nmachine_id\x18\x02 \x01(\t\x12\'\n\x06target\x18\x03 \x01(\x0e\x32\x17.fleetpy.v1.TargetState\x12\x0c\n\x04hash\x18\x04 \x01(\t\x12\x10\n\x08\x63ontents\x18\x05 \x01(\t\"a\n\x11\x43reateUnitRequest\x12\"\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x14.fleetpy.v1.UnitFile\x12(\n\x07\x64\x65sired\x18\x02 \x01(\x0e\x32\x17.fleetpy.v1.TargetState\"%\n\x12\x43reateUnitResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\"^\n\x0ePutUnitRequest\x12\"\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x14.fleetpy.v1.UnitFile\x12(\n\x07\x64\x65sired\x18\x02 \x01(\x0e\x32\x17.fleetpy.v1.TargetState\"\x11\n\x0fPutUnitResponse\"\x1e\n\x0eGetUnitRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"1\n\x0fGetUnitResponse\x12\x1e\n\x04unit\x18\x01 \x01(\x0b\x32\x10.fleetpy.v1.Unit\"\x12\n\x10ListUnitsRequest\"4\n\x11ListUnitsResponse\x12\x1f\n\x05units\x18\x01 \x03(\x0b\x32\x10.fleetpy.v1.Unit\"K\n\x11SetDesiredRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x07\x64\x65sired\x18\x02 \x01(\x0e\x32\x17.fleetpy.v1.TargetState\"\x14\n\x12SetDesiredResponse\"\"\n\x12\x44\x65stroyUnitRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x44\x65stroyUnitResponse\" \n\x0fGetUnitsRequest\x12\r\n\x05names\x18\x01 \x03(\t\"D\n\x10GetUnitsResponse\x12\x1f\n\x05units\x18\x01 \x03(\x0b\x32\x10.fleetpy.v1.Unit\x12\x0f\n\x07missing\x18\x02 \x03(\t\"c\n\x12\x43reateUnitsRequest\x12#\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x14.fleetpy.v1.UnitFile\x12(\n\x07\x64\x65sired\x18\x02 \x01(\x0e\x32\x17.fleetpy.v1.TargetState\"&\n\x13\x43reateUnitsResponse\x12\x0f\n\x07\x63reated\x18\x01 \x03(\t\"P\n\x15SetDesiredManyRequest\x12\r\n\x05names\x18\x01 \x03(\t\x12(\n\x07\x64\x65sired\x18\x02 \x01(\x0e\x32\x17.fleetpy.v1.TargetState\")\n\x16SetDesiredManyResponse\x12\x0f\n\x07missing\x18\x01 \x03(\t\"$\n\x13\x44\x65stroyUnitsRequest\x12\r\n\x05names\x18\x01 \x03(\t\"\'\n\x14\x44\x65stroyUnitsResponse\x12\x0f\n\x07missing\x18\x01 \x03(\t\"\x15\n\x13ListMachinesRequest\"=\n\x14ListMachinesResponse\x12%\n\x08machines\x18\x01 \x03(\x0b\x32\x13.fleetpy.v1.Machine\"\xa8\x01\n\x19SetMachineMetadataRequest\x12\x12\n\nmachine_id\x18\x01 \x01(\t\x12;\n\x03set\x18\x02 \x03(\x0b\x32..fleetpy.v1.SetMachineMetadataRequest.SetEntry\x12\x0e\n\x06remove\x18\x03 \x03(\t\x1a*\n\x08SetEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"B\n\x1aSetMachineMetadataResponse\x12$\n\x07machine\x18\x01 \x01(\x0b\x32\x13.fleetpy.v1.Machine\"+\n\x15ListUnitStatesRequest\x12\x12\n\nmachine_id\x18\x01 \x01(\t\"?\n\x16ListUnitStatesResponse\x12%\n\x06states\x18\x01 \x03(\x0b\x32\x15.fleetpy.v1.UnitState\")\n\x13ListScheduleRequest\x12\x12\n\nmachine_id\x18\x01 \x01(\t\"@\n\x14ListScheduleResponse\x12(\n\x05units\x18\x01 \x03(\x0b\x32\x19.fleetpy.v1.ScheduledUnit\"\x14\n\x12ListWaitingRequest\"\x84\x01\n\x13ListWaitingResponse\x12=\n\x07waiting\x18\x01 \x03(\x0b\x32,.fleetpy.v1.ListWaitingResponse.WaitingEntry\x1a.\n\x0cWaitingEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\'\n\x16WatchUnitStatesRequest\x12\r\n\x05names\x18\x01 \x03(\t\"\x98\x02\n\x0f\x43lusterSnapshot\x12\x1f\n\x05units\x18\x01 \x03(\x0b\x32\x10.fleetpy.v1.Unit\x12+\n\x08schedule\x18\x02 \x03(\x0b\x32\x19.fleetpy.v1.ScheduledUnit\x12%\n\x06states\x18\x03 \x03(\x0b\x32\x15.fleetpy.v1.UnitState\x12\x39\n\x07waiting\x18\x04 \x03(\x0b\x32(.fleetpy.v1.ClusterSnapshot.WaitingEntry\x12%\n\x08machines\x18\x05 \x03(\x0b\x32\x13.fleetpy.v1.Machine\x1a.\n\x0cWaitingEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*z\n\x0bTargetState\x12\x1c\n\x18TARGET_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15TARGET_STATE_INACTIVE\x10\x01\x12\x17\n\x13TARGET_STATE_LOADED\x10\x02\x12\x19\n\x15TARGET_STATE_LAUNCHED\x10\x03\x32\x90\n\n\x05\x46leet\x12K\n\nCreateUnit\x12\x1d.fleetpy.v1.CreateUnitRequest\x1a\x1e.fleetpy.v1.CreateUnitResponse\x12\x42\n\x07PutUnit\x12\x1a.fleetpy.v1.PutUnitRequest\x1a\x1b.fleetpy.v1.PutUnitResponse\x12\x42\n\x07GetUnit\x12\x1a.fleetpy.v1.GetUnitRequest\x1a\x1b.fleetpy.v1.GetUnitResponse\x12H\n\tListUnits\x12\x1c.fleetpy.v1.ListUnitsRequest\x1a\x1d.fleetpy.v1.ListUnitsResponse\x12K\n\nSetDesired\x12\x1d.fleetpy.v1.SetDesiredRequest\x1a\x1e.fleetpy.v1.SetDesiredResponse\x12N\n\x0b\x44\x65stroyUnit\x12\x1e.fleetpy.v1.DestroyUnitRequest\x1a\x1f.fleetpy.v1.DestroyUnitResponse\x12\x45\n\x08GetUnits\x12\x1b.fleetpy.v1.GetUnitsRequest\x1a\x1c.fleetpy.v1.GetUnitsResponse\x12N\n\x0b\x43reateUnits\x12\x1e.fleetpy.v1.CreateUnitsRequest\x1a\x1f.fleetpy.v1.CreateUnitsResponse\x12W\n\x0eSetDesiredMany\x12!.fleetpy.v1.SetDesiredManyRequest\x1a\".fleetpy.v1.SetDesiredManyResponse\x12Q\n\x0c\x44\x65stroyUnits\x12\x1f.fleetpy.v1.DestroyUnitsRequest\x1a .fleetpy.v1.DestroyUnitsResponse\x12Q\n\x0cListMachines\x12\x1f.fleetpy.v1.ListMachinesRequest\x1a .fleetpy.v1.ListMachinesResponse\x12\x63\n\x12SetMachineMetadata\x12%.fleetpy.v1.SetMachineMetadataRequest\x1a&.fleetpy.v1.SetMachineMetadataResponse\x12W\n\x0eListUnitStates\x12!.fleetpy.v1.ListUnitStatesRequest\x1a\".fleetpy.v1.ListUnitStatesResponse\x12Q\n\x0cListSchedule\x12\x1f.fleetpy.v1.ListScheduleRequest\x1a .fleetpy.v1.ListScheduleResponse\x12N\n\x0bListWaiting\x12\x1e.fleetpy.v1.ListWaitingRequest\x1a\x1f.fleetpy.v1.ListWaitingResponse\x12T\n\x0fWatchUnitStates\x12\".fleetpy.v1.WatchUnitStatesRequest\x1a\x1b.fleetpy.v1.ClusterSnapshot0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,8 +39,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTWAITINGRESPONSE_WAITINGENTRY']._serialized_options = b'8\001'
   _globals['_CLUSTERSNAPSHOT_WAITINGENTRY']._loaded_options = None
   _globals['_CLUSTERSNAPSHOT_WAITINGENTRY']._serialized_options = b'8\001'
-  _globals['_TARGETSTATE']._serialized_start=2184
-  _globals['_TARGETSTATE']._serialized_end=2306
+  _globals['_TARGETSTATE']._serialized_start=2633
+  _globals['_TARGETSTATE']._serialized_end=2755
   _globals['_UNITFILE']._serialized_start=38
   _globals['_UNITFILE']._serialized_end=94
   _globals['_UNIT']._serialized_start=96
@@ -77,36 +77,52 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DESTROYUNITREQUEST']._serialized_end=1134
   _globals['_DESTROYUNITRESPONSE']._serialized_start=1136
   _globals['_DESTROYUNITRESPONSE']._serialized_end=1157
-  _globals['_LISTMACHINESREQUEST']._serialized_start=1159
-  _globals['_LISTMACHINESREQUEST']._serialized_end=1180
-  _globals['_LISTMACHINESRESPONSE']._serialized_start=1182
-  _globals['_LISTMACHINESRESPONSE']._serialized_end=1243
-  _globals['_SETMACHINEMETADATAREQUEST']._serialized_start=1246
-  _globals['_SETMACHINEMETADATAREQUEST']._serialized_end=1414
-  _globals['_SETMACHINEMETADATAREQUEST_SETENTRY']._serialized_start=1372
-  _globals['_SETMACHINEMETADATAREQUEST_SETENTRY']._serialized_end=1414
-  _globals['_SETMACHINEMETADATARESPONSE']._serialized_start=1416
-  _globals['_SETMACHINEMETADATARESPONSE']._serialized_end=1482
-  _globals['_LISTUNITSTATESREQUEST']._serialized_start=1484
-  _globals['_LISTUNITSTATESREQUEST']._serialized_end=1527
-  _globals['_LISTUNITSTATESRESPONSE']._serialized_start=1529
-  _globals['_LISTUNITSTATESRESPONSE']._serialized_end=1592
-  _globals['_LISTSCHEDULEREQUEST']._serialized_start=1594
-  _globals['_LISTSCHEDULEREQUEST']._serialized_end=1635
-  _globals['_LISTSCHEDULERESPONSE']._serialized_start=1637
-  _globals['_LISTSCHEDULERESPONSE']._serialized_end=1701
-  _globals['_LISTWAITINGREQUEST']._serialized_start=1703
-  _globals['_LISTWAITINGREQUEST']._serialized_end=1723
-  _globals['_LISTWAITINGRESPONSE']._serialized_start=1726
-  _globals['_LISTWAITINGRESPONSE']._serialized_end=1858
-  _globals['_LISTWAITINGRESPONSE_WAITINGENTRY']._serialized_start=1812
-  _globals['_LISTWAITINGRESPONSE_WAITINGENTRY']._serialized_end=1858
-  _globals['_WATCHUNITSTATESREQUEST']._serialized_start=1860
-  _globals['_WATCHUNITSTATESREQUEST']._serialized_end=1899
-  _globals['_CLUSTERSNAPSHOT']._serialized_start=1902
-  _globals['_CLUSTERSNAPSHOT']._serialized_end=2182
-  _globals['_CLUSTERSNAPSHOT_WAITINGENTRY']._serialized_start=1812
-  _globals['_CLUSTERSNAPSHOT_WAITINGENTRY']._serialized_end=1858
-  _globals['_FLEET']._serialized_start=2309
-  _globals['_FLEET']._serialized_end=3282
+  _globals['_GETUNITSREQUEST']._serialized_start=1159
+  _globals['_GETUNITSREQUEST']._serialized_end=1191
+  _globals['_GETUNITSRESPONSE']._serialized_start=1193
+  _globals['_GETUNITSRESPONSE']._serialized_end=1261
+  _globals['_CREATEUNITSREQUEST']._serialized_start=1263
+  _globals['_CREATEUNITSREQUEST']._serialized_end=1362
+  _globals['_CREATEUNITSRESPONSE']._serialized_start=1364
+  _globals['_CREATEUNITSRESPONSE']._serialized_end=1402
+  _globals['_SETDESIREDMANYREQUEST']._serialized_start=1404
+  _globals['_SETDESIREDMANYREQUEST']._serialized_end=1484
+  _globals['_SETDESIREDMANYRESPONSE']._serialized_start=1486
+  _globals['_SETDESIREDMANYRESPONSE']._serialized_end=1527
+  _globals['_DESTROYUNITSREQUEST']._serialized_start=1529
+  _globals['_DESTROYUNITSREQUEST']._serialized_end=1565
+  _globals['_DESTROYUNITSRESPONSE']._serialized_start=1567
+  _globals['_DESTROYUNITSRESPONSE']._serialized_end=1606
+  _globals['_LISTMACHINESREQUEST']._serialized_start=1608
+  _globals['_LISTMACHINESREQUEST']._serialized_end=1629
+  _globals['_LISTMACHINESRESPONSE']._serialized_start=1631
+  _globals['_LISTMACHINESRESPONSE']._serialized_end=1692
+  _globals['_SETMACHINEMETADATAREQUEST']._serialized_start=1695
+  _globals['_SETMACHINEMETADATAREQUEST']._serialized_end=1863
+  _globals['_SETMACHINEMETADATAREQUEST_SETENTRY']._serialized_start=1821
+  _globals['_SETMACHINEMETADATAREQUEST_SETENTRY']._serialized_end=1863
+  _globals['_SETMACHINEMETADATARESPONSE']._serialized_start=1865
+  _globals['_SETMACHINEMETADATARESPONSE']._serialized_end=1931
+  _globals['_LISTUNITSTATESREQUEST']._serialized_start=1933
+  _globals['_LISTUNITSTATESREQUEST']._serialized_end=1976
+  _globals['_LISTUNITSTATESRESPONSE']._serialized_start=1978
+  _globals['_LISTUNITSTATESRESPONSE']._serialized_end=2041
+  _globals['_LISTSCHEDULEREQUEST']._serialized_start=2043
+  _globals['_LISTSCHEDULEREQUEST']._serialized_end=2084
+  _globals['_LISTSCHEDULERESPONSE']._serialized_start=2086
+  _globals['_LISTSCHEDULERESPONSE']._serialized_end=2150
+  _globals['_LISTWAITINGREQUEST']._serialized_start=2152
+  _globals['_LISTWAITINGREQUEST']._serialized_end=2172
+  _globals['_LISTWAITINGRESPONSE']._serialized_start=2175
+  _globals['_LISTWAITINGRESPONSE']._serialized_end=2307
+  _globals['_LISTWAITINGRESPONSE_WAITINGENTRY']._serialized_start=2261
+  _globals['_LISTWAITINGRESPONSE_WAITINGENTRY']._serialized_end=2307
+  _globals['_WATCHUNITSTATESREQUEST']._serialized_start=2309
+  _globals['_WATCHUNITSTATESREQUEST']._serialized_end=2348
+  _globals['_CLUSTERSNAPSHOT']._serialized_start=2351
+  _globals['_CLUSTERSNAPSHOT']._serialized_end=2631
+  _globals['_CLUSTERSNAPSHOT_WAITINGENTRY']._serialized_start=2261
+  _globals['_CLUSTERSNAPSHOT_WAITINGENTRY']._serialized_end=2307
+  _globals['_FLEET']._serialized_start=2758
+  _globals['_FLEET']._serialized_end=4054
 # @@protoc_insertion_point(module_scope)
