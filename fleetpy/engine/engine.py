@@ -2,9 +2,12 @@
 
 Leadership is a key on the agent's lease (create-if-absent). While leading,
 the engine keeps a view of units/, machines/ and schedule/ from three
-resumable watches and runs the pure planner (fleetpy.engine.plan) on every
-change and every reconcile interval. Its writes compare the leader key, so a
-deposed leader's writes are rejected by etcd.
+resumable watches and runs the pure planner (fleetpy.engine.plan) when one
+of them changed the view: the plan is pure, so an idle cluster costs no
+passes (the echo of the engine's own writes is no change either); one pass
+follows each write, and a full pass runs every FULL_PASS_EVERY reconcile
+intervals as a safety net. Its writes compare the leader key, so a deposed
+leader's writes are rejected by etcd.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from fleetpy.engine.plan import SpecCache, plan_engine
 from fleetpy.model.types import Machine, ScheduledUnit
@@ -32,6 +36,7 @@ from fleetpy.registry.view import apply_update
 log = logging.getLogger("fleetpy.engine")
 
 COALESCE = 0.005
+FULL_PASS_EVERY = 30  # engine intervals between passes that nothing asked for
 
 
 class Engine:
@@ -54,6 +59,7 @@ class Engine:
         self._specs: SpecCache = {}
         self._token: LeaderToken | None = None
         self._wake = asyncio.Event()
+        self._dirty = True  # something changed since the last pass
         self.leading = False
         self.observe_pass: Callable[[float], None] | None = None  # fleetd's metrics
         self._stopping = False
@@ -106,6 +112,7 @@ class Engine:
 
     async def _lead(self, token: LeaderToken) -> None:
         self._token = token
+        self._dirty = True
         self._waiting = await self._registry.list_waiting()
         async with asyncio.TaskGroup() as group:
             group.create_task(self._follow("units/", self._apply_units))
@@ -115,29 +122,31 @@ class Engine:
             group.create_task(self._tick())
             await self._reconcile_loop(token)
 
-    async def _follow(self, prefix: str, apply: Callable[[WatchUpdate], None]) -> None:
+    async def _follow(self, prefix: str, apply: Callable[[WatchUpdate], bool]) -> None:
         async for update in self._registry.watch(prefix):
-            apply(update)
-            self._synced.add(prefix)
-            self._wake.set()
+            if apply(update) or prefix not in self._synced:
+                self._dirty = True
+                self._synced.add(prefix)
+                self._wake.set()
 
-    def _check_leader(self, update: WatchUpdate) -> None:
+    def _check_leader(self, update: WatchUpdate) -> bool:
         if update.reset:
             present = "engine/leader" in update.items
         else:
             present = not any(e.kind == "delete" for e in update.events)
         if not present:
             raise NotLeaderError("leader key deleted")
+        return False
 
-    def _apply_units(self, update: WatchUpdate) -> None:
-        apply_update(self._units, update, _name, decode_unit)
+    def _apply_units(self, update: WatchUpdate) -> bool:
+        return _changed(apply_update(self._units, update, _name, decode_unit))
 
-    def _apply_machines(self, update: WatchUpdate) -> None:
+    def _apply_machines(self, update: WatchUpdate) -> bool:
         changes = apply_update(
             self._machines, update, _name, lambda key, value, _rev: decode_machine(key, value)
         )
         if update.reset:
-            return
+            return _changed(changes)
         for machine_id, known, machine in changes:
             if machine is None:
                 log.info("machine %s left the cluster", machine_id[:8])
@@ -146,25 +155,32 @@ class Engine:
             elif known.metadata != machine.metadata:
                 log.info("machine %s metadata now %s", machine_id[:8], ",".join(
                     f"{k}={v}" for k, v in sorted(machine.metadata.items())) or "-")
+        return _changed(changes)
 
-    def _apply_schedule(self, update: WatchUpdate) -> None:
-        apply_update(
+    def _apply_schedule(self, update: WatchUpdate) -> bool:
+        # Our own writes come back here already applied (see _reconcile_loop): no change.
+        return _changed(apply_update(
             self._schedule, update, _machine_and_name,
             lambda key, value, _rev: decode_scheduled(key, value),
-        )
+        ))
 
     async def _tick(self) -> None:
+        """A full pass now and then, whatever the watches said (a safety net)."""
         while True:
-            await asyncio.sleep(self._interval)
+            await asyncio.sleep(self._interval * FULL_PASS_EVERY)
+            self._dirty = True
             self._wake.set()
 
     async def _reconcile_loop(self, token: LeaderToken) -> None:
+        """Plan when something changed: the plan is pure, so unchanged inputs (the
+        idle tick) would give the same empty plan; a failed write plans again."""
         while True:
             await self._wake.wait()
             await asyncio.sleep(COALESCE)
             self._wake.clear()
-            if len(self._synced) < 4:
+            if len(self._synced) < 4 or not self._dirty:
                 continue
+            self._dirty = False
             started = time.perf_counter()
             plan = plan_engine(
                 list(self._units.values()),
@@ -186,6 +202,7 @@ class Engine:
                     raise
                 log.warning("cannot write the schedule, retrying: %s", exc)
                 await asyncio.sleep(0.5)
+                self._dirty = True
                 self._wake.set()
                 continue
             for decision in plan.decisions:
@@ -201,6 +218,10 @@ class Engine:
                 self._schedule[(unit.machine_id, unit.name)] = unit
             for machine_id, name in plan.deletes:
                 self._schedule.pop((machine_id, name), None)
+            # One more pass on the view with these writes in it; it is empty
+            # unless a decision of this pass enables another.
+            self._dirty = True
+            self._wake.set()
 
     def _waiting_changes(self, planned: Mapping[str, str | None]) -> dict[str, str | None]:
         """Only what differs from the reasons already written (None clears one)."""
@@ -210,6 +231,11 @@ class Engine:
         }
         changes.update({name: None for name in self._waiting if name not in now})
         return changes
+
+
+def _changed(changes: list[tuple[Any, Any, Any]]) -> bool:
+    """Whether a watch update changed the view (an echo of our own write does not)."""
+    return any(old != new for _, old, new in changes)
 
 
 def _name(key: str) -> str:

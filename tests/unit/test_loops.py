@@ -133,3 +133,24 @@ async def wait_state(
                     return
                 await asyncio.sleep(0.01)
     raise AssertionError(f"{name}: wanted {want}, last reported {last}")
+
+
+async def test_an_idle_engine_makes_no_passes() -> None:
+    async with make_cluster() as (store, nodes):
+        passes: list[float] = []
+        for n in nodes:
+            n.node.engine.observe_pass = passes.append
+        for i in range(20):
+            assert await store.create_unit(make_unit_file(f"u{i}.service", HELLO),
+                                           TargetState.LAUNCHED)
+        await until(lambda: sum(len(n.manager.units) for n in nodes) == 20)
+        await until(lambda: len(passes) > 0)
+        # Converged: from now on nothing changes, so (reconcile interval 0.5 s)
+        # the engine plans nothing, its own writes' echoes included.
+        await asyncio.sleep(0.3)
+        settled = len(passes)
+        await asyncio.sleep(1.2)
+        assert len(passes) == settled
+        # A change is planned at once.
+        assert await store.set_desired("u3.service", TargetState.LOADED)
+        await until(lambda: len(passes) > settled)
