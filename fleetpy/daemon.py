@@ -21,17 +21,16 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from fleetpy import __version__
-from fleetpy.agent.presence import Presence, leave_if_shutting_down
+from fleetpy.agent.presence import leave_if_shutting_down
 from fleetpy.config import DEFAULT_CONFIG_FILE, Config, ConfigError, load
 from fleetpy.machine import MachineIdentityError, public_ip, read_machine_id
 from fleetpy.model.types import Machine
 from fleetpy.notify import sd_notify
-from fleetpy.registry.base import Lease, Registry, RegistryError
+from fleetpy.registry.base import Registry, RegistryError
 
 if TYPE_CHECKING:
-    from fleetpy.agent.agent import Agent
-    from fleetpy.engine.engine import Engine
     from fleetpy.metrics import Metrics
+    from fleetpy.node import Node
     from fleetpy.registry.etcd import EtcdRegistry
 
 log = logging.getLogger("fleetpy.daemon")
@@ -64,45 +63,17 @@ def _lock(path: Path) -> IO[str]:
 
 
 class Daemon:
+    """fleetd's process around a :class:`fleetpy.node.Node`: lock, API, metrics, signals."""
+
     def __init__(self, config: Config, state_dir: Path = STATE_DIR) -> None:
         self.config = config
         self.state_dir = state_dir
-        self._lease: Lease | None = None
-        self._past_keepalive_failures = 0  # of leases lost before this one
-
-    def lease(self) -> Lease:
-        assert self._lease is not None
-        return self._lease
-
-    async def _register(self, registry: Registry, machine: Machine) -> Lease:
-        """Adopt the lease a previous fleetd on this machine left alive, else register anew."""
-        lease_file = self.state_dir / "agent.lease"
-        adopted = None
-        with contextlib.suppress(OSError, ValueError):
-            adopted = await registry.adopt_lease(int(lease_file.read_text()), self.config.agent_ttl)
-        if adopted is not None:
-            await registry.update_machine(machine, adopted)
-            log.info("adopted lease %x of the previous fleetd on this machine", adopted.id)
-            return adopted
-        lease = await registry.grant_lease(self.config.agent_ttl)
-        if not await registry.register_machine(machine, lease):
-            await lease.revoke()
-            raise FatalError(
-                f"machine ID {machine.id} is already registered by another live fleetd: "
-                "refusing to start a second fleetd with the same machine-id "
-                "(give each machine its own /etc/machine-id)"
-            )
-        lease_file.parent.mkdir(parents=True, exist_ok=True)
-        lease_file.write_text(f"{lease.id}\n")
-        log.info("registered machine %s (%s) on lease %x", machine.id[:8], machine.public_ip,
-                 lease.id)
-        return lease
+        self.node: Node | None = None
 
     async def run(self) -> None:
-        from fleetpy.agent.agent import Agent
         from fleetpy.api.server import start_api_server
         from fleetpy.api.transport import TlsFiles
-        from fleetpy.engine.engine import Engine
+        from fleetpy.node import DuplicateMachineError, Node
         from fleetpy.registry.etcd import EtcdRegistry
         from fleetpy.systemd.dbus_manager import DbusUnitManager
 
@@ -121,12 +92,17 @@ class Daemon:
         except ValueError as exc:  # a bad endpoint, an unreadable TLS file
             lock.close()
             raise FatalError(str(exc)) from None
-        presence = Presence(registry, machine, self.state_dir)  # + metadata set at runtime
-        machine = presence.machine
-        metrics = self._metrics(registry, machine.id)
         try:
-            self._lease = await self._register(registry, machine)
             manager = DbusUnitManager(units_dir=Path(config.units_dir))
+            node = self.node = Node(
+                registry, manager, machine, state_dir=self.state_dir,
+                agent_ttl=config.agent_ttl, engine_interval=config.engine_reconcile_interval,
+            )
+            metrics = self._metrics(registry, node)
+            try:
+                await node.start()
+            except DuplicateMachineError as exc:
+                raise FatalError(str(exc)) from None
             await manager.start()
             listen = [config.api_socket] + ([config.api_tcp] if config.api_tcp else [])
             tls = TlsFiles(config.api_cafile, config.api_certfile, config.api_keyfile)
@@ -134,101 +110,70 @@ class Daemon:
                 api = await start_api_server(registry, listen, tls if tls.cert_file else None)
             except (ValueError, RuntimeError) as exc:
                 raise FatalError(f"cannot serve the API: {exc}") from None
-            agent = Agent(registry, manager, machine.id, self.lease)
-            engine = Engine(registry, machine.id, self.lease, config.engine_reconcile_interval)
-            http = await self._serve_metrics(metrics, registry, agent, engine)
+            http = await self._serve_metrics(metrics, registry, node)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
             loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
-            tasks = [
-                asyncio.create_task(agent.run(), name="agent"),
-                asyncio.create_task(engine.run(), name="engine"),
-                asyncio.create_task(self._keep_registered(registry, presence, agent),
-                                    name="lease"),
-                asyncio.create_task(presence.follow(self.lease), name="presence"),
-            ]
+            running = asyncio.create_task(node.run(), name="node")
+            machine = node.machine
             sd_notify(f"READY=1\nSTATUS=machine {machine.id[:8]} at {machine.public_ip}")
             log.info("fleetd %s ready: machine %s, API on %s", __version__, machine.id[:8],
                      ", ".join(listen))
             stopper = asyncio.create_task(stop.wait())
-            done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([running, stopper], return_when=asyncio.FIRST_COMPLETED)
             sd_notify("STOPPING=1")
             log.info("stopping fleetd; units are left running")
-            await engine.resign()
-            for task in [*tasks, stopper]:
-                task.cancel()
-            _, stuck = await asyncio.wait([*tasks, stopper], timeout=3.0)
-            for task in stuck:
-                log.warning("%s did not stop within 3s; exiting anyway", task.get_name())
-            await leave_if_shutting_down(self.lease())  # tasks stopped: no re-registration
+            await node.stop()  # tasks stopped: no re-registration after this
+            stopper.cancel()
+            error = None
+            if running.done() and not running.cancelled():
+                error = running.exception()
+            else:
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await running
+            await leave_if_shutting_down(node.lease())
             await api.stop(0.5)
             if http is not None:
                 http.close()
             await manager.close()
-            for task in done:
-                if task is not stopper and not task.cancelled() and task.exception():
-                    error = task.exception()
-                    log.error("%s failed", task.get_name(), exc_info=error)
-                    raise FatalError(f"{task.get_name()} failed: {error}")
+            if error is not None:
+                log.error("fleetd failed", exc_info=error)
+                raise FatalError(f"fleetd failed: {error}")
         finally:
             await registry.close()
             lock.close()
 
-    def _metrics(self, registry: EtcdRegistry, machine_id: str) -> Metrics | None:
+    def _metrics(self, registry: EtcdRegistry, node: Node) -> Metrics | None:
         """fleetd's metrics when metrics_address is set (etcd requests counted from now)."""
         if not self.config.metrics_address:
             return None
         from fleetpy.metrics import DaemonState, Metrics
 
-        def failures() -> int:
-            now = self._lease.keepalive_failures if self._lease is not None else 0
-            return self._past_keepalive_failures + now
-
         metrics = Metrics(DaemonState(
-            machine_id,
-            registered=lambda: self._lease is not None and self._lease.is_alive(),
-            leader=lambda: False,
-            keepalive_failures=failures,
+            node.id,
+            registered=lambda: node.registered,
+            leader=lambda: node.engine.leading,
+            keepalive_failures=lambda: node.keepalive_failures,
         ))
         registry.client.observe = metrics.observe_etcd
         return metrics
 
-    async def _serve_metrics(self, metrics: Metrics | None, registry: Registry, agent: Agent,
-                             engine: Engine) -> asyncio.Server | None:
+    async def _serve_metrics(self, metrics: Metrics | None, registry: Registry,
+                             node: Node) -> asyncio.Server | None:
         if metrics is None:
             return None
         from fleetpy.metrics import serve
 
-        metrics.state.leader = lambda: engine.leading
-        agent.observe_pass = metrics.observe_pass("agent")
-        engine.observe_pass = metrics.observe_pass("engine")
+        node.agent.observe_pass = metrics.observe_pass("agent")
+        node.engine.observe_pass = metrics.observe_pass("engine")
         try:
             return await serve(metrics, registry, self.config.metrics_address)
         except (OSError, ValueError) as exc:
             raise FatalError(f"cannot serve metrics on {self.config.metrics_address}: "
                              f"{exc}") from None
-
-    async def _keep_registered(
-        self, registry: Registry, presence: Presence, agent: object
-    ) -> None:
-        """When the lease is lost (etcd unreachable past the TTL), register again."""
-        from fleetpy.agent.agent import Agent
-
-        assert isinstance(agent, Agent)
-        while True:
-            await self.lease().wait_lost()
-            self._past_keepalive_failures += self.lease().keepalive_failures
-            log.warning("agent lease lost: registering machine %s again", presence.machine.id[:8])
-            while True:
-                try:
-                    self._lease = await self._register(registry, presence.machine)
-                    break
-                except (RegistryError, FatalError) as exc:
-                    log.warning("cannot register yet: %s", exc)
-                    await asyncio.sleep(1.0)
-            await agent.report_all()
 
 
 def dump_tasks() -> None:

@@ -141,6 +141,36 @@ class ApiDriver:
         req = pb.DestroyUnitRequest(name=name)
         return await self._maybe(self._stub.DestroyUnit, req) is not None
 
+    async def get_units(self, names: Sequence[str]) -> dict[str, UnitRecord | None]:
+        resp: pb.GetUnitsResponse = await self._call(
+            self._stub.GetUnits, pb.GetUnitsRequest(names=list(names)))
+        found: dict[str, UnitRecord | None] = dict.fromkeys(resp.missing)
+        found.update((u.file.name, convert.record_from_pb(u)) for u in resp.units)
+        return found
+
+    async def create_units(
+        self, units: Sequence[UnitFile], desired: TargetState
+    ) -> dict[str, bool]:
+        req = pb.CreateUnitsRequest(files=[convert.unit_file_to_pb(u) for u in units],
+                                    desired=convert.state_to_pb(desired))
+        resp: pb.CreateUnitsResponse = await self._call(self._stub.CreateUnits, req)
+        created = set(resp.created)
+        return {u.name: u.name in created for u in units}
+
+    async def set_desired_many(
+        self, names: Sequence[str], desired: TargetState
+    ) -> dict[str, bool]:
+        req = pb.SetDesiredManyRequest(names=list(names), desired=convert.state_to_pb(desired))
+        resp: pb.SetDesiredManyResponse = await self._call(self._stub.SetDesiredMany, req)
+        missing = set(resp.missing)
+        return {n: n not in missing for n in names}
+
+    async def destroy_units(self, names: Sequence[str]) -> dict[str, bool]:
+        resp: pb.DestroyUnitsResponse = await self._call(
+            self._stub.DestroyUnits, pb.DestroyUnitsRequest(names=list(names)))
+        missing = set(resp.missing)
+        return {n: n not in missing for n in names}
+
     async def list_machines(self) -> list[Machine]:
         resp: pb.ListMachinesResponse = await self._call(
             self._stub.ListMachines, pb.ListMachinesRequest())

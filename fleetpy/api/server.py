@@ -115,6 +115,36 @@ class FleetService(pb_grpc.FleetServicer):
         return pb.DestroyUnitResponse()
 
     @_unary
+    async def GetUnits(self, request: pb.GetUnitsRequest, context: Any) -> pb.GetUnitsResponse:
+        found = await self._registry.get_units(list(request.names))
+        return pb.GetUnitsResponse(
+            units=[convert.record_to_pb(r) for r in found.values() if r is not None],
+            missing=[n for n, r in found.items() if r is None])
+
+    @_unary
+    async def CreateUnits(
+        self, request: pb.CreateUnitsRequest, context: Any
+    ) -> pb.CreateUnitsResponse:
+        units = [_checked_unit(f) for f in request.files]  # all checked before any write
+        created = await self._registry.create_units(units, convert.state_from_pb(request.desired))
+        return pb.CreateUnitsResponse(created=[n for n, ok in created.items() if ok])
+
+    @_unary
+    async def SetDesiredMany(
+        self, request: pb.SetDesiredManyRequest, context: Any
+    ) -> pb.SetDesiredManyResponse:
+        done = await self._registry.set_desired_many(
+            list(request.names), convert.state_from_pb(request.desired))
+        return pb.SetDesiredManyResponse(missing=[n for n, ok in done.items() if not ok])
+
+    @_unary
+    async def DestroyUnits(
+        self, request: pb.DestroyUnitsRequest, context: Any
+    ) -> pb.DestroyUnitsResponse:
+        gone = await self._registry.destroy_units(list(request.names))
+        return pb.DestroyUnitsResponse(missing=[n for n, ok in gone.items() if not ok])
+
+    @_unary
     async def ListMachines(
         self, request: pb.ListMachinesRequest, context: Any
     ) -> pb.ListMachinesResponse:

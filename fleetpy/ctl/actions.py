@@ -6,10 +6,8 @@ write, so a bad argument leaves the registry unchanged. Returns the exit code.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 from fleetpy.ctl import files
 from fleetpy.ctl.client import FleetClient
@@ -36,26 +34,11 @@ def _report(errors: Sequence[str]) -> int:
 
 
 async def _get_all(client: FleetClient, names: Sequence[str]) -> list[UnitRecord | None]:
-    return await _concurrently([client.get_unit(n) for n in names])
-
-
-CONCURRENCY = 64
-T = TypeVar("T")
-
-
-async def _concurrently(calls: Sequence[Coroutine[object, object, T]]) -> list[T]:
-    """Run registry calls CONCURRENCY at a time, results in order.
-
-    etcd commits concurrent writes together (one fsync for many), so 300
-    writes in flight take a fraction of 300 writes in turn.
-    """
-    gate = asyncio.Semaphore(CONCURRENCY)
-
-    async def one(call: Coroutine[object, object, T]) -> T:
-        async with gate:
-            return await call
-
-    return list(await asyncio.gather(*(one(c) for c in calls)))
+    """The records of ``names`` in order (one request for all of them)."""
+    if not names:
+        return []
+    found = await client.get_units(names)
+    return [found.get(n) for n in names]
 
 
 async def create_units(
@@ -86,11 +69,8 @@ async def create_units(
     result: dict[str, UnitRecord] = {}
     desired = TargetState.INACTIVE
     fresh = [w for w in wanted if w.existing is None and w.local is not None]
-    created = dict(zip(
-        [w.name for w in fresh],
-        await _concurrently([client.create_unit(w.local, desired) for w in fresh if w.local]),
-        strict=True,
-    ))
+    created = await client.create_units(
+        [w.local for w in fresh if w.local is not None], desired) if fresh else {}
     for w in wanted:
         for warning in w.warnings:
             err(f"WARNING: Unit {w.name}: {warning}")
@@ -161,12 +141,13 @@ async def _set_and_wait(
     loading a launched unit does not stop it.
     """
     for wave in machine_of_waves(records):
-        await _concurrently([
-            client.set_desired(name, target)
-            for name in wave
+        change = [
+            name for name in wave
             if (rec := records[name]).desired != target
             and not (only_raise and rec.desired is TargetState.LAUNCHED)
-        ])
+        ]
+        if change:
+            await client.set_desired_many(change, target)
     return await _announce_and_wait(client, records, goal, verb, block)
 
 
@@ -228,7 +209,7 @@ async def _announce_and_wait(
 
 async def destroy(client: FleetClient, args: Sequence[str], block: Blocking) -> int:
     records = await find_units(client, args)
-    await _concurrently([client.destroy_unit(name) for name in records])
+    await client.destroy_units(list(records))
     errors: list[str] = []
     if not block.no_block:
         goals = {name: Goal.GONE for name in records}

@@ -35,6 +35,18 @@ class FleetClient(SnapshotSource, Protocol):
 
     async def destroy_unit(self, name: str) -> bool: ...
 
+    async def get_units(self, names: Sequence[str]) -> dict[str, UnitRecord | None]: ...
+
+    async def create_units(
+        self, units: Sequence[UnitFile], desired: TargetState
+    ) -> dict[str, bool]: ...
+
+    async def set_desired_many(
+        self, names: Sequence[str], desired: TargetState
+    ) -> dict[str, bool]: ...
+
+    async def destroy_units(self, names: Sequence[str]) -> dict[str, bool]: ...
+
     async def set_machine_metadata(
         self, machine_id: str, change: MetadataChange
     ) -> Machine | None: ...
@@ -74,6 +86,22 @@ class EtcdDriver:
 
     async def destroy_unit(self, name: str) -> bool:
         return await self.registry.destroy_unit(name)
+
+    async def get_units(self, names: Sequence[str]) -> dict[str, UnitRecord | None]:
+        return await self.registry.get_units(names)
+
+    async def create_units(
+        self, units: Sequence[UnitFile], desired: TargetState
+    ) -> dict[str, bool]:
+        return await self.registry.create_units(units, desired)
+
+    async def set_desired_many(
+        self, names: Sequence[str], desired: TargetState
+    ) -> dict[str, bool]:
+        return await self.registry.set_desired_many(names, desired)
+
+    async def destroy_units(self, names: Sequence[str]) -> dict[str, bool]:
+        return await self.registry.destroy_units(names)
 
     async def list_machines(self) -> list[Machine]:
         return await self.registry.list_machines()

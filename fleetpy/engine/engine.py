@@ -2,9 +2,12 @@
 
 Leadership is a key on the agent's lease (create-if-absent). While leading,
 the engine keeps a view of units/, machines/ and schedule/ from three
-resumable watches and runs the pure planner (fleetpy.engine.plan) on every
-change and every reconcile interval. Its writes compare the leader key, so a
-deposed leader's writes are rejected by etcd.
+resumable watches and runs the pure planner (fleetpy.engine.plan) when one
+of them changed the view: the plan is pure, so an idle cluster costs no
+passes (the echo of the engine's own writes is no change either); one pass
+follows each write, and a full pass runs every FULL_PASS_EVERY reconcile
+intervals as a safety net. Its writes compare the leader key, so a deposed
+leader's writes are rejected by etcd.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from fleetpy.registry.view import apply_update
 log = logging.getLogger("fleetpy.engine")
 
 COALESCE = 0.005
+FULL_PASS_EVERY = 30  # engine intervals between passes that nothing asked for
 
 
 class Engine:
@@ -65,6 +69,7 @@ class Engine:
         self._specs: SpecCache = {}
         self._token: LeaderToken | None = None
         self._wake = asyncio.Event()
+        self._dirty = True  # something changed since the last pass
         self.leading = False
         self.observe_pass: Callable[[float], None] | None = None  # fleetd's metrics
         self._stopping = False
@@ -128,6 +133,7 @@ class Engine:
 
     async def _lead(self, token: LeaderToken) -> None:
         self._token = token
+        self._dirty = True
         self._waiting = await self._registry.list_waiting()
         async with asyncio.TaskGroup() as group:
             group.create_task(self._follow("units/", self._apply_units))
@@ -137,13 +143,14 @@ class Engine:
             group.create_task(self._tick())
             await self._reconcile_loop(token)
 
-    async def _follow(self, prefix: str, apply: Callable[[WatchUpdate], None]) -> None:
+    async def _follow(self, prefix: str, apply: Callable[[WatchUpdate], bool]) -> None:
         async for update in self._registry.watch(prefix):
-            apply(update)
-            self._synced.add(prefix)
-            self._wake.set()
+            if apply(update) or prefix not in self._synced:
+                self._dirty = True
+                self._synced.add(prefix)
+                self._wake.set()
 
-    def _check_leader(self, update: WatchUpdate) -> None:
+    def _check_leader(self, update: WatchUpdate) -> bool:
         """Stand down when the leader key is deleted or no longer names this machine."""
         if update.reset:
             values = [update.items.get(LEADER)]
@@ -155,28 +162,32 @@ class Engine:
                 raise NotLeaderError("leader key deleted")
             if not _readable(value, self._machine_id):
                 raise NotLeaderError("leader key rewritten: it no longer names this machine")
+        return False
 
     def _fold(
         self, prefix: str, view: dict[Any, Any], update: WatchUpdate,
         key_of: Callable[[str], Any], decode: Callable[[str, bytes, int], Any],
-    ) -> list[tuple[Any, Any, Any]]:
-        """apply_update, with entries that do not decode skipped and said once."""
+    ) -> tuple[list[tuple[Any, Any, Any]], bool]:
+        """apply_update, with entries that do not decode skipped and said once.
+
+        -> (changes, whether the view or the set of skipped entries changed).
+        """
         skipped = self._skipped.setdefault(prefix, {})
         before = dict(skipped)
         changes = apply_update(view, update, key_of, decode, skipped, self._registry.prefix)
         REPORTS.sync(before, skipped)
-        return changes
+        return changes, _changed(changes) or before.keys() != skipped.keys()
 
-    def _apply_units(self, update: WatchUpdate) -> None:
-        self._fold(UNITS, self._units, update, _name, decode_unit)
+    def _apply_units(self, update: WatchUpdate) -> bool:
+        return self._fold(UNITS, self._units, update, _name, decode_unit)[1]
 
-    def _apply_machines(self, update: WatchUpdate) -> None:
-        changes = self._fold(
+    def _apply_machines(self, update: WatchUpdate) -> bool:
+        changes, changed = self._fold(
             "machines/", self._machines, update, _name,
             lambda key, value, _rev: decode_machine(key, value),
         )
         if update.reset:
-            return
+            return changed
         for machine_id, known, machine in changes:
             if machine is None:
                 log.info("machine %s left the cluster", machine_id[:8])
@@ -185,25 +196,32 @@ class Engine:
             elif known.metadata != machine.metadata:
                 log.info("machine %s metadata now %s", machine_id[:8], ",".join(
                     f"{k}={v}" for k, v in sorted(machine.metadata.items())) or "-")
+        return changed
 
-    def _apply_schedule(self, update: WatchUpdate) -> None:
-        self._fold(
+    def _apply_schedule(self, update: WatchUpdate) -> bool:
+        # Our own writes come back here already applied (see _reconcile_loop): no change.
+        return self._fold(
             "schedule/", self._schedule, update, _machine_and_name,
             lambda key, value, _rev: decode_scheduled(key, value),
-        )
+        )[1]
 
     async def _tick(self) -> None:
+        """A full pass now and then, whatever the watches said (a safety net)."""
         while True:
-            await asyncio.sleep(self._interval)
+            await asyncio.sleep(self._interval * FULL_PASS_EVERY)
+            self._dirty = True
             self._wake.set()
 
     async def _reconcile_loop(self, token: LeaderToken) -> None:
+        """Plan when something changed: the plan is pure, so unchanged inputs (the
+        idle tick) would give the same empty plan; a failed write plans again."""
         while True:
             await self._wake.wait()
             await asyncio.sleep(COALESCE)
             self._wake.clear()
-            if len(self._synced) < 4:
+            if len(self._synced) < 4 or not self._dirty:
                 continue
+            self._dirty = False
             started = time.perf_counter()
             plan = plan_engine(
                 list(self._units.values()),
@@ -227,6 +245,7 @@ class Engine:
                     raise
                 log.warning("cannot write the schedule, retrying: %s", exc)
                 await asyncio.sleep(0.5)
+                self._dirty = True
                 self._wake.set()
                 continue
             for decision in plan.decisions:
@@ -242,6 +261,10 @@ class Engine:
                 self._schedule[(unit.machine_id, unit.name)] = unit
             for machine_id, name in plan.deletes:
                 self._schedule.pop((machine_id, name), None)
+            # One more pass on the view with these writes in it; it is empty
+            # unless a decision of this pass enables another.
+            self._dirty = True
+            self._wake.set()
 
     def _waiting_changes(self, planned: Mapping[str, str | None]) -> dict[str, str | None]:
         """Only what differs from the reasons already written (None clears one)."""
@@ -260,6 +283,11 @@ def _readable(value: bytes, machine_id: str | None = None) -> bool:
     except CodecError:
         return False
     return machine_id is None or leader == machine_id
+
+
+def _changed(changes: list[tuple[Any, Any, Any]]) -> bool:
+    """Whether a watch update changed the view (an echo of our own write does not)."""
+    return any(old != new for _, old, new in changes)
 
 
 def _name(key: str) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from fleetpy.lab import access, cgroups, etcd, fleetopts, network, status, teardown
+from fleetpy.lab import hollow as lab_hollow
 from fleetpy.lab import hosts as host_ops
 from fleetpy.lab import secure as lab_secure
 from fleetpy.lab.errors import LabError
@@ -381,6 +382,27 @@ class Lab:
         etcd.stop([rec])
         shutil.rmtree(self.cfg.member_dir(rec.name), ignore_errors=True)
         etcd.log_path(self.cfg, rec.name).unlink(missing_ok=True)
+
+    # -- hollow machines (fleetpy.lab.hollow) -------------------------------------------
+
+    def hollow_up(self, machines: int, processes: int = 2, start_delay: float = 0.0,
+                  metadata: str = "") -> None:
+        """Start ``machines`` hollow machines in ``processes`` worker processes."""
+        _require_root()
+        with locked(self.cfg):
+            lab_hollow.up(self.cfg, self._state(), machines, processes, start_delay, metadata)
+
+    def hollow_status(self) -> list[lab_hollow.WorkerStatus]:
+        return lab_hollow.status(self._state())
+
+    def hollow_kill(self, count: int) -> list[str]:
+        """Crash ``count`` hollow machines at once (no lease revoke); their machine ids."""
+        return lab_hollow.kill(self._state(), count)
+
+    def hollow_down(self) -> None:
+        _require_root()
+        with locked(self.cfg):
+            lab_hollow.down(self.cfg, self._state())
 
     # -- status ---------------------------------------------------------------------
 

@@ -197,5 +197,52 @@ def etcd_remove(lab: Lab, name: str) -> None:
     lab.etcd_remove(name)
 
 
+@main.group()
+def hollow() -> None:
+    """Hollow machines: the real agent on an in-memory systemd, many per process."""
+
+
+@hollow.command("up")
+@click.option("--machines", type=int, required=True, help="How many hollow machines.")
+@click.option("--processes", type=int, default=2, show_default=True,
+              help="Worker processes to spread them over.")
+@click.option("--start-delay", type=float, default=0.0, show_default=True, metavar="SECONDS",
+              help="Time a unit spends activating before it is active.")
+@click.option("--metadata", default="", metavar="K=V[,K=V...]",
+              help="Extra metadata of every hollow machine (they all have hollow=true).")
+@pass_lab
+def hollow_up(lab: Lab, machines: int, processes: int, start_delay: float,
+              metadata: str) -> None:
+    """Start hollow machines against the lab's etcd, with the lab's fleetd settings."""
+    lab.hollow_up(machines, processes, start_delay, metadata)
+
+
+@hollow.command("status")
+@pass_lab
+def hollow_status(lab: Lab) -> None:
+    """Each worker: its machines, how many are alive and registered, their units."""
+    rows = [["WORKER", "PID", "MACHINES", "ALIVE", "REGISTERED", "UNITS", "ACTIVE"]]
+    for w in lab.hollow_status():
+        rows.append([str(w.index), str(w.pid or "-"), str(w.machines), str(w.alive),
+                     str(w.registered), str(w.units), str(w.active)])
+    click.echo(_table(rows))
+
+
+@hollow.command("kill")
+@click.argument("count", type=int)
+@pass_lab
+def hollow_kill(lab: Lab, count: int) -> None:
+    """COUNT hollow machines die at once, like a crash (no lease revoke)."""
+    for machine_id in lab.hollow_kill(count):
+        click.echo(machine_id)
+
+
+@hollow.command("down")
+@pass_lab
+def hollow_down(lab: Lab) -> None:
+    """Stop every hollow machine (they leave the cluster at once)."""
+    lab.hollow_down()
+
+
 if __name__ == "__main__":
     main()

@@ -116,6 +116,17 @@ class MemberRecord:
 
 
 @dataclass(frozen=True)
+class HollowRecord:
+    """One hollow worker process: machines first..first+count-1 (fleetpy.hollow)."""
+
+    index: int
+    first: int
+    count: int
+    control: str  # its control socket
+    proc: Proc | None = None
+
+
+@dataclass(frozen=True)
 class LabState:
     """What ``up`` built, rewritten after every change."""
 
@@ -127,6 +138,7 @@ class LabState:
     members: tuple[MemberRecord, ...] = ()
     fleet_env: dict[str, str] = field(default_factory=dict)  # extra FLEET_* for every fleetd
     secure: str = ""  # "", "cert" or "password": see secure.py
+    hollow: tuple[HollowRecord, ...] = ()  # hollow machine workers (fleetlab hollow)
 
     def host(self, name: str) -> HostRecord:
         for h in self.hosts:
@@ -156,7 +168,8 @@ class LabState:
         return replace(self, members=tuple(m for m in self.members if m.name != name))
 
     def processes(self) -> list[Proc]:
-        recs: list[HostRecord | MemberRecord] = [*self.hosts, *self.members]
+        recs: list[HostRecord | MemberRecord | HollowRecord] = [
+            *self.hosts, *self.members, *self.hollow]
         return [r.proc for r in recs if r.proc is not None]
 
     @property
@@ -191,6 +204,8 @@ def load(cfg: LabConfig) -> LabState | None:
         members=members,
         fleet_env=dict(data.get("fleet_env", {})),
         secure=data.get("secure", ""),
+        hollow=tuple(HollowRecord(**{**w, "proc": Proc.from_json(w["proc"])})
+                     for w in data.get("hollow", [])),
     )
 
 

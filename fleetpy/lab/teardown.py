@@ -49,6 +49,7 @@ def teardown(cfg: LabConfig) -> None:
         state = None
     if state is not None:
         # Everything is thrown away: no need for graceful (slow) stops.
+        procs.stop([w.proc for w in state.hollow if w.proc is not None], signal.SIGKILL, 2.0)
         hosts.stop(cfg, state.hosts, grace=0)
         etcd.stop(state.members, signal.SIGKILL)
     _kill_stray(cfg)
@@ -71,7 +72,7 @@ def _kill_stray(cfg: LabConfig) -> None:
 def _remove_state_dir(cfg: LabConfig) -> None:
     """Remove what the lab writes; never anything else a user put there."""
     d = cfg.state_dir
-    for entry in ("hosts", "etcd", "ssh", "pki"):
+    for entry in ("hosts", "etcd", "ssh", "pki", "hollow"):
         shutil.rmtree(d / entry, ignore_errors=True)
     for entry in ("lab.json", "lab.tmp"):
         (d / entry).unlink(missing_ok=True)

@@ -156,6 +156,23 @@ class Registry(Protocol):
     async def destroy_unit(self, name: str) -> bool:
         """Remove the unit; False if it did not exist."""
 
+    # the same for many units, in a few transactions (fleetpy.registry.bulk) ------
+    async def get_units(self, names: Sequence[str]) -> dict[str, UnitRecord | None]:
+        """Name -> record, None for a unit that does not exist."""
+
+    async def create_units(
+        self, units: Sequence[UnitFile], desired: TargetState
+    ) -> dict[str, bool]:
+        """Create each unit that does not exist yet; name -> created."""
+
+    async def set_desired_many(
+        self, names: Sequence[str], desired: TargetState
+    ) -> dict[str, bool]:
+        """Set each unit's desired state; name -> False when it does not exist."""
+
+    async def destroy_units(self, names: Sequence[str]) -> dict[str, bool]:
+        """Remove each unit; name -> False when it did not exist."""
+
     # machines and reported unit states (lease-bound) ---------------------------
     async def grant_lease(self, ttl: int) -> Lease:
         """Grant a lease and keep it alive (refresh every ttl/3) until revoked."""

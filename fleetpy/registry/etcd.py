@@ -73,6 +73,7 @@ class EtcdRegistry(KVRegistry):
         keepalive_time: float = 10.0,
         keepalive_timeout: float = 5.0,
         max_txn_ops: int = DEFAULT_MAX_TXN_OPS,
+        client: EtcdClient | None = None,
     ) -> None:
         """``endpoints``: comma-separated client URLs or a list of them.
 
@@ -80,7 +81,16 @@ class EtcdRegistry(KVRegistry):
         etcd_request_timeout). TLS files and username/password are optional.
         ``keepalive_time``/``keepalive_timeout`` are the gRPC keepalive pings on
         open streams. ``max_txn_ops`` must not exceed etcd's --max-txn-ops.
+
+        ``client``: run on this existing connection instead (the other
+        connection arguments are ignored). Many registries can share one
+        client (one gRPC channel; each keeps its own leases and watches over
+        it); closing such a registry leaves the client open for the others.
         """
+        if client is not None:
+            self.client = client
+            super().__init__(client, prefix, max_txn_ops=max_txn_ops, own_backend=False)
+            return
         self.client = EtcdClient(
             endpoints,
             request_timeout=request_timeout,

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from fleetpy.model.metadata import MetadataChange
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
-from fleetpy.registry import codec
+from fleetpy.registry import bulk, codec
 from fleetpy.registry.base import (
     DEFAULT_PREFIX,
     LeaderToken,
@@ -64,8 +64,10 @@ class KVRegistry:
         prefix: str = DEFAULT_PREFIX,
         *,
         max_txn_ops: int = DEFAULT_MAX_TXN_OPS,
+        own_backend: bool = True,
     ) -> None:
         self.backend = backend
+        self.own_backend = own_backend
         self.prefix = codec.normalize_prefix(prefix)
         self.max_txn_ops = max_txn_ops
         self._closed = False
@@ -75,13 +77,17 @@ class KVRegistry:
         return f"<{type(self).__name__} {self.backend.description} prefix={self.prefix}>"
 
     async def close(self) -> None:
-        """Stop keepalives (leases then expire after their ttl), end watches, disconnect."""
+        """Stop keepalives (leases then expire after their ttl), end watches, disconnect.
+
+        A registry that does not own its backend (a shared connection) leaves it open.
+        """
         self._closed = True
         leases, self._leases = self._leases, []
         for lease in leases:
             if lease.is_alive():
                 await lease.stop_keepalive()
-        await self.backend.close()
+        if self.own_backend:
+            await self.backend.close()
 
     # helpers ---------------------------------------------------------------
 
@@ -193,6 +199,24 @@ class KVRegistry:
     async def destroy_unit(self, name: str) -> bool:
         result = await self._txn([], [Delete(self._key(codec.unit_key(name)))])
         return result.results[0].deleted > 0
+
+    # many units at once (fleetpy.registry.bulk) -------------------------------
+
+    async def get_units(self, names: Sequence[str]) -> dict[str, UnitRecord | None]:
+        return await bulk.get_units(self, names)
+
+    async def create_units(
+        self, units: Sequence[UnitFile], desired: TargetState
+    ) -> dict[str, bool]:
+        return await bulk.create_units(self, units, desired)
+
+    async def set_desired_many(
+        self, names: Sequence[str], desired: TargetState
+    ) -> dict[str, bool]:
+        return await bulk.set_desired_many(self, names, desired)
+
+    async def destroy_units(self, names: Sequence[str]) -> dict[str, bool]:
+        return await bulk.destroy_units(self, names)
 
     # machines and states -----------------------------------------------------
 

@@ -1,20 +1,21 @@
 """fleetd registration on a real etcd: duplicates refused, restarts adopt.
 
-Uses the daemon's own registration step (the first thing fleetd does) with a
-private state dir standing in for /run/fleet.
+Uses the node's registration step (the first thing fleetd does, fleetpy.node)
+with a private state dir standing in for /run/fleet.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from fleetpy.config import Config
-from fleetpy.daemon import Daemon, FatalError
+from fleetpy.daemon import FatalError
 from fleetpy.model.types import Machine
+from fleetpy.node import DuplicateMachineError, Node
+from fleetpy.registry.base import Lease
 from fleetpy.registry.etcd import EtcdRegistry
+from fleetpy.systemd.fake import FakeUnitManager
 from tests.fixtures.etcd import EtcdProcess
 
 pytestmark = [pytest.mark.etcd, pytest.mark.timeout(30)]
@@ -22,9 +23,10 @@ pytestmark = [pytest.mark.etcd, pytest.mark.timeout(30)]
 MACHINE = Machine(id="4f4a4289" + "0" * 24, public_ip="172.17.8.101")
 
 
-def daemon(etcd: EtcdProcess, prefix: str, state: Path) -> Daemon:
-    config = replace(Config(), etcd_servers=(etcd.endpoint,), etcd_key_prefix=prefix)
-    return Daemon(config, state_dir=state)
+async def register(registry: EtcdRegistry, state: Path) -> Lease:
+    node = Node(registry, FakeUnitManager(), MACHINE, state_dir=state)
+    await node.start()
+    return node.lease()
 
 
 async def test_second_fleetd_with_the_same_machine_id_is_refused(
@@ -32,9 +34,10 @@ async def test_second_fleetd_with_the_same_machine_id_is_refused(
 ) -> None:
     registry = EtcdRegistry(etcd_server.endpoint, etcd_prefix)
     try:
-        first = await daemon(etcd_server, etcd_prefix, tmp_path / "a")._register(registry, MACHINE)
-        with pytest.raises(FatalError, match=f"machine ID {MACHINE.id} is already registered"):
-            await daemon(etcd_server, etcd_prefix, tmp_path / "b")._register(registry, MACHINE)
+        first = await register(registry, tmp_path / "a")
+        refused = f"machine ID {MACHINE.id} is already registered"
+        with pytest.raises(DuplicateMachineError, match=refused):
+            await register(registry, tmp_path / "b")
         # The refused one changed nothing: the first registration still stands.
         assert [m.id for m in await registry.list_machines()] == [MACHINE.id]
         assert first.is_alive()
@@ -47,8 +50,8 @@ async def test_restarted_fleetd_adopts_its_lease(
 ) -> None:
     registry = EtcdRegistry(etcd_server.endpoint, etcd_prefix)
     try:
-        first = await daemon(etcd_server, etcd_prefix, tmp_path)._register(registry, MACHINE)
-        again = await daemon(etcd_server, etcd_prefix, tmp_path)._register(registry, MACHINE)
+        first = await register(registry, tmp_path)
+        again = await register(registry, tmp_path)
         assert again.id == first.id
         assert [m.id for m in await registry.list_machines()] == [MACHINE.id]
     finally:
@@ -60,10 +63,10 @@ async def test_a_dead_lease_is_not_adopted(
 ) -> None:
     registry = EtcdRegistry(etcd_server.endpoint, etcd_prefix)
     try:
-        first = await daemon(etcd_server, etcd_prefix, tmp_path)._register(registry, MACHINE)
+        first = await register(registry, tmp_path)
         await first.revoke()
         assert await registry.list_machines() == []
-        again = await daemon(etcd_server, etcd_prefix, tmp_path)._register(registry, MACHINE)
+        again = await register(registry, tmp_path)
         assert again.id != first.id
         assert [m.id for m in await registry.list_machines()] == [MACHINE.id]
         assert int((tmp_path / "agent.lease").read_text()) == again.id

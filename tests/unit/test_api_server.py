@@ -270,3 +270,33 @@ async def test_watch_survives_a_fleetd_restart(short_dir: Path) -> None:
         await stream.aclose()
         await client.close()
         await server.stop(None)
+
+
+async def test_many_units_in_one_request_each(short_dir: Path) -> None:
+    path = short_dir / "fleet.sock"
+    registry = MemoryRegistry()
+    units = [make_unit_file(f"u{i}.service", f"[Service]\nExecStart=/bin/sleep {i}\n")
+             for i in range(200)]
+    async with serving(registry, f"unix://{path}"):
+        client = ApiDriver(f"unix://{path}")
+        assert await client.create_unit(units[0], TargetState.LOADED)
+        created = await client.create_units(units, TargetState.INACTIVE)
+        assert created == {u.name: u.name != "u0.service" for u in units}
+        found = await client.get_units(["u0.service", "u5.service", "nope.service"])
+        assert found["nope.service"] is None
+        assert found["u0.service"] is not None and found["u0.service"].desired is TargetState.LOADED
+        assert found["u5.service"] is not None and found["u5.service"].unit == units[5]
+        done = await client.set_desired_many(["u1.service", "nope.service"],
+                                             TargetState.LAUNCHED)
+        assert done == {"u1.service": True, "nope.service": False}
+        gone = await client.destroy_units(["u1.service", "nope.service"])
+        assert gone == {"u1.service": True, "nope.service": False}
+        assert len(await registry.list_units()) == 199
+        # one bad file in the batch: refused, and nothing of the batch written
+        bad = [make_unit_file("new.service", "[Service]\nExecStart=/bin/true\n"),
+               make_unit_file("x.service", "[Service]\n"), ]
+        bad[1] = type(bad[1])(name="bad name.service", contents="x", hash=bad[1].hash)
+        with pytest.raises(ValueError, match="bad name"):
+            await client.create_units(bad, TargetState.INACTIVE)
+        assert await registry.get_unit("new.service") is None
+        await client.close()

@@ -1,15 +1,17 @@
 """Agent and engine loops together on the in-memory registry and fake systemd.
 
-The same wiring as fleetd (fleetpy.daemon) minus the process: one engine, one
-agent per machine, the registry shared as etcd would be.
+The same wiring as fleetd: each machine is a fleetpy.node.Node (what fleetd
+runs), on the in-memory registry shared as etcd would be.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +19,7 @@ from fleetpy.agent.agent import Agent
 from fleetpy.engine.engine import Engine
 from fleetpy.model.types import Machine, TargetState
 from fleetpy.model.unitfile import make_unit_file
-from fleetpy.registry.base import Lease
+from fleetpy.node import Node
 from fleetpy.registry.memory import MemoryRegistry
 from fleetpy.systemd.fake import FakeUnitManager
 
@@ -32,36 +34,46 @@ ExecStart=/bin/sh -c "while true; do echo Hello World; sleep 1; done"
 
 
 @dataclass
-class Node:
-    machine: Machine
-    registry: MemoryRegistry
+class Running:
+    node: Node
     manager: FakeUnitManager
-    lease: Lease
-    agent: Agent
-    engine: Engine
-    tasks: list[asyncio.Task[None]]
+    task: asyncio.Task[None]
+
+    @property
+    def machine(self) -> Machine:
+        return self.node.machine
+
+    @property
+    def engine(self) -> Engine:
+        return self.node.engine
+
+    @property
+    def agent(self) -> Agent:
+        return self.node.agent
+
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The node's run task and every loop it runs."""
+        return [self.task, *self.node.tasks]
 
     async def stop(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
 
 
-async def start_node(store: MemoryRegistry, machine_id: str, ip: str) -> Node:
-    registry = store.connect()
+async def start_node(store: MemoryRegistry, machine_id: str, ip: str) -> Running:
     manager = FakeUnitManager()
     await manager.start()
-    lease = await registry.grant_lease(30)
     machine = Machine(id=machine_id, public_ip=ip)
-    assert await registry.register_machine(machine, lease)
-    agent = Agent(registry, manager, machine_id, lambda: lease)
-    engine = Engine(registry, machine_id, lambda: lease, interval=0.5)
-    tasks = [asyncio.create_task(agent.run()), asyncio.create_task(engine.run())]
-    return Node(machine, registry, manager, lease, agent, engine, tasks)
+    state_dir = Path(tempfile.mkdtemp(prefix="fleetpy-node-"))
+    node = Node(store.connect(), manager, machine, state_dir=state_dir, engine_interval=0.5)
+    await node.start()
+    assert node.registered
+    return Running(node, manager, asyncio.create_task(node.run()))
 
 
 @contextlib.asynccontextmanager
-async def make_cluster() -> AsyncIterator[tuple[MemoryRegistry, list[Node]]]:
+async def make_cluster() -> AsyncIterator[tuple[MemoryRegistry, list[Running]]]:
     store = MemoryRegistry()
     nodes = [await start_node(store, f"{i:032x}", f"10.0.0.{i}") for i in (1, 2, 3)]
     try:
@@ -89,7 +101,7 @@ async def test_load_start_stop_unload_destroy() -> None:
         await walkthrough(store, nodes)
 
 
-async def walkthrough(store: MemoryRegistry, nodes: list[Node]) -> None:
+async def walkthrough(store: MemoryRegistry, nodes: list[Running]) -> None:
     unit = make_unit_file("hello.service", HELLO)
     assert await store.create_unit(unit, TargetState.LOADED)
 
@@ -136,3 +148,24 @@ async def wait_state(
                     return
                 await asyncio.sleep(0.01)
     raise AssertionError(f"{name}: wanted {want}, last reported {last}")
+
+
+async def test_an_idle_engine_makes_no_passes() -> None:
+    async with make_cluster() as (store, nodes):
+        passes: list[float] = []
+        for n in nodes:
+            n.node.engine.observe_pass = passes.append
+        for i in range(20):
+            assert await store.create_unit(make_unit_file(f"u{i}.service", HELLO),
+                                           TargetState.LAUNCHED)
+        await until(lambda: sum(len(n.manager.units) for n in nodes) == 20)
+        await until(lambda: len(passes) > 0)
+        # Converged: from now on nothing changes, so (reconcile interval 0.5 s)
+        # the engine plans nothing, its own writes' echoes included.
+        await asyncio.sleep(0.3)
+        settled = len(passes)
+        await asyncio.sleep(1.2)
+        assert len(passes) == settled
+        # A change is planned at once.
+        assert await store.set_desired("u3.service", TargetState.LOADED)
+        await until(lambda: len(passes) > settled)

@@ -155,6 +155,60 @@ class DestroyUnitResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class GetUnitsRequest(_message.Message):
+    __slots__ = ("names",)
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetUnitsResponse(_message.Message):
+    __slots__ = ("units", "missing")
+    UNITS_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    units: _containers.RepeatedCompositeFieldContainer[Unit]
+    missing: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, units: _Optional[_Iterable[_Union[Unit, _Mapping]]] = ..., missing: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CreateUnitsRequest(_message.Message):
+    __slots__ = ("files", "desired")
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_FIELD_NUMBER: _ClassVar[int]
+    files: _containers.RepeatedCompositeFieldContainer[UnitFile]
+    desired: TargetState
+    def __init__(self, files: _Optional[_Iterable[_Union[UnitFile, _Mapping]]] = ..., desired: _Optional[_Union[TargetState, str]] = ...) -> None: ...
+
+class CreateUnitsResponse(_message.Message):
+    __slots__ = ("created",)
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    created: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, created: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SetDesiredManyRequest(_message.Message):
+    __slots__ = ("names", "desired")
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_FIELD_NUMBER: _ClassVar[int]
+    names: _containers.RepeatedScalarFieldContainer[str]
+    desired: TargetState
+    def __init__(self, names: _Optional[_Iterable[str]] = ..., desired: _Optional[_Union[TargetState, str]] = ...) -> None: ...
+
+class SetDesiredManyResponse(_message.Message):
+    __slots__ = ("missing",)
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    missing: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, missing: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DestroyUnitsRequest(_message.Message):
+    __slots__ = ("names",)
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DestroyUnitsResponse(_message.Message):
+    __slots__ = ("missing",)
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    missing: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, missing: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class ListMachinesRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

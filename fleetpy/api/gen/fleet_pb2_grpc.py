@@ -64,6 +64,26 @@ class FleetStub:
                 request_serializer=fleetpy_dot_v1_dot_fleet__pb2.DestroyUnitRequest.SerializeToString,
                 response_deserializer=fleetpy_dot_v1_dot_fleet__pb2.DestroyUnitResponse.FromString,
                 _registered_method=True)
+        self.GetUnits = channel.unary_unary(
+                '/fleetpy.v1.Fleet/GetUnits',
+                request_serializer=fleetpy_dot_v1_dot_fleet__pb2.GetUnitsRequest.SerializeToString,
+                response_deserializer=fleetpy_dot_v1_dot_fleet__pb2.GetUnitsResponse.FromString,
+                _registered_method=True)
+        self.CreateUnits = channel.unary_unary(
+                '/fleetpy.v1.Fleet/CreateUnits',
+                request_serializer=fleetpy_dot_v1_dot_fleet__pb2.CreateUnitsRequest.SerializeToString,
+                response_deserializer=fleetpy_dot_v1_dot_fleet__pb2.CreateUnitsResponse.FromString,
+                _registered_method=True)
+        self.SetDesiredMany = channel.unary_unary(
+                '/fleetpy.v1.Fleet/SetDesiredMany',
+                request_serializer=fleetpy_dot_v1_dot_fleet__pb2.SetDesiredManyRequest.SerializeToString,
+                response_deserializer=fleetpy_dot_v1_dot_fleet__pb2.SetDesiredManyResponse.FromString,
+                _registered_method=True)
+        self.DestroyUnits = channel.unary_unary(
+                '/fleetpy.v1.Fleet/DestroyUnits',
+                request_serializer=fleetpy_dot_v1_dot_fleet__pb2.DestroyUnitsRequest.SerializeToString,
+                response_deserializer=fleetpy_dot_v1_dot_fleet__pb2.DestroyUnitsResponse.FromString,
+                _registered_method=True)
         self.ListMachines = channel.unary_unary(
                 '/fleetpy.v1.Fleet/ListMachines',
                 request_serializer=fleetpy_dot_v1_dot_fleet__pb2.ListMachinesRequest.SerializeToString,
@@ -141,6 +161,34 @@ class FleetServicer:
     def DestroyUnit(self, request, context):
         """Remove the unit; NOT_FOUND if there is no such unit.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUnits(self, request, context):
+        """The same for many units at once, in a few etcd transactions (fleetctl
+        sends every unit of a command in one request). Each answers per unit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateUnits(self, request, context):
+        """Create each unit that does not exist yet (all are validated first: one
+        bad file is INVALID_ARGUMENT and nothing is written).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetDesiredMany(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DestroyUnits(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -229,6 +277,26 @@ def add_FleetServicer_to_server(servicer, server):
                     servicer.DestroyUnit,
                     request_deserializer=fleetpy_dot_v1_dot_fleet__pb2.DestroyUnitRequest.FromString,
                     response_serializer=fleetpy_dot_v1_dot_fleet__pb2.DestroyUnitResponse.SerializeToString,
+            ),
+            'GetUnits': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUnits,
+                    request_deserializer=fleetpy_dot_v1_dot_fleet__pb2.GetUnitsRequest.FromString,
+                    response_serializer=fleetpy_dot_v1_dot_fleet__pb2.GetUnitsResponse.SerializeToString,
+            ),
+            'CreateUnits': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateUnits,
+                    request_deserializer=fleetpy_dot_v1_dot_fleet__pb2.CreateUnitsRequest.FromString,
+                    response_serializer=fleetpy_dot_v1_dot_fleet__pb2.CreateUnitsResponse.SerializeToString,
+            ),
+            'SetDesiredMany': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetDesiredMany,
+                    request_deserializer=fleetpy_dot_v1_dot_fleet__pb2.SetDesiredManyRequest.FromString,
+                    response_serializer=fleetpy_dot_v1_dot_fleet__pb2.SetDesiredManyResponse.SerializeToString,
+            ),
+            'DestroyUnits': grpc.unary_unary_rpc_method_handler(
+                    servicer.DestroyUnits,
+                    request_deserializer=fleetpy_dot_v1_dot_fleet__pb2.DestroyUnitsRequest.FromString,
+                    response_serializer=fleetpy_dot_v1_dot_fleet__pb2.DestroyUnitsResponse.SerializeToString,
             ),
             'ListMachines': grpc.unary_unary_rpc_method_handler(
                     servicer.ListMachines,
@@ -428,6 +496,114 @@ class Fleet:
             '/fleetpy.v1.Fleet/DestroyUnit',
             fleetpy_dot_v1_dot_fleet__pb2.DestroyUnitRequest.SerializeToString,
             fleetpy_dot_v1_dot_fleet__pb2.DestroyUnitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUnits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetpy.v1.Fleet/GetUnits',
+            fleetpy_dot_v1_dot_fleet__pb2.GetUnitsRequest.SerializeToString,
+            fleetpy_dot_v1_dot_fleet__pb2.GetUnitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateUnits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetpy.v1.Fleet/CreateUnits',
+            fleetpy_dot_v1_dot_fleet__pb2.CreateUnitsRequest.SerializeToString,
+            fleetpy_dot_v1_dot_fleet__pb2.CreateUnitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetDesiredMany(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetpy.v1.Fleet/SetDesiredMany',
+            fleetpy_dot_v1_dot_fleet__pb2.SetDesiredManyRequest.SerializeToString,
+            fleetpy_dot_v1_dot_fleet__pb2.SetDesiredManyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DestroyUnits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetpy.v1.Fleet/DestroyUnits',
+            fleetpy_dot_v1_dot_fleet__pb2.DestroyUnitsRequest.SerializeToString,
+            fleetpy_dot_v1_dot_fleet__pb2.DestroyUnitsResponse.FromString,
             options,
             channel_credentials,
             insecure,
