@@ -134,7 +134,7 @@ class Daemon:
                 api = await start_api_server(registry, listen, tls if tls.cert_file else None)
             except (ValueError, RuntimeError) as exc:
                 raise FatalError(f"cannot serve the API: {exc}") from None
-            agent = Agent(registry, manager, machine.id, self.lease)
+            agent = Agent(registry, manager, machine.id, self.lease, self.state_dir)
             engine = Engine(registry, machine.id, self.lease, config.engine_reconcile_interval)
             http = await self._serve_metrics(metrics, registry, agent, engine)
             stop = asyncio.Event()

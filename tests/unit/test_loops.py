@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -47,23 +48,23 @@ class Node:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
-async def start_node(store: MemoryRegistry, machine_id: str, ip: str) -> Node:
+async def start_node(store: MemoryRegistry, machine_id: str, ip: str, state_dir: Path) -> Node:
     registry = store.connect()
     manager = FakeUnitManager()
     await manager.start()
     lease = await registry.grant_lease(30)
     machine = Machine(id=machine_id, public_ip=ip)
     assert await registry.register_machine(machine, lease)
-    agent = Agent(registry, manager, machine_id, lambda: lease)
+    agent = Agent(registry, manager, machine_id, lambda: lease, state_dir / machine_id)
     engine = Engine(registry, machine_id, lambda: lease, interval=0.5)
     tasks = [asyncio.create_task(agent.run()), asyncio.create_task(engine.run())]
     return Node(machine, registry, manager, lease, agent, engine, tasks)
 
 
 @contextlib.asynccontextmanager
-async def make_cluster() -> AsyncIterator[tuple[MemoryRegistry, list[Node]]]:
+async def make_cluster(state_dir: Path) -> AsyncIterator[tuple[MemoryRegistry, list[Node]]]:
     store = MemoryRegistry()
-    nodes = [await start_node(store, f"{i:032x}", f"10.0.0.{i}") for i in (1, 2, 3)]
+    nodes = [await start_node(store, f"{i:032x}", f"10.0.0.{i}", state_dir) for i in (1, 2, 3)]
     try:
         yield store, nodes
     finally:
@@ -84,8 +85,8 @@ async def state_of(registry: MemoryRegistry, name: str) -> tuple[str, str, str] 
     return None
 
 
-async def test_load_start_stop_unload_destroy() -> None:
-    async with make_cluster() as (store, nodes):
+async def test_load_start_stop_unload_destroy(tmp_path: Path) -> None:
+    async with make_cluster(tmp_path) as (store, nodes):
         await walkthrough(store, nodes)
 
 
