@@ -176,7 +176,8 @@ CASES = [
     ),
     (
         "fleetd restarted with its record: healthy units untouched",
-        [want("a.service"), want("b.service"), want("c.service", LOADED), want("d.service", LOADED)],
+        [want("a.service"), want("b.service"), want("c.service", LOADED),
+         want("d.service", LOADED)],
         [cur("a.service"), cur("b.service", "reloading"), cur("c.service", "inactive"),
          cur("d.service")],
         {**by_fleet("a.service", "b.service"), **loaded_by_fleet("c.service", "d.service")},

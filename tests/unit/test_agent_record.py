@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from fleetpy.agent.plan import Record
 from fleetpy.agent.record import RECORD_FILE, RecordFile
 from fleetpy.agent.retry import BACKOFF_MAX_S, BACKOFF_MIN_S, Failures
@@ -35,11 +37,15 @@ def test_save_creates_the_state_dir(tmp_path: Path) -> None:
     assert RecordFile(tmp_path / "run" / "fleet").load() == {"a.service": Record(H1, LOADED)}
 
 
-def test_unreadable_record_is_empty_and_logged(tmp_path: Path, caplog: object) -> None:
+def test_unreadable_record_is_empty_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     for text in ["not json", '{"units": []}', '{"units": {"a.service": {"state": "inactive",'
                  ' "hash": "x"}}}', '{"units": {"a.service": {"hash": 3, "state": "loaded"}}}']:
         (tmp_path / RECORD_FILE).write_text(text)
+        caplog.clear()
         assert RecordFile(tmp_path).load() == {}, text
+        assert "cannot read fleet's unit record" in caplog.text
 
 
 def test_backoff_doubles_up_to_the_maximum() -> None:
