@@ -23,7 +23,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from fleetpy.agent.plan import UP_STATES, CurrentUnit, DesiredUnit, Task, TaskKind, plan_agent
+from fleetpy.agent.plan import (
+    BUSY_STATES,
+    UP_STATES,
+    CurrentUnit,
+    DesiredUnit,
+    Task,
+    TaskKind,
+    plan_agent,
+)
 from fleetpy.agent.record import DEFAULT_STATE_DIR, RecordFile
 from fleetpy.agent.retry import Failures, Key
 from fleetpy.model.types import ScheduledUnit, UnitState
@@ -155,7 +163,7 @@ class Agent:
             if task.unit in failed_units:
                 continue  # an earlier step for this unit failed: retried after its back-off
             if task.kind == TaskKind.RELOAD and not files_changed:
-                log.info("daemon-reload skipped: no unit file changed")
+                log.debug("daemon-reload skipped: no unit file changed")
                 continue
             if await self._execute(task, desired):
                 files_changed += task.kind in (TaskKind.LOAD, TaskKind.UNLOAD)
@@ -181,7 +189,7 @@ class Agent:
         name = task.unit
         try:
             if task.kind == TaskKind.UNLOAD:
-                await self._manager.stop_unit(name)
+                await self._stop_to_unload(name)
                 await self._manager.remove_unit(name)
                 self._record.pop(name, None)
             elif task.kind == TaskKind.LOAD:
@@ -200,21 +208,32 @@ class Agent:
             if task.record is not None:
                 self._record[name] = task.record
         except (SystemdError, OSError) as exc:
-            log.error("%s %s failed: %s", task.kind.value, name or "-", exc)
-            if name:
-                self._failed(task, _key(desired.get(name)), exc)
+            retry = self._failed(task, _key(desired.get(name)), exc) if name else ""
+            log.error("%s %s failed%s: %s", task.kind.value, name or "-", retry, exc)
             return False
         if name and task.kind != TaskKind.RECORD:
             self._failures.succeeded(name)
         return True
 
-    def _failed(self, task: Task, key: Key, exc: Exception) -> None:
-        """Keep the error for the unit's report; hold the unit back unless a start failed."""
+    async def _stop_to_unload(self, name: str) -> None:
+        """Stop before removing; a refused stop of a unit that is down anyway is no obstacle."""
+        try:
+            await self._manager.stop_unit(name)
+        except SystemdError as exc:
+            status = (await self._manager.statuses([name])).get(name)
+            if status is None or status.active_state in BUSY_STATES:
+                raise
+            log.info("unload %s: stop failed (%s) but systemd says %s/%s: removing it",
+                     name, exc, status.active_state, status.sub_state)
+
+    def _failed(self, task: Task, key: Key, exc: Exception) -> str:
+        """Keep the error for the unit's report; hold the unit back unless a start failed.
+
+        Returns what happens next, for the log line."""
         retry = task.kind != TaskKind.START
         now = asyncio.get_running_loop().time()
         failure = self._failures.failed(task.unit, key, f"{task.kind.value}: {exc}", now, retry)
-        if retry:
-            log.warning("unit %s: next try in %.0fs", task.unit, failure.delay)
+        return f" (next try in {failure.delay:.0f}s)" if retry else " (not retried)"
 
     def _arm_retry(self) -> None:
         """Wake the reconcile loop when the first unit in back-off may be tried again."""

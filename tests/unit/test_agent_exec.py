@@ -177,7 +177,9 @@ async def test_refused_stop_keeps_the_unit_visible_and_backs_off(tmp_path: Path)
         assert n.calls("stop") - stops <= 2
         assert n.calls("reload") == reloads  # no daemon-reload while nothing changed
         assert await n.state("r.service") is not None
-        del n.manager.errors["stop"]  # the next try succeeds: removed, reloaded, forgotten
+        # the process ends (killed): the stop is still refused, but the unit is down, so
+        # the next try removes it, reloads once and forgets its state
+        n.manager.set_state("r.service", "failed", "failed")
         await n.until_state("r.service", lambda s: s is None, timeout=8)
         assert "r.service" not in n.manager.files and n.calls("reload") == reloads + 1
 
