@@ -13,7 +13,8 @@
   - ``launched``: fleet started it and it is up: running, activating, or
     active/exited (a oneshot with RemainAfterExit=yes);
   - ``failed``: fleet started it and systemd says failed (or the unit waits
-    to be restarted after a failure, sub-state auto-restart);
+    to be restarted after a failure, sub-state auto-restart), or systemd
+    refused the start (the reason field says why);
   - ``finished``: fleet started it and it ended without failing
     (inactive/dead: a oneshot without RemainAfterExit, or a service that
     exited 0). ``fleetctl start`` of a failed or finished unit starts it again.
@@ -111,6 +112,8 @@ def shown_state(state: UnitState | None) -> str:
     current = current_of(state)
     if state is None or current is not TargetState.LAUNCHED or not state.fleet:
         return str(current)
+    if state.fleet == "launched" and error_parts(state.error)[0] == "start":
+        return FAILED  # systemd refused the start job
     return outcome(state)
 
 

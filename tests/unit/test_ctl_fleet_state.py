@@ -100,6 +100,12 @@ def test_start_that_systemd_refused() -> None:
     assert not pending
 
 
+def test_a_refused_start_shows_failed() -> None:
+    s = reported(TargetState.LAUNCHED, "launched", "inactive", "dead",
+                 "start: systemd start hello.service: Unit hello.service is masked.")
+    assert view(s, "hello.service").shown == "failed"
+
+
 def test_refused_stop_fails_the_stop_with_machine_and_message() -> None:
     _, errors, pending = verdict(Goal.LOADED, reported(
         TargetState.LOADED, "launched", "active", "running", f"stop: {REFUSED}"))
