@@ -189,7 +189,7 @@ class Agent:
         name = task.unit
         try:
             if task.kind == TaskKind.UNLOAD:
-                await self._stop_to_unload(name)
+                await self._stop(name)
                 await self._manager.remove_unit(name)
                 self._record.pop(name, None)
             elif task.kind == TaskKind.LOAD:
@@ -197,7 +197,7 @@ class Agent:
             elif task.kind == TaskKind.RELOAD:
                 await self._manager.daemon_reload()
             elif task.kind == TaskKind.STOP:
-                await self._manager.stop_unit(name)
+                await self._stop(name)
             elif task.kind == TaskKind.START:
                 assert task.record is not None
                 self._record[name] = task.record  # attempted: not started again by itself
@@ -215,15 +215,15 @@ class Agent:
             self._failures.succeeded(name)
         return True
 
-    async def _stop_to_unload(self, name: str) -> None:
-        """Stop before removing; a refused stop of a unit that is down anyway is no obstacle."""
+    async def _stop(self, name: str) -> None:
+        """Stop NAME; a refused stop of a unit that is down anyway is as good as done."""
         try:
             await self._manager.stop_unit(name)
         except SystemdError as exc:
             status = (await self._manager.statuses([name])).get(name)
             if status is None or status.active_state in BUSY_STATES:
                 raise
-            log.info("unload %s: stop failed (%s) but systemd says %s/%s: removing it",
+            log.info("stop %s failed (%s) but systemd says %s/%s: taken as stopped",
                      name, exc, status.active_state, status.sub_state)
 
     def _failed(self, task: Task, key: Key, exc: Exception) -> str:

@@ -184,6 +184,18 @@ async def test_refused_stop_keeps_the_unit_visible_and_backs_off(tmp_path: Path)
         assert "r.service" not in n.manager.files and n.calls("reload") == reloads + 1
 
 
+async def test_refused_stop_of_a_unit_that_went_down_counts_as_stopped(tmp_path: Path) -> None:
+    async with node(tmp_path) as n:
+        await n.schedule("r.service", LAUNCHED)
+        await n.until_state("r.service", launched)
+        n.manager.errors["stop"] = REFUSED
+        await n.schedule("r.service", LOADED)
+        await n.until_state("r.service", lambda s: s is not None and bool(s.error))
+        n.manager.set_state("r.service", "failed", "failed")  # its process was killed
+        s = await n.until_state("r.service", lambda s: s is not None and s.fleet == "loaded")
+        assert s is not None and s.error == ""
+
+
 class FailingAtOnce(FakeUnitManager):
     """/bin/false as Type=simple: active/running after the start, failed right after."""
 
