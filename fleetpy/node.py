@@ -67,7 +67,7 @@ class Node:
         self.presence = Presence(registry, machine, state_dir)  # + metadata set at runtime
         self._lease: Lease | None = None
         self.past_keepalive_failures = 0  # of leases lost before the current one
-        self.agent = Agent(registry, manager, machine.id, self.lease)
+        self.agent = Agent(registry, manager, machine.id, self.lease, state_dir)
         self.engine = Engine(registry, machine.id, self.lease, engine_interval)
         self._run_engine = engine
         self._tasks: list[asyncio.Task[None]] = []

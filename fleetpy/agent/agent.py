@@ -4,6 +4,14 @@ Reads: ``schedule/<machine_id>/`` (one watch). Writes: ``states/<machine_id>/``
 on the agent's lease. Decisions come from the pure planner
 (fleetpy.agent.plan); this module only feeds it and executes its tasks, one
 log line per task with the planner's reason.
+
+The executor keeps fleet's record of what it loaded and launched here
+(fleetpy.agent.record, persisted in the state directory) and the clock:
+failed tasks and their back-off (fleetpy.agent.retry), and the settling of
+a start. A start is reported ``starting`` until the unit stayed up for
+SETTLE_S, or sooner went down or reached active/exited; only then
+``launched``, so that a unit failing at once is never seen as launched. A
+daemon-reload runs only when a unit file really changed in the pass.
 """
 
 from __future__ import annotations
@@ -13,9 +21,20 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from fleetpy.agent.plan import CurrentUnit, DesiredUnit, Task, TaskKind, plan_agent
-from fleetpy.model.types import ScheduledUnit, TargetState, UnitState
+from fleetpy.agent.plan import (
+    BUSY_STATES,
+    UP_STATES,
+    CurrentUnit,
+    DesiredUnit,
+    Task,
+    TaskKind,
+    plan_agent,
+)
+from fleetpy.agent.record import DEFAULT_STATE_DIR, RecordFile
+from fleetpy.agent.retry import Failures, Key
+from fleetpy.model.types import ScheduledUnit, UnitState
 from fleetpy.registry.base import Lease, Registry, RegistryError, WatchUpdate
 from fleetpy.registry.codec import decode_scheduled
 from fleetpy.registry.unreadable import REPORTS, Unreadable
@@ -25,6 +44,7 @@ from fleetpy.systemd.base import SystemdError, UnitManager, UnitStatus, check_un
 log = logging.getLogger("fleetpy.agent")
 
 RETRY_DELAY = 1.0
+SETTLE_S = 0.2  # a start is "launched" once the unit stayed up this long
 
 
 class Agent:
@@ -36,6 +56,7 @@ class Agent:
         manager: UnitManager,
         machine_id: str,
         lease: Callable[[], Lease],
+        state_dir: Path = DEFAULT_STATE_DIR,
     ) -> None:
         self._registry = registry
         self._manager = manager
@@ -43,8 +64,15 @@ class Agent:
         self._lease = lease
         self._desired: dict[str, DesiredUnit] = {}
         self._skipped: dict[str, Unreadable] = {}  # schedule entries that do not decode
-        self._failures: dict[tuple[str, str], str] = {}  # (task, unit) -> error said
-        self._attempted: dict[str, tuple[str, TargetState]] = {}
+        self._said: dict[tuple[str, str], str] = {}  # (task, unit) -> the error last logged
+        self._record_file = RecordFile(state_dir)
+        self._record = self._record_file.load()
+        self._record_saved = dict(self._record)
+        self._failures = Failures()
+        self._retry_timer: asyncio.TimerHandle | None = None
+        self._settling: dict[str, float] = {}  # name -> when its start counts as settled
+        self._seen_up: set[str] = set()  # settling units systemd reported up since the start
+        self._settle_wake = asyncio.Event()
         self._synced = False
         self._wake = asyncio.Event()
         self._report_wake = asyncio.Event()
@@ -60,6 +88,7 @@ class Agent:
             group.create_task(self._reconcile_loop(), name="agent-reconcile")
             group.create_task(self._follow_systemd(), name="agent-systemd")
             group.create_task(self._report_loop(), name="agent-report")
+            group.create_task(self._settle_loop(), name="agent-settle")
 
     # schedule ----------------------------------------------------------------
     async def _watch_schedule(self) -> None:
@@ -71,7 +100,7 @@ class Agent:
 
     def _apply(self, update: WatchUpdate, prefix: str) -> None:
         before = dict(self._skipped)
-        changes = apply_update(
+        apply_update(
             self._desired,
             update,
             lambda key: key[len(prefix):],
@@ -80,10 +109,6 @@ class Agent:
             self._registry.prefix,
         )
         REPORTS.sync(before, self._skipped)
-        for name, _, want in changes:
-            if want is None or want.target != TargetState.LAUNCHED:
-                # stopped, unloaded or gone on purpose: the next "launched" is a new start
-                self._attempted.pop(name, None)
 
     # reconcile ---------------------------------------------------------------
     async def _reconcile_loop(self) -> None:
@@ -128,54 +153,166 @@ class Agent:
         # is not unscheduled, so it is neither unloaded nor stopped.
         frozen = {rel[len(f"schedule/{self._machine_id}/"):] for rel in self._skipped}
         current = {name: unit for name, unit in current.items() if name not in frozen}
-        tasks = plan_agent(desired, current, self._attempted)
+        cleared = self._failures.forget_stale({n: _key(d) for n, d in desired.items()})
+        for name in [n for n in self._record
+                     if n not in current and n not in desired and n not in frozen]:
+            del self._record[name]  # its file is gone: nothing of fleet's left here
+        holding = self._failures.holding(asyncio.get_running_loop().time())
+        tasks = plan_agent(desired, current, self._record, holding)
         if not tasks:
-            self.converged.set()
+            if not holding:
+                self.converged.set()
+            self._save_record()
             await self._report_current(current)
+            await self._report_now(sorted(n for n in cleared if n in current))
             return
         self.converged.clear()
         await self._manager.watch_units(set(desired) | set(current))
-        failed = False
+        failed_units: set[str] = set()
+        files_changed = 0
+        reload_failed = False
         for task in tasks:
-            if not await self._execute(task, desired):
-                failed = True
-        touched = {t.unit for t in tasks if t.unit}
-        gone = [n for n in touched if n not in desired]
+            if task.unit in failed_units:
+                continue  # an earlier step for this unit failed: retried after its back-off
+            if task.kind == TaskKind.RELOAD and not files_changed:
+                log.debug("daemon-reload skipped: no unit file changed")
+                continue
+            if await self._execute(task, desired):
+                files_changed += task.kind in (TaskKind.LOAD, TaskKind.UNLOAD)
+            elif task.unit:
+                failed_units.add(task.unit)
+            else:
+                reload_failed = True
+        self._save_record()
+        files = self._manager.loaded_files()
+        touched = {t.unit for t in tasks if t.unit} | set(cleared)
+        gone = [n for n in touched if n not in desired and n not in files]
         if gone:
             await self._forget_states(gone)
-        await self._report_now(sorted(n for n in touched if n in desired))
-        if failed:
+        await self._report_now(sorted(n for n in touched if n in files))
+        self._arm_retry()
+        if reload_failed:
             await asyncio.sleep(RETRY_DELAY)
         self._wake.set()
 
     async def _execute(self, task: Task, desired: dict[str, DesiredUnit]) -> bool:
         """Run one task; a failure is logged and does not abort the others."""
         log.info("%s %s: %s", task.kind.value, task.unit or "-", task.reason)
+        name = task.unit
         try:
             if task.kind == TaskKind.UNLOAD:
-                await self._manager.stop_unit(task.unit)
-                await self._manager.remove_unit(task.unit)
-                self._attempted.pop(task.unit, None)
+                await self._stop(name)
+                await self._manager.remove_unit(name)
+                self._record.pop(name, None)
             elif task.kind == TaskKind.LOAD:
-                await self._manager.write_unit(task.unit, task.contents or "")
+                await self._manager.write_unit(name, task.contents or "")
             elif task.kind == TaskKind.RELOAD:
                 await self._manager.daemon_reload()
             elif task.kind == TaskKind.STOP:
-                await self._manager.stop_unit(task.unit)
+                await self._stop(name)
             elif task.kind == TaskKind.START:
-                unit = desired[task.unit]
-                self._attempted[task.unit] = (unit.hash, unit.target)
-                await self._manager.start_unit(task.unit)
+                assert task.record is not None
+                self._record[name] = task.record  # attempted: not started again by itself
+                await self._manager.start_unit(name)
+                self._settling[name] = asyncio.get_running_loop().time() + SETTLE_S
+                self._seen_up.discard(name)
+                self._settle_wake.set()
+            if task.record is not None:
+                self._record[name] = task.record
         except Exception as exc:  # one unit's failure never stops the others
-            what = (task.kind.value, task.unit or "-")
+            retry = self._failed(task, _key(desired.get(name)), exc) if name else ""
+            what = (task.kind.value, name or "-")
             message = str(exc) or type(exc).__name__
-            if self._failures.get(what) != message:
-                self._failures[what] = message
-                log.error("%s %s failed: %s", *what, message,
+            if self._said.get(what) != message:  # the same failure again is not news
+                self._said[what] = message
+                log.error("%s %s failed%s: %s", *what, retry, message,
                           exc_info=not isinstance(exc, SystemdError | OSError | ValueError))
             return False
-        self._failures.pop((task.kind.value, task.unit or "-"), None)
+        self._said.pop((task.kind.value, name or "-"), None)
+        if name and task.kind != TaskKind.RECORD:
+            self._failures.succeeded(name)
         return True
+
+    async def _stop(self, name: str) -> None:
+        """Stop NAME; a refused stop of a unit that is down anyway is as good as done."""
+        try:
+            await self._manager.stop_unit(name)
+        except SystemdError as exc:
+            status = (await self._manager.statuses([name])).get(name)
+            if status is None or status.active_state in BUSY_STATES:
+                raise
+            log.info("stop %s failed (%s) but systemd says %s/%s: taken as stopped",
+                     name, exc, status.active_state, status.sub_state)
+
+    def _failed(self, task: Task, key: Key, exc: Exception) -> str:
+        """Keep the error for the unit's report; hold the unit back unless a start failed.
+
+        Returns what happens next, for the log line."""
+        retry = task.kind != TaskKind.START
+        now = asyncio.get_running_loop().time()
+        failure = self._failures.failed(task.unit, key, f"{task.kind.value}: {exc}", now, retry)
+        return f" (next try in {failure.delay:.0f}s)" if retry else " (not retried)"
+
+    def _arm_retry(self) -> None:
+        """Wake the reconcile loop when the first unit in back-off may be tried again."""
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+            self._retry_timer = None
+        at = self._failures.next_retry()
+        if at is not None:
+            self._retry_timer = asyncio.get_running_loop().call_at(at, self._wake.set)
+
+    def _save_record(self) -> None:
+        if self._record == self._record_saved:
+            return
+        try:
+            self._record_file.save(self._record)
+        except OSError as exc:
+            log.error("cannot save fleet's unit record %s (will retry): %s",
+                      self._record_file.path, exc)
+            return
+        self._record_saved = dict(self._record)
+
+    # settling of starts ------------------------------------------------------
+    async def _settle_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._settling:
+                await self._settle_wake.wait()
+                self._settle_wake.clear()
+                continue
+            wait = min(self._settling.values()) - loop.time()
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self._settle_wake.wait()
+                self._settle_wake.clear()
+                continue
+            due = sorted(n for n, at in self._settling.items() if at <= loop.time())
+            try:
+                statuses = await self._manager.statuses(due)
+            except SystemdError as exc:
+                log.warning("cannot read the state of %s after their start: %s", due, exc)
+                statuses = {}
+            for name in due:
+                self._settle(name, statuses.get(name))
+
+    def _settle(self, name: str, status: UnitStatus | None) -> None:
+        """The start of NAME settled: report it with its state (launched from now on)."""
+        self._settling.pop(name, None)
+        self._seen_up.discard(name)
+        if status is not None:
+            self._pending[name] = status
+        self._report_wake.set()
+
+    def _follow_start(self, status: UnitStatus) -> None:
+        """A settling unit that went up, then down (or reached active/exited), settles now."""
+        name = status.name
+        up = status.active_state in UP_STATES and status.sub_state != "auto-restart"
+        if up and status.sub_state != "exited":
+            self._seen_up.add(name)
+        elif (up and status.active_state == "active") or name in self._seen_up:
+            self._settle(name, status)
 
     # state reporting ---------------------------------------------------------
     async def _follow_systemd(self) -> None:
@@ -183,6 +320,8 @@ class Agent:
             if status.name in self._desired or status.name in self._reported:
                 self._pending[status.name] = status
                 self._report_wake.set()
+            if status.name in self._settling:
+                self._follow_start(status)
 
     async def _report_loop(self) -> None:
         while True:
@@ -213,6 +352,8 @@ class Agent:
                 active_state=s.active_state,
                 sub_state=s.sub_state,
                 hash=files.get(s.name, ""),
+                fleet=self._fleet_state(s.name),
+                error=self._failures.error(s.name),
             )
             for s in statuses
             if s.name in files
@@ -230,6 +371,12 @@ class Agent:
             return
         self._reported.update(s.name for s in states)
 
+    def _fleet_state(self, name: str) -> str:
+        if name in self._settling:
+            return "starting"
+        record = self._record.get(name)
+        return str(record.state) if record is not None else ""
+
     async def _forget_states(self, names: list[str]) -> None:
         for name in names:
             self._pending.pop(name, None)
@@ -241,6 +388,10 @@ class Agent:
         """Re-report every loaded unit (after re-registering on a new lease)."""
         self._reported.clear()
         await self._report_now(sorted(self._manager.loaded_files()))
+
+
+def _key(want: DesiredUnit | None) -> Key:
+    return None if want is None else (want.hash, str(want.target))
 
 
 def _desired(unit: ScheduledUnit) -> DesiredUnit:

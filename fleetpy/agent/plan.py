@@ -1,27 +1,38 @@
 """The agent's decisions: what to do to this machine's systemd, and why.
 
-``plan_agent(desired, current, attempted)`` compares this machine's schedule
-with what systemd and /run/fleet/units show and returns tasks in fleet's
+``plan_agent(desired, current, record, holding)`` compares this machine's
+schedule with fleet's own record of what it did here (``record``: loaded or
+launched by fleet, per unit, kept by the executor across fleetd restarts) and
+with what systemd and /run/fleet/units show. It returns tasks in fleet's
 order: every UNLOAD, every LOAD, one RELOAD (daemon-reload) if anything was
-loaded or unloaded, every STOP, every START; by unit name within a kind.
-Each task carries the reason, in a sentence, for the log.
+loaded or unloaded, every STOP, every START, then RECORD (the record alone
+changes); by unit name within a kind. Each task carries the reason, in a
+sentence, for the log, and the record to keep once it succeeded.
 
-Rules:
+Rules (fleet's meaning of "loaded": loaded, and not started by fleet):
 
-- a unit file here that is not scheduled here: UNLOAD (the executor stops
-  the unit first and tolerates systemd having forgotten it);
+- a unit file here that is not scheduled here (or desired inactive): UNLOAD
+  (the executor stops the unit first, whoever started it, and tolerates
+  systemd having forgotten it);
 - scheduled but no file: LOAD; file with another hash: UNLOAD + LOAD (the
   unload stops it; it is started again if its target is launched);
 - file present but systemd says ``not-found``: LOAD again (re-link) so that
   the daemon-reload lets systemd see it;
-- target ``loaded`` and the unit is up (active/activating/reloading): STOP;
-- target ``launched`` and the unit is down (inactive/failed/other): START,
-  except when (hash, target) equals ``attempted[name]``, the last start the
-  executor made: systemd's own Restart= then decides, fleetd does not
-  crash-loop a failing unit; a changed hash or target allows a new start;
-- a unit that is up, or busy deactivating, is never started, restarted or
-  reloaded while its contents are unchanged, so a restarted fleetd leaves
-  healthy units alone.
+- target ``loaded``: STOP only when fleet's record says fleet launched it.
+  A unit systemd started on its own (a Requires= of another unit, socket or
+  path activation) is not fleet's to stop: fleet only loaded it;
+- target ``launched``: START when fleet has not launched this version (hash
+  and start counter) and the unit is down. Once fleet launched it, a failed
+  or finished unit is left to systemd's own Restart= (no crash loop); a new
+  hash, target or start counter allows a new start. A unit that is up
+  without fleet's start (systemd started it, or fleetd restarted without a
+  record) is recorded as launched, not started again;
+- a file here without a record (a fleetd without one, e.g. after an
+  upgrade) is adopted as it is: recorded loaded, or launched when its target
+  is launched and it is up; nothing is stopped or started for it, so a
+  restarted fleetd leaves healthy units alone;
+- ``holding``: units in back-off after a failed task (the executor's clock
+  decides when); they get no task until the executor lets them go.
 
 Pure: no I/O, no clock, no logging.
 """
@@ -29,7 +40,7 @@ Pure: no I/O, no clock, no logging.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
 
 from fleetpy.model.types import TargetState
@@ -44,6 +55,7 @@ class TaskKind(enum.StrEnum):
     RELOAD = "daemon-reload"
     STOP = "stop"
     START = "start"
+    RECORD = "record"
 
 
 ORDER = {
@@ -52,6 +64,7 @@ ORDER = {
     TaskKind.RELOAD: 2,
     TaskKind.STOP: 3,
     TaskKind.START: 4,
+    TaskKind.RECORD: 5,
 }
 
 
@@ -77,13 +90,26 @@ class CurrentUnit:
 
 
 @dataclass(frozen=True, slots=True)
+class Record:
+    """What fleet did to one unit here: loaded it, or launched it (that version)."""
+
+    hash: str
+    state: TargetState  # LOADED or LAUNCHED
+
+
+@dataclass(frozen=True, slots=True)
 class Task:
-    """One step for the executor. ``unit`` is "" for RELOAD; LOAD carries contents."""
+    """One step for the executor. ``unit`` is "" for RELOAD; LOAD carries contents.
+
+    ``record``: fleet's record of the unit once the task succeeded (None:
+    unchanged; an UNLOAD drops the record).
+    """
 
     kind: TaskKind
     unit: str
     reason: str
     contents: str | None = None
+    record: Record | None = None
 
 
 def _state(cur: CurrentUnit | None) -> str:
@@ -97,14 +123,13 @@ def _short(digest: str | None) -> str:
 
 
 def _plan_unit(
-    want: DesiredUnit,
-    cur: CurrentUnit | None,
-    attempted: tuple[str, TargetState] | None,
-    tasks: list[Task],
+    want: DesiredUnit, cur: CurrentUnit | None, rec: Record | None, tasks: list[Task]
 ) -> None:
     name = want.name
     file_hash = cur.file_hash if cur else None
     changed = file_hash is not None and file_hash != want.hash
+    loaded = Record(want.hash, TargetState.LOADED)
+    launched = Record(want.hash, TargetState.LAUNCHED)
     why = ""
     if changed:
         tasks.append(
@@ -115,43 +140,62 @@ def _plan_unit(
                 f"scheduled {_short(want.hash)}",
             )
         )
+        rec = None  # the unload stops it and drops the record
         why = f"unit {name} contents changed to {_short(want.hash)}"
     elif file_hash is None:
         why = f"unit {name} scheduled here ({want.target}), not loaded"
     elif cur is not None and cur.load_state == "not-found":
         why = f"unit {name} file present but systemd says not-found"
     loaded_now = bool(why)
+    if rec is not None and rec.hash != want.hash:
+        rec = None  # a record of another version tells nothing about this one
+    adopt = rec is None and not loaded_now  # a file here that fleet has no record of
     if loaded_now:
-        tasks.append(Task(TaskKind.LOAD, name, why, want.contents))
+        tasks.append(Task(TaskKind.LOAD, name, why, want.contents, None if rec else loaded))
     # the unload of a changed unit stops it
     active = "inactive" if cur is None or changed else cur.active_state
+    by_fleet = rec is not None and rec.state == TargetState.LAUNCHED
     if want.target == TargetState.LOADED:
-        if active in UP_STATES:
-            tasks.append(Task(TaskKind.STOP, name, f"unit {name} desired loaded, {_state(cur)}"))
+        if by_fleet:
+            reason = f"unit {name} desired loaded, launched by fleet, {_state(cur)}"
+            tasks.append(Task(TaskKind.STOP, name, reason, record=loaded))
+        elif adopt:
+            reason = f"unit {name} loaded without fleet's record, {_state(cur)}: recorded loaded"
+            tasks.append(Task(TaskKind.RECORD, name, reason, record=loaded))
         return
-    if want.target != TargetState.LAUNCHED or active in BUSY_STATES:
+    if want.target != TargetState.LAUNCHED:
         return
-    if loaded_now:
-        tasks.append(
-            Task(TaskKind.START, name, f"unit {name} desired launched, loaded now ({_state(cur)})")
-        )
-    elif attempted != (want.hash, want.target):
-        tasks.append(Task(TaskKind.START, name, f"unit {name} desired launched, {_state(cur)}"))
+    if by_fleet and not loaded_now:
+        return  # fleet launched it: systemd's Restart= decides from here
+    if active in UP_STATES:
+        if not by_fleet:
+            reason = f"unit {name} desired launched, already up ({_state(cur)}): recorded launched"
+            tasks.append(Task(TaskKind.RECORD, name, reason, record=launched))
+        return
+    if active in BUSY_STATES:
+        return  # deactivating: started once it is down
+    state = f"loaded now ({_state(cur)})" if loaded_now else _state(cur)
+    reason = f"unit {name} desired launched, {state}"
+    tasks.append(Task(TaskKind.START, name, reason, record=launched))
 
 
 def plan_agent(
     desired: Mapping[str, DesiredUnit],
     current: Mapping[str, CurrentUnit],
-    attempted: Mapping[str, tuple[str, TargetState]],
+    record: Mapping[str, Record],
+    holding: Set[str] = frozenset(),
 ) -> list[Task]:
     """Tasks that bring ``current`` to ``desired``, in execution order ([] when converged).
 
     ``desired``: this machine's schedule by name. ``current``: units with a
     file in /run/fleet/units (or otherwise known here) with systemd's states.
-    ``attempted``: name -> (hash, target) of the last START the executor made.
+    ``record``: fleet's record of what it loaded and launched here.
+    ``holding``: units in back-off, given no task this time.
     """
     tasks: list[Task] = []
     for name in sorted(set(desired) | set(current)):
+        if name in holding:
+            continue
         want = desired.get(name)
         cur = current.get(name)
         if want is None or want.target == TargetState.INACTIVE:
@@ -161,7 +205,7 @@ def plan_agent(
                     Task(TaskKind.UNLOAD, name, f"unit {name} {why}, file present, {_state(cur)}")
                 )
             continue
-        _plan_unit(want, cur, attempted.get(name), tasks)
+        _plan_unit(want, cur, record.get(name), tasks)
     changed = sum(1 for t in tasks if t.kind in (TaskKind.LOAD, TaskKind.UNLOAD))
     if changed:
         tasks.append(

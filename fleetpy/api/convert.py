@@ -72,6 +72,8 @@ def state_msg_to_pb(state: UnitState) -> pb.UnitState:
         active_state=state.active_state,
         sub_state=state.sub_state,
         hash=state.hash,
+        fleet=state.fleet,
+        error=state.error,
     )
 
 
@@ -83,6 +85,8 @@ def state_msg_from_pb(msg: pb.UnitState) -> UnitState:
         active_state=msg.active_state,
         sub_state=msg.sub_state,
         hash=msg.hash,
+        fleet=msg.fleet,
+        error=msg.error,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import replace as replace_record
 
 from fleetpy.ctl import files
 from fleetpy.ctl.client import FleetClient
@@ -158,9 +159,34 @@ async def load(client: FleetClient, args: Sequence[str], replace: bool, block: B
 
 
 async def start(client: FleetClient, args: Sequence[str], replace: bool, block: Blocking) -> int:
+    """Raise to launched. A unit fleet launched that failed or finished is started again:
+    lowered to loaded first (and that awaited, --no-block too), then raised."""
     records = await create_units(client, args, replace, verb="start")
+    again = await _failed_or_finished(client, records)
+    if again:
+        await client.set_desired_many(again, TargetState.LOADED)
+        goals = dict.fromkeys(again, Goal.LOADED)
+        errors = await wait_units(client, goals, block.attempts, Progress(block.tty),
+                                  dict.fromkeys(again, ""))
+        if errors:
+            return _report(errors)
+        for name in again:
+            records[name] = replace_record(records[name], desired=TargetState.LOADED)
     return await _set_and_wait(
         client, records, TargetState.LAUNCHED, Goal.LAUNCHED, "start", block)
+
+
+async def _failed_or_finished(client: FleetClient, records: Mapping[str, UnitRecord]) -> list[str]:
+    """Units desired launched whose start fleet made failed or finished (STATE says so)."""
+    from fleetpy.api.snapshot import read_snapshot
+    from fleetpy.ctl.state import FAILED, FINISHED, view
+
+    names = [n for n, r in records.items()
+             if r.desired is TargetState.LAUNCHED and not is_global(r.unit.contents)]
+    if not names:
+        return []
+    snap = await read_snapshot(client, names)
+    return [n for n in names if view(snap, n).shown in (FAILED, FINISHED)]
 
 
 async def find_units(client: FleetClient, args: Sequence[str]) -> dict[str, UnitRecord]:
@@ -216,7 +242,8 @@ async def destroy(client: FleetClient, args: Sequence[str], block: Blocking) -> 
         silent = dict.fromkeys(records, "")
         errors = await wait_units(client, goals, block.attempts, Progress(block.tty), silent)
     for name in records:  # in the order given, as fleet prints them
-        out(f"Destroyed {name}")
+        if not any(e.startswith(f"Unit {name} ") for e in errors):
+            out(f"Destroyed {name}")  # not when it is still on a machine (a refused stop)
     return _report(errors)
 
 

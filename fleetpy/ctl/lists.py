@@ -64,17 +64,19 @@ def unit_file_rows(
             target = "global"
         elif v.machine is not None:
             target = machine_legend(v.machine, snap.machines, full)
-        # Desired loaded or launched but on no machine: the engine says why (reason).
+        # Desired loaded or launched but on no machine: the engine says why (reason);
+        # on its machine, fleet's last failed operation there (e.g. a refused stop).
         waiting = v.waiting if not v.targets else None
+        error = v.state.error if v.state is not None and v.state.error else None
         rows.append({
             "unit": name,
             "hash": unit.hash if full else unit.hash[:7],
             "dstate": str(v.record.desired),
-            "state": "waiting" if waiting else None if v.is_global else str(v.current),
+            "state": "waiting" if waiting else None if v.is_global else v.shown,
             "target": target,
             "global": "true" if v.is_global else "false",
             "desc": description(unit.contents) if want_desc else None,
-            "reason": waiting,
+            "reason": waiting or error,
         })
     return rows
 
@@ -156,8 +158,12 @@ def list_units(env: CtlEnv, full: bool, no_legend: bool, fields: str, output: st
 def list_unit_files(env: CtlEnv, full: bool, no_legend: bool, fields: str, output: str) -> None:
     """List the units that exist in the cluster.
 
-    A unit desired loaded or launched that no machine can take shows STATE
-    waiting and TARGET -; the reason field says why (--fields=unit,reason).
+    STATE says what fleet did to the unit: inactive, loaded, launched, failed
+    (fleet started it, systemd says failed) or finished (fleet started it, it
+    ended without failing). A unit desired loaded or launched that no machine
+    can take shows STATE waiting and TARGET -; the reason field says why
+    (--fields=unit,reason), or which operation of fleet's failed on the unit's
+    machine and what systemd said (e.g. a stop systemd refused).
     Registry entries that cannot be read (and that fleet therefore skips) are
     listed on stderr after the table; with --output json as a JSON object
     {"unreadable": [{"key", "problem", "revision"}...]}.

@@ -2,10 +2,33 @@
 
 - TARGET: the machine the engine scheduled the unit on (``global`` for a
   global unit, ``-`` when unscheduled).
-- STATE (current): ``launched`` when the unit's scheduled machine reports it
-  active, reloading or activating; ``loaded`` when that machine reports it
-  otherwise; ``inactive`` when it is not reported there (or not scheduled).
-  A report for another version of the unit (other hash) does not count.
+- STATE (current): what fleet did to the unit on its scheduled machine, as
+  that machine's agent reports it (list-units and status show systemd's own
+  ACTIVE/SUB instead):
+
+  - ``inactive``: not reported there (or not scheduled);
+  - ``loaded``: fleet loaded it and did not start it. systemd may have
+    started it on its own (a Requires= of another unit, a socket or a path
+    unit): fleet leaves it be, and list-units shows it active;
+  - ``launched``: fleet started it and it is up: running, activating, or
+    active/exited (a oneshot with RemainAfterExit=yes);
+  - ``failed``: fleet started it and systemd says failed (or the unit waits
+    to be restarted after a failure, sub-state auto-restart), or systemd
+    refused the start (the reason field says why);
+  - ``finished``: fleet started it and it ended without failing
+    (inactive/dead: a oneshot without RemainAfterExit, or a service that
+    exited 0). ``fleetctl start`` of a failed or finished unit starts it again.
+
+  A report for another version of the unit (other hash) does not count. A
+  report without fleet's record (from an older fleetd) counts as launched when
+  active, reloading or activating, else loaded.
+- reason: why a unit waits for a machine, or the last operation of fleet's
+  on the unit that failed there, with systemd's message (e.g. a stop that
+  systemd refused: the unit stays launched and the agent tries again later).
+
+A start counts (for a blocking ``fleetctl start``) only once the agent says
+it settled (``fleet`` is ``launched``, no longer ``starting``): the unit
+stayed up a moment, or already failed or finished.
 """
 
 from __future__ import annotations
@@ -19,6 +42,8 @@ from fleetpy.registry.base import UnitRecord
 
 ACTIVE_STATES = frozenset({"active", "reloading", "activating"})
 FAILED_STATES = frozenset({"failed"})
+FAILED = "failed"
+FINISHED = "finished"
 
 
 def machine_id_legend(machine_id: str, full: bool) -> str:
@@ -64,9 +89,38 @@ def description(contents: str) -> str:
 def current_of(state: UnitState | None) -> TargetState:
     if state is None:
         return TargetState.INACTIVE
-    if state.active_state in ACTIVE_STATES:
+    if state.fleet == "loaded":
+        return TargetState.LOADED
+    if state.fleet in ("starting", "launched"):
+        return TargetState.LAUNCHED
+    if state.active_state in ACTIVE_STATES:  # an agent that does not report fleet's record
         return TargetState.LAUNCHED
     return TargetState.LOADED
+
+
+def outcome(state: UnitState) -> str:
+    """What became of a unit fleet launched: ``launched``, ``failed`` or ``finished``."""
+    if state.active_state in FAILED_STATES or state.sub_state == "auto-restart":
+        return FAILED
+    if state.active_state == "inactive":
+        return FINISHED
+    return str(TargetState.LAUNCHED)
+
+
+def shown_state(state: UnitState | None) -> str:
+    """list-unit-files's STATE (see the module docstring)."""
+    current = current_of(state)
+    if state is None or current is not TargetState.LAUNCHED or not state.fleet:
+        return str(current)
+    if state.fleet == "launched" and error_parts(state.error)[0] == "start":
+        return FAILED  # systemd refused the start job
+    return outcome(state)
+
+
+def error_parts(error: str) -> tuple[str, str]:
+    """``"stop: systemd stop x: refused"`` -> ("stop", "systemd stop x: refused")."""
+    op, sep, message = error.partition(": ")
+    return (op, message) if sep else ("", error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +142,21 @@ class UnitView:
 
     @property
     def failed(self) -> bool:
-        return self.state is not None and self.state.active_state in FAILED_STATES
+        """fleet started it and it failed (old agents: systemd says failed)."""
+        if self.state is None:
+            return False
+        if not self.state.fleet:
+            return self.state.active_state in FAILED_STATES
+        return self.state.fleet == "launched" and outcome(self.state) == FAILED
+
+    @property
+    def settled(self) -> bool:
+        """No start of fleet's still settling on the unit's machine."""
+        return self.state is None or self.state.fleet != "starting"
+
+    @property
+    def shown(self) -> str:
+        return shown_state(self.state)
 
 
 def view(snap: Snapshot, name: str) -> UnitView:
@@ -121,4 +189,6 @@ def state_message(v: UnitView, machines: Mapping[str, Machine]) -> str:
     msg = f"Unit {v.name} {v.current}"
     if v.current != TargetState.INACTIVE and v.machine is not None:
         msg += f" on {machine_legend(v.machine, machines, False)}"
+    if v.shown == FINISHED and v.state is not None:
+        msg += f" (finished: systemd says {v.state.active_state}/{v.state.sub_state})"
     return msg

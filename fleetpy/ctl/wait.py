@@ -21,7 +21,7 @@ import click
 
 from fleetpy.api.snapshot import Snapshot
 from fleetpy.ctl.client import FleetClient
-from fleetpy.ctl.state import UnitView, machine_legend, state_message, view
+from fleetpy.ctl.state import UnitView, error_parts, machine_legend, state_message, view
 from fleetpy.model.types import TargetState
 
 ATTEMPT_INTERVAL = 0.5
@@ -92,7 +92,32 @@ def reached(v: UnitView, goal: Goal) -> bool:
         )
     if goal is Goal.INACTIVE:  # unloaded: off its machine, as list-units then shows
         return v.current is TargetState.INACTIVE and not v.reported
+    if goal is Goal.LAUNCHED:  # settled, and not failed (finished counts: it ran)
+        return v.current is TargetState.LAUNCHED and v.settled and not v.failed
     return v.current.value == goal.value
+
+
+def failure(v: UnitView, goal: Goal, snap: Snapshot) -> str | None:
+    """Why the unit cannot reach ``goal``: fleet's operation failed on its machine."""
+    where = machine_legend(v.machine, snap.machines, False) if v.machine else ""
+    st = v.state
+    if goal is Goal.LAUNCHED and st is not None and st.fleet == "launched":
+        op, message = error_parts(st.error)
+        if op == "start":
+            return f"Unit {v.name} failed to start on {where}: {message}"
+        if v.failed:
+            return f"Unit {v.name} failed on {where}: systemd says {st.active_state}/{st.sub_state}"
+    if goal is Goal.LOADED and st is not None and st.fleet == "launched":
+        op, message = error_parts(st.error)
+        if op == "stop":
+            return f"Unit {v.name} could not be stopped on {where}: {message}"
+    if goal in (Goal.INACTIVE, Goal.GONE):
+        for s in v.reported:
+            op, message = error_parts(s.error)
+            if op == "unload":
+                on = machine_legend(s.machine_id, snap.machines, False)
+                return f"Unit {v.name} could not be stopped and unloaded on {on}: {message}"
+    return None
 
 
 def _label(pending: Sequence[str]) -> str:
@@ -119,12 +144,16 @@ class Tracker:
         printed: list[tuple[str, str]] = []
         views = {name: view(snap, name) for name in self.pending}
         if self.stale_failed is None:
-            self.stale_failed = {n for n, v in views.items() if v.failed}
+            self.stale_failed = {
+                n for n, v in views.items() if v.failed and v.state and not v.state.fleet}
         for name, v in views.items():
             goal = self.pending[name]
             if not v.failed:
                 self.stale_failed.discard(name)
-            if reached(v, goal):
+            fault = failure(v, goal, snap)
+            if fault is not None:
+                self.errors.append(fault)
+            elif reached(v, goal):
                 msg = self.done_message.get(name)
                 if msg is None:
                     msg = state_message(v, snap.machines)
@@ -133,11 +162,13 @@ class Tracker:
             elif v.record is None and goal is not Goal.GONE:
                 self.errors.append(f"unit {name} was destroyed while waiting for it")
             elif goal is Goal.LAUNCHED and v.failed and name not in self.stale_failed:
+                # an agent that does not report fleet's record: a failure seen before
+                # the command (stale_failed) is not its verdict
                 assert v.state is not None and v.machine is not None
                 where = machine_legend(v.machine, snap.machines, False)
+                st = v.state
                 self.errors.append(
-                    f"unit {name} failed on {where} "
-                    f"(ActiveState={v.state.active_state}, SubState={v.state.sub_state})"
+                    f"Unit {name} failed on {where}: systemd says {st.active_state}/{st.sub_state}"
                 )
             else:
                 if v.waiting and self.told.get(name) != v.waiting:

@@ -39,7 +39,14 @@ class Machine:
 
 @dataclass(frozen=True, slots=True)
 class UnitState:
-    """What an agent reports for one unit on its machine (from systemd)."""
+    """What an agent reports for one unit on its machine.
+
+    ``load_state``/``active_state``/``sub_state`` are systemd's. ``fleet`` is
+    what fleet itself did to the unit there: ``loaded``, ``starting`` (fleet
+    started it and the start has not settled yet), ``launched``, or "" from
+    an agent that does not say. ``error``: the last operation of fleet's on
+    the unit that failed, with systemd's message ("" if none).
+    """
 
     name: str
     machine_id: str
@@ -47,6 +54,8 @@ class UnitState:
     active_state: str
     sub_state: str
     hash: str
+    fleet: str = ""
+    error: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -206,11 +206,14 @@ def encode_state(state: UnitState) -> bytes:
             "active": state.active_state,
             "sub": state.sub_state,
             "hash": state.hash,
+            "fleet": state.fleet,
+            "error": state.error,
         }
     )
 
 
 def decode_state(key: str, value: bytes) -> UnitState:
+    """``fleet`` and ``error`` may be missing (a report of an older fleetd): "" then."""
     machine_id, name = _two_part(key, STATES)
     obj = _load(value, ("load", "active", "sub", "hash"), key)
     return UnitState(
@@ -220,6 +223,8 @@ def decode_state(key: str, value: bytes) -> UnitState:
         active_state=_str(obj, "active", key),
         sub_state=_str(obj, "sub", key),
         hash=_str(obj, "hash", key),
+        fleet=_str(obj, "fleet", key) if "fleet" in obj else "",
+        error=_str(obj, "error", key) if "error" in obj else "",
     )
 
 

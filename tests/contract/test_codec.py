@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fleetpy.model.types import TargetState
+from fleetpy.model.types import TargetState, UnitState
 from fleetpy.registry import codec
 from fleetpy.registry.endpoints import Endpoint, parse_endpoints, unreachable_message
 from fleetpy.registry.kv import prefix_end
@@ -40,6 +40,17 @@ def test_values_round_trip() -> None:
     assert codec.decode_waiting("waiting/x.service", codec.encode_waiting("why")) == (
         "x.service", "why")
     assert codec.decode_leader(codec.encode_leader("m1")) == "m1"
+
+
+def test_state_carries_fleets_record_and_reads_older_reports() -> None:
+    s = UnitState("a.service", "m1", "loaded", "active", "running", "h" * 40, "launched",
+                  "stop: systemd stop a.service: Operation refused")
+    assert codec.decode_state("states/m1/a.service", codec.encode_state(s)) == s
+    old = b'{"active":"active","hash":"h","load":"loaded","sub":"running"}'  # older fleetd
+    decoded = codec.decode_state("states/m1/a.service", old)
+    assert (decoded.active_state, decoded.fleet, decoded.error) == ("active", "", "")
+    with pytest.raises(codec.CodecError):
+        codec.decode_state("states/m1/a.service", old[:-1] + b',"fleet":3}')
 
 
 def test_values_are_canonical_json() -> None:

@@ -110,7 +110,8 @@ async def test_every_rpc_round_trips(short_dir: Path) -> None:
         assert not await c.set_desired("nope.service", TargetState.LAUNCHED)
         entry = ScheduledUnit("hello.service", M1.id, TargetState.LAUNCHED, HELLO.hash, "x")
         await registry.apply_schedule(token, [entry], [], {"other.service": "no machine"})
-        state = UnitState("hello.service", M1.id, "loaded", "active", "running", HELLO.hash)
+        state = UnitState("hello.service", M1.id, "loaded", "active", "running", HELLO.hash,
+                          "launched", "stop: systemd stop hello.service: refused")
         await registry.put_unit_states([state], lease)
         assert await c.list_machines() == [M1]
         assert await c.list_schedule() == [entry]

@@ -112,8 +112,8 @@ def test_start_reports_a_failed_unit_instead_of_hanging(fleet: Fleet) -> None:
     r = fleet("start", fleet.file("hello.service"))
     assert r.exit_code == 1
     assert r.stderr == (
-        f"Error waiting for units: unit hello.service failed on {ON_M1} "
-        "(ActiveState=failed, SubState=failed)\n")
+        f"Error waiting for units: Unit hello.service failed on {ON_M1}: "
+        "systemd says failed/failed\n")
 
 
 def test_unplaceable_unit_says_why_and_block_attempts_time_out(fleet: Fleet) -> None:

@@ -186,8 +186,7 @@ def test_tracker_failed_after_start_but_not_a_stale_failure() -> None:
     t.observe(snap(TargetState.LAUNCHED, "failed"))
     assert not t.pending
     assert t.errors == [
-        "unit hello.service failed on 4f4a4289.../172.17.8.101 "
-        "(ActiveState=failed, SubState=x)"
+        "Unit hello.service failed on 4f4a4289.../172.17.8.101: systemd says failed/x"
     ]
 
 

@@ -61,21 +61,27 @@ class Running:
         await asyncio.gather(self.task, return_exceptions=True)
 
 
-async def start_node(store: MemoryRegistry, machine_id: str, ip: str) -> Running:
+async def start_node(
+    store: MemoryRegistry, machine_id: str, ip: str, state_dir: Path | None = None
+) -> Running:
     manager = FakeUnitManager()
     await manager.start()
     machine = Machine(id=machine_id, public_ip=ip)
-    state_dir = Path(tempfile.mkdtemp(prefix="fleetpy-node-"))
-    node = Node(store.connect(), manager, machine, state_dir=state_dir, engine_interval=0.5)
+    if state_dir is None:
+        state_dir = Path(tempfile.mkdtemp(prefix="fleetpy-node-"))
+    node = Node(store.connect(), manager, machine, state_dir=state_dir / machine_id,
+                engine_interval=0.5)
     await node.start()
     assert node.registered
     return Running(node, manager, asyncio.create_task(node.run()))
 
 
 @contextlib.asynccontextmanager
-async def make_cluster() -> AsyncIterator[tuple[MemoryRegistry, list[Running]]]:
+async def make_cluster(
+    state_dir: Path | None = None,
+) -> AsyncIterator[tuple[MemoryRegistry, list[Running]]]:
     store = MemoryRegistry()
-    nodes = [await start_node(store, f"{i:032x}", f"10.0.0.{i}") for i in (1, 2, 3)]
+    nodes = [await start_node(store, f"{i:032x}", f"10.0.0.{i}", state_dir) for i in (1, 2, 3)]
     try:
         yield store, nodes
     finally:
@@ -96,8 +102,8 @@ async def state_of(registry: MemoryRegistry, name: str) -> tuple[str, str, str] 
     return None
 
 
-async def test_load_start_stop_unload_destroy() -> None:
-    async with make_cluster() as (store, nodes):
+async def test_load_start_stop_unload_destroy(tmp_path: Path) -> None:
+    async with make_cluster(tmp_path) as (store, nodes):
         await walkthrough(store, nodes)
 
 

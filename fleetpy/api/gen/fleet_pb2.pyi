@@ -56,20 +56,24 @@ class Machine(_message.Message):
     def __init__(self, id: _Optional[str] = ..., public_ip: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class UnitState(_message.Message):
-    __slots__ = ("name", "machine_id", "load_state", "active_state", "sub_state", "hash")
+    __slots__ = ("name", "machine_id", "load_state", "active_state", "sub_state", "hash", "fleet", "error")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MACHINE_ID_FIELD_NUMBER: _ClassVar[int]
     LOAD_STATE_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_STATE_FIELD_NUMBER: _ClassVar[int]
     SUB_STATE_FIELD_NUMBER: _ClassVar[int]
     HASH_FIELD_NUMBER: _ClassVar[int]
+    FLEET_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     name: str
     machine_id: str
     load_state: str
     active_state: str
     sub_state: str
     hash: str
-    def __init__(self, name: _Optional[str] = ..., machine_id: _Optional[str] = ..., load_state: _Optional[str] = ..., active_state: _Optional[str] = ..., sub_state: _Optional[str] = ..., hash: _Optional[str] = ...) -> None: ...
+    fleet: str
+    error: str
+    def __init__(self, name: _Optional[str] = ..., machine_id: _Optional[str] = ..., load_state: _Optional[str] = ..., active_state: _Optional[str] = ..., sub_state: _Optional[str] = ..., hash: _Optional[str] = ..., fleet: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
 
 class ScheduledUnit(_message.Message):
     __slots__ = ("name", "machine_id", "target", "hash", "contents")
