@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Callable, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 import grpc.aio
@@ -28,6 +28,14 @@ MAX_MESSAGE = 64 * 1024 * 1024
 RECONNECT_DELAY = 0.5
 _RETRY_STREAM = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 log = logging.getLogger(__name__)
+
+
+BATCH = 1000  # units per request of the many-units calls
+T = TypeVar("T")
+
+
+def _batches(items: Sequence[T]) -> list[Sequence[T]]:
+    return [items[i:i + BATCH] for i in range(0, len(items), BATCH)]
 
 
 def grpc_target(endpoint: str) -> str:
@@ -141,34 +149,46 @@ class ApiDriver:
         req = pb.DestroyUnitRequest(name=name)
         return await self._maybe(self._stub.DestroyUnit, req) is not None
 
+    # Many units: one request per BATCH units, so that each stays well within the
+    # request timeout (the server writes them in transactions of 128).
+
     async def get_units(self, names: Sequence[str]) -> dict[str, UnitRecord | None]:
-        resp: pb.GetUnitsResponse = await self._call(
-            self._stub.GetUnits, pb.GetUnitsRequest(names=list(names)))
-        found: dict[str, UnitRecord | None] = dict.fromkeys(resp.missing)
-        found.update((u.file.name, convert.record_from_pb(u)) for u in resp.units)
+        found: dict[str, UnitRecord | None] = {}
+        for chunk in _batches(names):
+            resp: pb.GetUnitsResponse = await self._call(
+                self._stub.GetUnits, pb.GetUnitsRequest(names=list(chunk)))
+            found.update(dict.fromkeys(resp.missing))
+            found.update((u.file.name, convert.record_from_pb(u)) for u in resp.units)
         return found
 
     async def create_units(
         self, units: Sequence[UnitFile], desired: TargetState
     ) -> dict[str, bool]:
-        req = pb.CreateUnitsRequest(files=[convert.unit_file_to_pb(u) for u in units],
-                                    desired=convert.state_to_pb(desired))
-        resp: pb.CreateUnitsResponse = await self._call(self._stub.CreateUnits, req)
-        created = set(resp.created)
+        created: set[str] = set()
+        for chunk in _batches(units):
+            req = pb.CreateUnitsRequest(files=[convert.unit_file_to_pb(u) for u in chunk],
+                                        desired=convert.state_to_pb(desired))
+            resp: pb.CreateUnitsResponse = await self._call(self._stub.CreateUnits, req)
+            created.update(resp.created)
         return {u.name: u.name in created for u in units}
 
     async def set_desired_many(
         self, names: Sequence[str], desired: TargetState
     ) -> dict[str, bool]:
-        req = pb.SetDesiredManyRequest(names=list(names), desired=convert.state_to_pb(desired))
-        resp: pb.SetDesiredManyResponse = await self._call(self._stub.SetDesiredMany, req)
-        missing = set(resp.missing)
+        missing: set[str] = set()
+        for chunk in _batches(names):
+            req = pb.SetDesiredManyRequest(names=list(chunk),
+                                           desired=convert.state_to_pb(desired))
+            resp: pb.SetDesiredManyResponse = await self._call(self._stub.SetDesiredMany, req)
+            missing.update(resp.missing)
         return {n: n not in missing for n in names}
 
     async def destroy_units(self, names: Sequence[str]) -> dict[str, bool]:
-        resp: pb.DestroyUnitsResponse = await self._call(
-            self._stub.DestroyUnits, pb.DestroyUnitsRequest(names=list(names)))
-        missing = set(resp.missing)
+        missing: set[str] = set()
+        for chunk in _batches(names):
+            resp: pb.DestroyUnitsResponse = await self._call(
+                self._stub.DestroyUnits, pb.DestroyUnitsRequest(names=list(chunk)))
+            missing.update(resp.missing)
         return {n: n not in missing for n in names}
 
     async def list_machines(self) -> list[Machine]:

@@ -45,6 +45,7 @@ from fleetpy.registry.view import apply_update
 log = logging.getLogger("fleetpy.engine")
 
 COALESCE = 0.005
+MAX_COALESCE = 1.0  # seconds: the longest a change waits for a busy engine's next pass
 FULL_PASS_EVERY = 30  # engine intervals between passes that nothing asked for
 
 
@@ -215,25 +216,32 @@ class Engine:
     async def _reconcile_loop(self, token: LeaderToken) -> None:
         """Plan when something changed: the plan is pure, so unchanged inputs (the
         idle tick) would give the same empty plan; a failed write plans again."""
+        last = 0.0
         while True:
             await self._wake.wait()
-            await asyncio.sleep(COALESCE)
+            # Gather what else changes meanwhile; a costly pass waits as long as it
+            # took, so that planning never takes more than half of fleetd's time.
+            await asyncio.sleep(max(COALESCE, min(last, MAX_COALESCE)))
             self._wake.clear()
             if len(self._synced) < 4 or not self._dirty:
                 continue
             self._dirty = False
             started = time.perf_counter()
-            plan = plan_engine(
+            # The planner is pure and gets copies: it runs in a thread, so the
+            # event loop (API, keepalives, watches) keeps answering meanwhile.
+            plan = await asyncio.to_thread(
+                plan_engine,
                 list(self._units.values()),
                 list(self._machines.values()),
                 list(self._schedule.values()),
-                waiting=self._waiting,
+                waiting=dict(self._waiting),
                 specs=self._specs,
                 unreadable=frozenset(
                     rel[len(UNITS):] for rel in self._skipped.get(UNITS, {})),
             )
+            last = time.perf_counter() - started
             if self.observe_pass is not None:
-                self.observe_pass(time.perf_counter() - started)
+                self.observe_pass(last)
             self._specs = plan.specs
             waiting = self._waiting_changes(plan.waiting)
             if not (plan.puts or plan.deletes or waiting):
