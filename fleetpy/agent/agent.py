@@ -1,9 +1,10 @@
 """The agent: make this machine's systemd match its schedule, report what it does.
 
 Reads: ``schedule/<machine_id>/`` (one watch). Writes: ``states/<machine_id>/``
-on the agent's lease. Decisions come from the pure planner
-(fleetpy.agent.plan); this module only feeds it and executes its tasks, one
-log line per task with the planner's reason.
+and ``refused/<machine_id>/`` on the agent's lease. A unit of a name the
+machine has outside fleet is never loaded here (fleetpy.agent.foreign).
+Decisions come from the pure planner (fleetpy.agent.plan); this module only
+feeds it and executes its tasks, one log line per task with the planner's reason.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from fleetpy.agent import foreign
 from fleetpy.agent.plan import CurrentUnit, DesiredUnit, Task, TaskKind, plan_agent
 from fleetpy.model.types import ScheduledUnit, TargetState, UnitState
 from fleetpy.registry.base import Lease, Registry, RegistryError, WatchUpdate
@@ -24,6 +26,7 @@ from fleetpy.systemd.base import SystemdError, UnitManager, UnitStatus
 log = logging.getLogger("fleetpy.agent")
 
 RETRY_DELAY = 1.0
+REFUSAL_RECHECK = 30.0  # while refusing units: is the host's unit still there?
 
 
 class Agent:
@@ -47,6 +50,7 @@ class Agent:
         self._report_wake = asyncio.Event()
         self._pending: dict[str, UnitStatus] = {}
         self._reported: set[str] = set()
+        self._refusals: dict[str, str] | None = None  # None: not read back yet
         self.converged = asyncio.Event()
         self.observe_pass: Callable[[float], None] | None = None  # fleetd's metrics
 
@@ -57,6 +61,7 @@ class Agent:
             group.create_task(self._reconcile_loop(), name="agent-reconcile")
             group.create_task(self._follow_systemd(), name="agent-systemd")
             group.create_task(self._report_loop(), name="agent-report")
+            group.create_task(self._recheck_refusals(), name="agent-refusals")
 
     # schedule ----------------------------------------------------------------
     async def _watch_schedule(self) -> None:
@@ -117,6 +122,7 @@ class Agent:
     async def _reconcile(self) -> None:
         desired = dict(self._desired)
         current = await self._current()
+        desired = await self._without_foreign(desired, current)
         tasks = plan_agent(desired, current, self._attempted)
         if not tasks:
             self.converged.set()
@@ -136,6 +142,35 @@ class Agent:
         if failed:
             await asyncio.sleep(RETRY_DELAY)
         self._wake.set()
+
+    async def _without_foreign(
+        self, desired: dict[str, DesiredUnit], current: dict[str, CurrentUnit]
+    ) -> dict[str, DesiredUnit]:
+        """``desired`` less the units this machine has outside fleet (published as refused)."""
+        if self._refusals is None:  # a restarted fleetd: its refusals are still on the lease
+            found = await self._registry.list_refusals(self._machine_id)
+            self._refusals = {name: reason for (_, name), reason in found.items()}
+        unloaded = [
+            n for n, u in desired.items() if u.target != TargetState.INACTIVE and n not in current
+        ]
+        checked = foreign.to_check(unloaded, self._refusals)
+        found_here = await self._manager.outside_fleet(checked) if checked else {}
+        result = foreign.decide_refusals(self._machine_id, checked, found_here, self._refusals)
+        if result.changes:
+            await self._registry.put_refusals(self._machine_id, result.changes, self._lease())
+            for name, reason in result.changes.items():
+                if reason is None:
+                    log.info("unit %s: no longer exists here outside fleet, not refused", name)
+                else:
+                    log.warning("not loading %s: %s", name, reason)
+        self._refusals = result.now
+        return {n: u for n, u in desired.items() if n not in result.now or n in current}
+
+    async def _recheck_refusals(self) -> None:
+        while True:
+            await asyncio.sleep(REFUSAL_RECHECK)
+            if self._refusals:
+                self._wake.set()
 
     async def _execute(self, task: Task, desired: dict[str, DesiredUnit]) -> bool:
         """Run one task; a failure is logged and does not abort the others."""
@@ -221,8 +256,12 @@ class Agent:
             self._reported.difference_update(names)
 
     async def report_all(self) -> None:
-        """Re-report every loaded unit (after re-registering on a new lease)."""
+        """Re-report every loaded unit and refusal (after re-registering on a new lease)."""
         self._reported.clear()
+        if self._refusals:
+            await self._registry.put_refusals(
+                self._machine_id, dict(self._refusals), self._lease()
+            )
         await self._report_now(sorted(self._manager.loaded_files()))
 
 

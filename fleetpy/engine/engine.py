@@ -1,9 +1,10 @@
 """The engine: on the one fleetd holding the lead, place units on machines.
 
 Leadership is a key on the agent's lease (create-if-absent). While leading,
-the engine keeps a view of units/, machines/ and schedule/ from three
-resumable watches and runs the pure planner (fleetpy.engine.plan) on every
-change and every reconcile interval. Its writes compare the leader key, so a
+the engine keeps a view of units/, machines/, schedule/ and refused/ (units
+a machine has outside fleet, fleetpy.agent.foreign) from resumable watches
+and runs the pure planner (fleetpy.engine.plan) on every change and every
+reconcile interval. Its writes compare the leader key, so a
 deposed leader's writes are rejected by etcd.
 """
 
@@ -26,7 +27,7 @@ from fleetpy.registry.base import (
     UnitRecord,
     WatchUpdate,
 )
-from fleetpy.registry.codec import decode_machine, decode_scheduled, decode_unit
+from fleetpy.registry.codec import decode_machine, decode_refusal, decode_scheduled, decode_unit
 from fleetpy.registry.view import apply_update
 
 log = logging.getLogger("fleetpy.engine")
@@ -49,6 +50,7 @@ class Engine:
         self._units: dict[str, UnitRecord] = {}
         self._machines: dict[str, Machine] = {}
         self._schedule: dict[tuple[str, str], ScheduledUnit] = {}
+        self._refused: dict[tuple[str, str], str] = {}
         self._synced: set[str] = set()
         self._waiting: dict[str, str] = {}
         self._specs: SpecCache = {}
@@ -111,6 +113,7 @@ class Engine:
             group.create_task(self._follow("units/", self._apply_units))
             group.create_task(self._follow("machines/", self._apply_machines))
             group.create_task(self._follow("schedule/", self._apply_schedule))
+            group.create_task(self._follow("refused/", self._apply_refused))
             group.create_task(self._follow("engine/leader", self._check_leader))
             group.create_task(self._tick())
             await self._reconcile_loop(token)
@@ -153,6 +156,12 @@ class Engine:
             lambda key, value, _rev: decode_scheduled(key, value),
         )
 
+    def _apply_refused(self, update: WatchUpdate) -> None:
+        apply_update(
+            self._refused, update, _machine_and_name,
+            lambda key, value, _rev: decode_refusal(key, value)[2],
+        )
+
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
@@ -163,7 +172,7 @@ class Engine:
             await self._wake.wait()
             await asyncio.sleep(COALESCE)
             self._wake.clear()
-            if len(self._synced) < 4:
+            if len(self._synced) < 5:
                 continue
             started = time.perf_counter()
             plan = plan_engine(
@@ -172,6 +181,7 @@ class Engine:
                 list(self._schedule.values()),
                 waiting=self._waiting,
                 specs=self._specs,
+                refused=self._refused,
             )
             if self.observe_pass is not None:
                 self.observe_pass(time.perf_counter() - started)

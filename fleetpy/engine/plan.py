@@ -15,7 +15,10 @@ and one sentence per decision, for the log:
   waits with the scheduler's reason; a unit placed on a machine hosting a
   unit it Replaces displaces that unit, which is placed again;
 - a Global unit gets one entry per matching machine, machines joining later
-  included.
+  included;
+- a machine that refuses a unit (``refused``: it has a unit of that name
+  outside fleet) never gets it: an entry there moves, a global unit skips
+  that machine, a unit every candidate refuses waits with their reasons.
 
 Units are processed by name, a MachineOf follower after its targets, and
 each placement sees the earlier ones of the same pass.
@@ -243,12 +246,14 @@ def plan_engine(
     schedule: Sequence[ScheduledUnit],
     waiting: Mapping[str, str] | None = None,
     specs: SpecCache | None = None,
+    refused: Mapping[tuple[str, str], str] | None = None,
 ) -> EnginePlan:
     """Plan one engine pass.
 
     ``waiting``: the reasons currently written (so that cleared ones get None
     and unchanged ones are not announced again). ``specs``: parsed [X-Fleet]
     from an earlier pass (``EnginePlan.specs``), reused while the hash matches.
+    ``refused``: (machine id, unit) -> why that machine will not load the unit.
     """
     previous = waiting or {}
     records = {r.unit.name: r for r in units}
@@ -273,7 +278,11 @@ def plan_engine(
         else:
             reasons[name] = why or str(spec)
 
-    cluster = Cluster(machines)
+    by_unit: dict[str, dict[str, str]] = {}
+    for (machine_id, name), why in (refused or {}).items():
+        if name in records:
+            by_unit.setdefault(name, {})[machine_id] = why
+    cluster = Cluster(machines, refused=by_unit)
     decisions: list[str] = []
     _initial(schedule, active, reasons, records, cluster, decisions)
     planner = _Pass(cluster, active, _order(active))
