@@ -19,7 +19,8 @@ Models what the agent depends on:
 
 - ``host_units``: units of the machine's own (name -> path), as
   ``add_host_unit`` creates them: systemd knows them (loaded, running) without
-  fleet's link; ``outside_fleet`` reports them; ``write_unit`` refuses a name
+  fleet's link; ``outside_fleet`` reports them (a template counts for its
+  instances); ``write_unit`` refuses a name
   whose host unit sits where fleet's link would go (``/run/systemd/system``),
   ``remove_unit`` and ``daemon_reload`` leave them alone.
 
@@ -39,7 +40,7 @@ from fleetpy.systemd.base import (
     check_unit_name,
     content_hash,
 )
-from fleetpy.systemd.files import DEFAULT_LINK_DIR, ForeignUnitError
+from fleetpy.systemd.files import DEFAULT_LINK_DIR, ForeignUnitError, template_of
 
 LINK_DIR = str(DEFAULT_LINK_DIR)
 
@@ -93,7 +94,13 @@ class FakeUnitManager:
 
     async def outside_fleet(self, names: Sequence[str]) -> dict[str, str]:
         self.calls.append(("outside_fleet", *names))
-        return {name: self.host_units[name] for name in names if name in self.host_units}
+        found = {}
+        for name in names:
+            template = template_of(name)
+            path = self.host_units.get(name) or self.host_units.get(template or "")
+            if path is not None:
+                found[name] = path
+        return found
 
     # ---- systemd calls
     async def daemon_reload(self) -> None:

@@ -18,6 +18,7 @@ from fleetpy.model.types import TargetState
 from fleetpy.model.unitfile import make_unit_file
 from fleetpy.systemd.fake import FakeUnitManager
 from fleetpy.systemd.files import ForeignUnitError, UnitFileStore, template_of
+from tests.lab.foreign_driver import check_outside_fleet, fake_run
 from tests.unit.test_engine_plan import IDS, A, B, C, apply, entry, layout, machines, rec
 from tests.unit.test_loops import make_cluster, until
 
@@ -265,3 +266,8 @@ async def test_every_machine_refusing_means_waiting_then_withdrawn_when_the_unit
         assert [s.machine_id for s in await store.list_schedule()] == [first.machine.id]
         for node in nodes[1:]:
             assert not [c for c in node.manager.calls if c[0] in ("write", "start", "stop")]
+
+
+def test_outside_fleet_contract_on_the_fake() -> None:
+    """The scenario tests/lab/test_foreign_units.py runs on a real systemd."""
+    check_outside_fleet(fake_run("fake"), "fake")
