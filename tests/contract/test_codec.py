@@ -38,6 +38,8 @@ def test_values_round_trip() -> None:
     s = state("a.service", "m1")
     assert codec.decode_state("states/m1/a.service", codec.encode_state(s)) == s
     assert codec.decode_waiting("waiting/x", codec.encode_waiting("why")) == ("x", "why")
+    assert codec.refused_key("m1", "x") == "refused/m1/x"
+    assert codec.decode_refusal("refused/m1/x", codec.encode_refusal("why")) == ("m1", "x", "why")
     assert codec.decode_leader(codec.encode_leader("m1")) == "m1"
 
 
@@ -64,6 +66,16 @@ def test_bad_values_raise_codec_error(key: str, value: bytes) -> None:
             codec.decode_unit(key, value)
         else:
             codec.decode_scheduled(key, value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("refused/m1", b'{"reason":"r"}'), ("refused/m1/a/b", b'{"reason":"r"}'),
+     ("refused/m1/a", b'{"reason":1}'), ("refused/m1/a", b"{}")],
+)
+def test_bad_refusals_raise_codec_error(key: str, value: bytes) -> None:
+    with pytest.raises(codec.CodecError):
+        codec.decode_refusal(key, value)
 
 
 def test_bad_machine_metadata() -> None:
