@@ -63,8 +63,10 @@ def unit_file_rows(
             target = "global"
         elif v.machine is not None:
             target = machine_legend(v.machine, snap.machines, full)
-        # Desired loaded or launched but on no machine: the engine says why (reason).
+        # Desired loaded or launched but on no machine: the engine says why (reason);
+        # a global unit also says why machines skip it (they have the unit outside fleet).
         waiting = v.waiting if not v.targets else None
+        reason = v.waiting if not v.targets or v.is_global else None
         rows.append({
             "unit": name,
             "hash": unit.hash if full else unit.hash[:7],
@@ -73,7 +75,7 @@ def unit_file_rows(
             "target": target,
             "global": "true" if v.is_global else "false",
             "desc": description(unit.contents) if want_desc else None,
-            "reason": waiting,
+            "reason": reason,
         })
     return rows
 

@@ -18,7 +18,8 @@ and one sentence per decision, for the log:
   included;
 - a machine that refuses a unit (``refused``: it has a unit of that name
   outside fleet) never gets it: an entry there moves, a global unit skips
-  that machine, a unit every candidate refuses waits with their reasons.
+  that machine (its reason says which machines it skips and why), a unit
+  every candidate refuses waits with their reasons.
 
 Units are processed by name, a MachineOf follower after its targets, and
 each placement sees the earlier ones of the same pass.
@@ -110,6 +111,7 @@ class _Pass:
         self.queued = set(order)
         self.visits: dict[str, int] = {}
         self.reasons: dict[str, str] = {}
+        self.partial: set[str] = set()  # global units placed, with machines refusing them
         self.decisions: list[str] = []
 
     def run(self) -> None:
@@ -170,10 +172,19 @@ class _Pass:
             more = f", ... {len(new) - SHOWN} more" if len(new) > SHOWN else ""
             where = f"{len(new)} machines" if len(new) > 1 else "1 machine"
             self.decisions.append(f"scheduled {name} on {where} (global): {shown}{more}")
-        if self.cluster.placed(name):
-            self.reasons.pop(name, None)
-        else:
+        if not self.cluster.placed(name):
             self.reasons[name] = "; ".join(explain(self.cluster, spec))
+            return
+        eligible = self.cluster.eligible(spec.xfleet)
+        refusing = self.cluster.refused.get(name, {})
+        skipped = [why for mid, why in sorted(refusing.items())
+                   if eligible is None or mid in eligible]
+        if skipped:  # placed elsewhere; the machines it skips say why
+            self.reasons[name] = "; ".join(skipped)
+            self.partial.add(name)
+        else:
+            self.reasons.pop(name, None)
+            self.partial.discard(name)
 
 
 def _initial(
@@ -294,7 +305,7 @@ def plan_engine(
     puts, deletes = _changes(before, cluster, records, decisions)
     out: dict[str, str | None] = {}
     for name in sorted(reasons):
-        if cluster.placed(name):
+        if cluster.placed(name) and name not in planner.partial:
             continue
         out[name] = reasons[name]
         if previous.get(name) != reasons[name]:

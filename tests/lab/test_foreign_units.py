@@ -139,6 +139,37 @@ def test_host_units_on_one_machine_send_fleets_units_elsewhere(lab: Lab, tmp_pat
     sh(lab, first.name, f"rm {runtime} {etc}")
 
 
+def test_global_unit_stays_off_a_machine_that_has_it_with_the_reason(
+    lab: Lab, tmp_path: Path
+) -> None:
+    first, etc = first_pick(lab), "/etc/systemd/system/gown.service"
+    put(lab, first.name, etc, HOST_UNIT.format(name="gown"))
+    before = facts(lab, [etc, "/run/systemd/system/gown.service"], ["gown.service"])
+    path = tmp_path / "gown.service"
+    path.write_text(SLEEPER.format(name="gown") + "\n[X-Fleet]\nGlobal=true\n")
+    ok(fleetctl(lab, "start", str(path)))
+    others = sorted(h.name for h in lab.hosts if h.name != first.name)
+    eventually(lambda: sorted(h for h, _ in active_hosts(lab, "gown.service")) == others,
+               what="gown.service active on the other hosts")
+
+    def reason() -> str | None:
+        out = ok(fleetctl(lab, "list-unit-files", "--output=json", "--fields=unit,reason"))
+        return next(r["reason"] for r in json.loads(out) if r["unit"] == "gown.service")
+
+    expected = refusal_reason("gown.service", first.machine_id, etc)
+    assert eventually(reason, what="a reason") == expected
+    ok(fleetctl(lab, "destroy", "gown.service"))
+    assert facts(lab, [etc, "/run/systemd/system/gown.service"], ["gown.service"]) == before
+    sh(lab, first.name, f"rm {etc}")
+
+
+def active_hosts(lab: Lab, unit: str) -> list[tuple[str, str]]:
+    out = ok(fleetctl(lab, "list-units", "--no-legend", "--full", "--fields=unit,machine,active"))
+    ips = {h.ip: h.name for h in lab.hosts}
+    return [(ips[m.rsplit("/", 1)[-1]], a) for u, m, a in (r.split() for r in out.splitlines())
+            if u == unit and a == "active"]
+
+
 # the property ----------------------------------------------------------------------------------
 def plant_owned(lab: Lab) -> None:
     for h in lab.hosts:

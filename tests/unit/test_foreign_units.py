@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from fleetpy.agent.foreign import decide_refusals, refusal_reason, to_check
+from fleetpy.api.snapshot import Snapshot
+from fleetpy.ctl.lists import unit_file_rows
 from fleetpy.engine.plan import plan_engine
 from fleetpy.model.types import TargetState
 from fleetpy.model.unitfile import make_unit_file
@@ -193,11 +195,25 @@ def test_machine_id_of_a_refusing_machine_waits_with_its_reason() -> None:
     assert plan.puts == [] and plan.waiting == {"u.service": why("u.service", "b")}
 
 
-def test_global_unit_skips_refusing_machines() -> None:
+def test_global_unit_skips_refusing_machines_and_says_why() -> None:
     g = rec("g.service", "Global=true")
     refused = {(B, "g.service"): why("g.service", "b")}
     plan = plan_engine([g], machines("abc"), [entry(g, "b")], refused=refused)
     assert layout(apply([entry(g, "b")], plan)) == {"g.service": "ac"}
+    assert plan.waiting == {"g.service": why("g.service", "b")}
+    # once the machine no longer refuses it, it gets the unit and the reason goes
+    again = plan_engine([g], machines("abc"), apply([entry(g, "b")], plan),
+                        waiting={"g.service": why("g.service", "b")})
+    assert layout(apply(apply([entry(g, "b")], plan), again)) == {"g.service": "abc"}
+    assert again.waiting == {"g.service": None}
+
+
+def test_list_unit_files_shows_why_a_placed_global_unit_skips_machines() -> None:
+    g = rec("g.service", "Global=true")
+    snap = Snapshot(units={"g.service": g}, schedule=(entry(g, "a"),),
+                    waiting={"g.service": why("g.service", "b")})
+    (row,) = unit_file_rows(snap, full=False)
+    assert (row["state"], row["target"], row["reason"]) == (None, "global", why("g.service", "b"))
 
 
 def test_refusals_of_other_units_or_gone_machines_change_nothing() -> None:
