@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from fleetpy.agent.agent import Agent
 from fleetpy.agent.foreign import decide_refusals, refusal_reason, to_check
 from fleetpy.api.snapshot import Snapshot
 from fleetpy.ctl.lists import unit_file_rows
@@ -287,3 +288,32 @@ async def test_every_machine_refusing_means_waiting_then_withdrawn_when_the_unit
 def test_outside_fleet_contract_on_the_fake() -> None:
     """The scenario tests/lab/test_foreign_units.py runs on a real systemd."""
     check_outside_fleet(fake_run("fake"), "fake")
+
+
+async def test_a_restarted_agent_reads_back_its_refusals_and_withdraws_stale_ones() -> None:
+    async with make_cluster() as (store, nodes):
+        host = min(nodes, key=lambda n: n.machine.id)  # the engine's first pick
+        host.manager.add_host_unit("ssh.service", HOST_PATH)
+        unit = make_unit_file("ssh.service", "[Service]\nExecStart=/bin/sleep 1000\n")
+        await store.create_unit(unit, TargetState.LAUNCHED)
+        for _ in range(500):
+            where = [e.machine_id for e in await store.list_schedule()]
+            if await store.list_refusals() and where and host.machine.id not in where:
+                break
+            await asyncio.sleep(0.01)
+        (placed,) = await store.list_schedule()
+        assert placed.machine_id != host.machine.id
+        # fleetd restarts on the host (same lease, same systemd); its unit is gone meanwhile
+        await host.stop()
+        del host.manager.host_units["ssh.service"]
+        agent = Agent(host.registry, host.manager, host.machine.id, lambda: host.lease)
+        task = asyncio.create_task(agent.run())
+        try:
+            for _ in range(500):
+                if not await store.list_refusals():
+                    break
+                await asyncio.sleep(0.01)
+            assert await store.list_refusals() == {}
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
