@@ -1,9 +1,10 @@
 """The agent: make this machine's systemd match its schedule, report what it does.
 
 Reads: ``schedule/<machine_id>/`` (one watch). Writes: ``states/<machine_id>/``
-on the agent's lease. Decisions come from the pure planner
-(fleetpy.agent.plan); this module only feeds it and executes its tasks, one
-log line per task with the planner's reason.
+and ``refused/<machine_id>/`` on the agent's lease. A unit of a name the
+machine has outside fleet is never loaded here (fleetpy.agent.foreign).
+Decisions come from the pure planner (fleetpy.agent.plan); this module only
+feeds it and executes its tasks, one log line per task with the planner's reason.
 
 The executor keeps fleet's record of what it loaded and launched here
 (fleetpy.agent.record, persisted in the state directory) and the clock:
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from fleetpy.agent import foreign
 from fleetpy.agent.plan import (
     BUSY_STATES,
     UP_STATES,
@@ -34,7 +36,7 @@ from fleetpy.agent.plan import (
 )
 from fleetpy.agent.record import DEFAULT_STATE_DIR, RecordFile
 from fleetpy.agent.retry import Failures, Key
-from fleetpy.model.types import ScheduledUnit, UnitState
+from fleetpy.model.types import ScheduledUnit, TargetState, UnitState
 from fleetpy.registry.base import Lease, Registry, RegistryError, WatchUpdate
 from fleetpy.registry.codec import decode_scheduled
 from fleetpy.registry.unreadable import REPORTS, Unreadable
@@ -45,6 +47,7 @@ log = logging.getLogger("fleetpy.agent")
 
 RETRY_DELAY = 1.0
 SETTLE_S = 0.2  # a start is "launched" once the unit stayed up this long
+REFUSAL_RECHECK = 30.0  # while refusing units: is the host's unit still there?
 
 
 class Agent:
@@ -78,6 +81,7 @@ class Agent:
         self._report_wake = asyncio.Event()
         self._pending: dict[str, UnitStatus] = {}
         self._reported: set[str] = set()
+        self._refusals: dict[str, str] | None = None  # None: not read back yet
         self.converged = asyncio.Event()
         self.observe_pass: Callable[[float], None] | None = None  # fleetd's metrics
 
@@ -89,6 +93,7 @@ class Agent:
             group.create_task(self._follow_systemd(), name="agent-systemd")
             group.create_task(self._report_loop(), name="agent-report")
             group.create_task(self._settle_loop(), name="agent-settle")
+            group.create_task(self._recheck_refusals(), name="agent-refusals")
 
     # schedule ----------------------------------------------------------------
     async def _watch_schedule(self) -> None:
@@ -153,6 +158,7 @@ class Agent:
         # is not unscheduled, so it is neither unloaded nor stopped.
         frozen = {rel[len(f"schedule/{self._machine_id}/"):] for rel in self._skipped}
         current = {name: unit for name, unit in current.items() if name not in frozen}
+        desired = await self._without_foreign(desired, current)
         cleared = self._failures.forget_stale({n: _key(d) for n, d in desired.items()})
         for name in [n for n in self._record
                      if n not in current and n not in desired and n not in frozen]:
@@ -194,6 +200,35 @@ class Agent:
         if reload_failed:
             await asyncio.sleep(RETRY_DELAY)
         self._wake.set()
+
+    async def _without_foreign(
+        self, desired: dict[str, DesiredUnit], current: dict[str, CurrentUnit]
+    ) -> dict[str, DesiredUnit]:
+        """``desired`` less the units this machine has outside fleet (published as refused)."""
+        if self._refusals is None:  # a restarted fleetd: its refusals are still on the lease
+            found = await self._registry.list_refusals(self._machine_id)
+            self._refusals = {name: reason for (_, name), reason in found.items()}
+        unloaded = [
+            n for n, u in desired.items() if u.target != TargetState.INACTIVE and n not in current
+        ]
+        checked = foreign.to_check(unloaded, self._refusals)
+        found_here = await self._manager.outside_fleet(checked) if checked else {}
+        result = foreign.decide_refusals(self._machine_id, checked, found_here, self._refusals)
+        if result.changes:
+            await self._registry.put_refusals(self._machine_id, result.changes, self._lease())
+            for name, reason in result.changes.items():
+                if reason is None:
+                    log.info("unit %s: no longer exists here outside fleet, not refused", name)
+                else:
+                    log.warning("not loading %s: %s", name, reason)
+        self._refusals = result.now
+        return {n: u for n, u in desired.items() if n not in result.now or n in current}
+
+    async def _recheck_refusals(self) -> None:
+        while True:
+            await asyncio.sleep(REFUSAL_RECHECK)
+            if self._refusals:
+                self._wake.set()
 
     async def _execute(self, task: Task, desired: dict[str, DesiredUnit]) -> bool:
         """Run one task; a failure is logged and does not abort the others."""
@@ -385,8 +420,12 @@ class Agent:
             self._reported.difference_update(names)
 
     async def report_all(self) -> None:
-        """Re-report every loaded unit (after re-registering on a new lease)."""
+        """Re-report every loaded unit and refusal (after re-registering on a new lease)."""
         self._reported.clear()
+        if self._refusals:
+            await self._registry.put_refusals(
+                self._machine_id, dict(self._refusals), self._lease()
+            )
         await self._report_now(sorted(self._manager.loaded_files()))
 
 

@@ -65,9 +65,11 @@ def unit_file_rows(
         elif v.machine is not None:
             target = machine_legend(v.machine, snap.machines, full)
         # Desired loaded or launched but on no machine: the engine says why (reason);
-        # on its machine, fleet's last failed operation there (e.g. a refused stop).
+        # on its machine, fleet's last failed operation there (e.g. a refused stop);
+        # a global unit also says why machines skip it (they have the unit outside fleet).
         waiting = v.waiting if not v.targets else None
         error = v.state.error if v.state is not None and v.state.error else None
+        reason = v.waiting if not v.targets or v.is_global else None
         rows.append({
             "unit": name,
             "hash": unit.hash if full else unit.hash[:7],
@@ -76,7 +78,7 @@ def unit_file_rows(
             "target": target,
             "global": "true" if v.is_global else "false",
             "desc": description(unit.contents) if want_desc else None,
-            "reason": waiting or error,
+            "reason": reason or error,
         })
     return rows
 

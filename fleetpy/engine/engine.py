@@ -1,13 +1,14 @@
 """The engine: on the one fleetd holding the lead, place units on machines.
 
 Leadership is a key on the agent's lease (create-if-absent). While leading,
-the engine keeps a view of units/, machines/ and schedule/ from three
-resumable watches and runs the pure planner (fleetpy.engine.plan) when one
-of them changed the view: the plan is pure, so an idle cluster costs no
-passes (the echo of the engine's own writes is no change either); one pass
-follows each write, and a full pass runs every FULL_PASS_EVERY reconcile
-intervals as a safety net. Its writes compare the leader key, so a deposed
-leader's writes are rejected by etcd.
+the engine keeps a view of units/, machines/, schedule/ and refused/ (units
+a machine has outside fleet, fleetpy.agent.foreign) from resumable watches
+and runs the pure planner (fleetpy.engine.plan) when one of them changed the
+view: the plan is pure, so an idle cluster costs no passes (the echo of the
+engine's own writes is no change either); one pass follows each write, and a
+full pass runs every FULL_PASS_EVERY reconcile intervals as a safety net. Its
+writes compare the leader key, so a deposed leader's writes are rejected by
+etcd.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from fleetpy.registry.codec import (
     CodecError,
     decode_leader,
     decode_machine,
+    decode_refusal,
     decode_scheduled,
     decode_unit,
 )
@@ -65,6 +67,7 @@ class Engine:
         self._machines: dict[str, Machine] = {}
         self._schedule: dict[tuple[str, str], ScheduledUnit] = {}
         self._skipped: dict[str, dict[str, Unreadable]] = {}  # watched prefix -> entries
+        self._refused: dict[tuple[str, str], str] = {}
         self._synced: set[str] = set()
         self._waiting: dict[str, str] = {}
         self._specs: SpecCache = {}
@@ -140,6 +143,7 @@ class Engine:
             group.create_task(self._follow("units/", self._apply_units))
             group.create_task(self._follow("machines/", self._apply_machines))
             group.create_task(self._follow("schedule/", self._apply_schedule))
+            group.create_task(self._follow("refused/", self._apply_refused))
             group.create_task(self._follow(LEADER, self._check_leader))
             group.create_task(self._tick())
             await self._reconcile_loop(token)
@@ -206,6 +210,12 @@ class Engine:
             lambda key, value, _rev: decode_scheduled(key, value),
         )[1]
 
+    def _apply_refused(self, update: WatchUpdate) -> bool:
+        return self._fold(
+            "refused/", self._refused, update, _machine_and_name,
+            lambda key, value, _rev: decode_refusal(key, value)[2],
+        )[1]
+
     async def _tick(self) -> None:
         """A full pass now and then, whatever the watches said (a safety net)."""
         while True:
@@ -223,7 +233,7 @@ class Engine:
             # took, so that planning never takes more than half of fleetd's time.
             await asyncio.sleep(max(COALESCE, min(last, MAX_COALESCE)))
             self._wake.clear()
-            if len(self._synced) < 4 or not self._dirty:
+            if len(self._synced) < 5 or not self._dirty:
                 continue
             self._dirty = False
             started = time.perf_counter()
@@ -238,6 +248,7 @@ class Engine:
                 specs=self._specs,
                 unreadable=frozenset(
                     rel[len(UNITS):] for rel in self._skipped.get(UNITS, {})),
+                refused=dict(self._refused),
             )
             last = time.perf_counter() - started
             if self.observe_pass is not None:

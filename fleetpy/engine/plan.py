@@ -15,7 +15,11 @@ and one sentence per decision, for the log:
   waits with the scheduler's reason; a unit placed on a machine hosting a
   unit it Replaces displaces that unit, which is placed again;
 - a Global unit gets one entry per matching machine, machines joining later
-  included.
+  included;
+- a machine that refuses a unit (``refused``: it has a unit of that name
+  outside fleet) never gets it: an entry there moves, a global unit skips
+  that machine (its reason says which machines it skips and why), a unit
+  every candidate refuses waits with their reasons.
 
 Units are processed by name, a MachineOf follower after its targets, and
 each placement sees the earlier ones of the same pass.
@@ -114,6 +118,7 @@ class _Pass:
         self.queued = set(order)
         self.visits: dict[str, int] = {}
         self.reasons: dict[str, str] = {}
+        self.partial: set[str] = set()  # global units placed, with machines refusing them
         self.decisions: list[str] = []
 
     def run(self) -> None:
@@ -177,10 +182,19 @@ class _Pass:
             more = f", ... {len(new) - SHOWN} more" if len(new) > SHOWN else ""
             where = f"{len(new)} machines" if len(new) > 1 else "1 machine"
             self.decisions.append(f"scheduled {name} on {where} (global): {shown}{more}")
-        if self.cluster.placed(name):
-            self.reasons.pop(name, None)
-        else:
+        if not self.cluster.placed(name):
             self.reasons[name] = "; ".join(explain(self.cluster, spec))
+            return
+        eligible = self.cluster.eligible(spec.xfleet)
+        refusing = self.cluster.refused.get(name, {})
+        skipped = [why for mid, why in sorted(refusing.items())
+                   if eligible is None or mid in eligible]
+        if skipped:  # placed elsewhere; the machines it skips say why
+            self.reasons[name] = "; ".join(skipped)
+            self.partial.add(name)
+        else:
+            self.reasons.pop(name, None)
+            self.partial.discard(name)
 
 
 def _initial(
@@ -254,6 +268,7 @@ def plan_engine(
     waiting: Mapping[str, str] | None = None,
     specs: SpecCache | None = None,
     unreadable: frozenset[str] = frozenset(),
+    refused: Mapping[tuple[str, str], str] | None = None,
 ) -> EnginePlan:
     """Plan one engine pass.
 
@@ -262,6 +277,7 @@ def plan_engine(
     from an earlier pass (``EnginePlan.specs``), reused while the hash matches.
     ``unreadable``: units whose record does not decode: their schedule entries
     are left as they are (unreadable is not destroyed).
+    ``refused``: (machine id, unit) -> why that machine will not load the unit.
     """
     previous = waiting or {}
     records = {r.unit.name: r for r in units if r.unit.name not in unreadable}
@@ -287,7 +303,11 @@ def plan_engine(
         else:
             reasons[name] = why or str(spec)
 
-    cluster = Cluster(machines)
+    by_unit: dict[str, dict[str, str]] = {}
+    for (machine_id, name), why in (refused or {}).items():
+        if name in records:
+            by_unit.setdefault(name, {})[machine_id] = why
+    cluster = Cluster(machines, refused=by_unit)
     decisions: list[str] = []
     _initial(schedule, active, reasons, records, cluster, decisions)
     planner = _Pass(cluster, active, _order(active))
@@ -299,7 +319,7 @@ def plan_engine(
     puts, deletes = _changes(before, cluster, records, decisions)
     out: dict[str, str | None] = {}
     for name in sorted(reasons):
-        if cluster.placed(name):
+        if cluster.placed(name) and name not in planner.partial:
             continue
         out[name] = reasons[name]
         if previous.get(name) != reasons[name]:

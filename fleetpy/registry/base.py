@@ -10,6 +10,7 @@ key                                         value (JSON)                        
 ``machines/<machine_id>``                   {"id","public_ip","metadata"}         agent (lease)
 ``states/<machine_id>/<name>``              {"load","active","sub","hash"}        agent (lease)
 ``waiting/<name>``                          {"reason"}                            engine (leader)
+``refused/<machine_id>/<name>``             {"reason"}                            agent (lease)
 ``engine/leader``                           {"machine_id"}                        engine (lease)
 ==========================================  ====================================  ===============
 
@@ -18,6 +19,9 @@ key                                         value (JSON)                        
   ordinary entries on every matching machine.
 - A machine's presence and its reported states hang on one lease per agent:
   they vanish together when the agent dies, for the price of one keepalive.
+- ``refused/``: a unit of that name exists on the machine outside fleet, so
+  its agent will not load it there (fleetpy.agent.foreign); the engine places
+  the unit elsewhere or gives the refusals as the reason it waits.
 - Engine writes are transactions that compare the leader key (value and
   create revision): a deposed leader's writes fail instead of landing.
 - An entry that does not decode (anyone can write anything under the prefix)
@@ -206,6 +210,14 @@ class Registry(Protocol):
     async def delete_unit_states(self, machine_id: str, names: Sequence[str]) -> None: ...
 
     async def list_unit_states(self, machine_id: str | None = None) -> list[UnitState]: ...
+
+    async def put_refusals(
+        self, machine_id: str, changes: Mapping[str, str | None], lease: Lease
+    ) -> None:
+        """Publish (on the lease) or withdraw (None) this machine's refusals of units."""
+
+    async def list_refusals(self, machine_id: str | None = None) -> dict[tuple[str, str], str]:
+        """(machine id, unit name) -> the reason that machine refuses that unit."""
 
     # schedule (engine writes, agents read) -------------------------------------
     async def list_schedule(self, machine_id: str | None = None) -> list[ScheduledUnit]: ...

@@ -25,6 +25,7 @@ SCHEDULE = "schedule/"
 MACHINES = "machines/"
 STATES = "states/"
 WAITING = "waiting/"
+REFUSED = "refused/"
 LEADER = "engine/leader"
 
 
@@ -80,6 +81,16 @@ def state_key(machine_id: str, name: str) -> str:
 
 def waiting_key(name: str) -> str:
     return WAITING + check_name("unit name", name)
+
+
+def refused_prefix(machine_id: str | None = None) -> str:
+    if machine_id is None:
+        return REFUSED
+    return f"{REFUSED}{check_name('machine id', machine_id)}/"
+
+
+def refused_key(machine_id: str, name: str) -> str:
+    return refused_prefix(machine_id) + check_name("unit name", name)
 
 
 def split_key(key: str, prefix: str) -> list[str]:
@@ -236,6 +247,16 @@ def decode_waiting(key: str, value: bytes) -> tuple[str, str]:
     """-> (unit name, reason)."""
     name = _unit_name(key, _one_part(key, WAITING))
     return name, _str(_load(value, ("reason",), key), "reason", key)
+
+
+def encode_refusal(reason: str) -> bytes:
+    return _dump({"reason": reason})
+
+
+def decode_refusal(key: str, value: bytes) -> tuple[str, str, str]:
+    """``refused/<machine_id>/<name>`` -> (machine id, unit name, reason)."""
+    machine_id, name = _two_part(key, REFUSED)
+    return machine_id, name, _str(_load(value, ("reason",), key), "reason", key)
 
 
 def encode_leader(machine_id: str) -> bytes:

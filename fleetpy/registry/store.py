@@ -324,6 +324,23 @@ class KVRegistry:
         kvs = await self._list(codec.states_prefix(machine_id))
         return self._decoded(kvs, lambda kv: codec.decode_state(self._rel(kv.key), kv.value))
 
+    async def put_refusals(
+        self, machine_id: str, changes: Mapping[str, str | None], lease: Lease
+    ) -> None:
+        ops: list[Op] = []
+        for name, reason in changes.items():
+            key = self._key(codec.refused_key(machine_id, name))
+            ops.append(
+                Delete(key) if reason is None else Put(key, codec.encode_refusal(reason), lease.id)
+            )
+        for chunk in _chunks(ops, self.max_txn_ops):
+            await self._txn([], chunk, lease=lease)
+
+    async def list_refusals(self, machine_id: str | None = None) -> dict[tuple[str, str], str]:
+        kvs = await self._list(codec.refused_prefix(machine_id))
+        found = self._decoded(kvs, lambda kv: codec.decode_refusal(self._rel(kv.key), kv.value))
+        return {(m, n): reason for m, n, reason in found}
+
     # schedule ------------------------------------------------------------------
 
     async def list_schedule(self, machine_id: str | None = None) -> list[ScheduledUnit]:

@@ -15,7 +15,9 @@ units):
 - for each glob declared by placed units: the machines where it is declared,
   with a prefix index to find the declared globs matching a new name;
 - for each replaced name: the machines hosting a unit that replaces it;
-- for each MachineMetadata requirement: the machines that satisfy it.
+- for each MachineMetadata requirement: the machines that satisfy it;
+- for each unit some machines refuse (they have a unit of that name outside
+  fleet, fleetpy.agent.foreign): those machines and their reasons.
 """
 
 from __future__ import annotations
@@ -114,8 +116,14 @@ class Cluster:
         self,
         machines: Iterable[Machine],
         placements: Iterable[tuple[UnitSpec, str]] = (),
+        refused: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.machines: dict[str, Machine] = {m.id: m for m in machines}
+        # unit -> machine -> why that machine will not load it (it has the unit outside fleet)
+        self.refused: dict[str, dict[str, str]] = {
+            name: {mid: why for mid, why in per.items() if mid in self.machines}
+            for name, per in (refused or {}).items()
+        }
         self.machine_ids: tuple[str, ...] = tuple(sorted(self.machines))
         self._short: dict[str, list[str]] = {}
         for mid in self.machine_ids:

@@ -9,7 +9,10 @@ Constraints (fleet's, see docs in fleetpy.model.xfleet):
 - Conflicts, both ways: not next to a unit one of its globs matches, nor
   next to a unit whose globs match it;
 - Replaces: never next to a unit that replaces it; a unit with Replaces
-  prefers a machine hosting a unit it replaces, and that unit is displaced.
+  prefers a machine hosting a unit it replaces, and that unit is displaced;
+- never on a machine that refuses the unit (it has a unit of that name
+  outside fleet): a global unit skips it, others go elsewhere or wait with
+  the machines' reasons.
 
 Among the machines passing every check the least loaded wins (units placed,
 global ones counted), ties broken by machine ID. No function here changes
@@ -18,7 +21,7 @@ the cluster; the caller records a decision with ``Cluster.place``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
@@ -47,9 +50,12 @@ def _units(n: int) -> str:
     return f"{n} unit" if n == 1 else f"{n} units"
 
 
-def _blockers(cluster: Cluster, spec: UnitSpec) -> list[Mapping[str, int]]:
-    """Maps whose keys are machines this unit must avoid (conflicts, replacers)."""
-    out: list[Mapping[str, int]] = []
+def _blockers(cluster: Cluster, spec: UnitSpec) -> list[Collection[str]]:
+    """Collections of machines this unit must avoid (conflicts, replacers, refusals)."""
+    out: list[Collection[str]] = []
+    refusing = cluster.refused.get(spec.name)
+    if refusing:
+        out.append(refusing)
     for pattern in spec.xfleet.conflicts:
         hosting = cluster.hosting(pattern)
         if hosting:
@@ -150,6 +156,9 @@ def violations(cluster: Cluster, spec: UnitSpec, machine_id: str) -> tuple[str, 
             out.append(f"MachineOf={target}: {target} is not on this machine")
     if x.machine_metadata and not x.matches_metadata(cluster.machines[machine_id].metadata):
         out.append(f"machine does not match MachineMetadata {x.describe_metadata()}")
+    refusal = cluster.refused.get(name, {}).get(machine_id)
+    if refusal is not None:
+        out.append(refusal)
     units = cluster.units_on[machine_id]
     here = name in units
     for pattern in x.conflicts:
@@ -257,6 +266,15 @@ def explain(cluster: Cluster, spec: UnitSpec) -> tuple[str, ...]:
                 f"{_machines(len(pool))} match ({_ids(matching)})"
             )
         pool = matching
+    refusing = cluster.refused.get(spec.name, {})
+    accepting = [mid for mid in pool if mid not in refusing]
+    if not accepting:
+        why = [refusing[mid] for mid in pool[:SHOWN]]
+        more = [f"... {len(pool) - SHOWN} more machines refuse it"] if len(pool) > SHOWN else []
+        return (*notes, *why, *more)
+    if len(accepting) < len(pool):
+        notes.append(f"refused by {_ids([mid for mid in pool if mid in refusing])}")
+        pool = accepting
     causes = [_cause(cluster, spec, mid) for mid in pool[:SHOWN]]
     clauses = ", ".join(clause for clause, _ in causes)
     if len(pool) > SHOWN:

@@ -12,6 +12,8 @@ Rules every implementation keeps:
 
 - ``start()``/``close()`` never start, stop or restart a unit: a fleetd restart
   must leave healthy units alone.
+- ``write_unit``/``remove_unit`` never replace or remove a file or link fleet
+  did not write (``outside_fleet`` says which names have one);
 - ``stop_unit`` of a unit systemd does not know (never loaded, or stopped and
   garbage-collected: "Unit X not loaded.", NoSuchUnit) is a success.
 - every systemd call fails with :class:`SystemdError` after a timeout instead of
@@ -58,6 +60,16 @@ class UnitManager(Protocol):
 
     def loaded_files(self) -> dict[str, str]:
         """Name -> sha1 hex of the contents of every unit file fleet has written."""
+
+    async def outside_fleet(self, names: Sequence[str]) -> dict[str, str]:
+        """Name -> where a unit of that name exists on this machine outside fleet.
+
+        Where: the path of a file or link in systemd's unit search path that is
+        not fleet's own link (an instance's template counts), or, for a unit
+        systemd knows with a load state other than not-found and no such file,
+        its fragment path or a description of its state. Names fleet alone
+        has are left out. Touches nothing.
+        """
 
     async def daemon_reload(self) -> None:
         """systemctl daemon-reload."""

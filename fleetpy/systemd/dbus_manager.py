@@ -122,6 +122,17 @@ class DbusUnitManager:
     def loaded_files(self) -> dict[str, str]:
         return self.files.hashes()
 
+    async def outside_fleet(self, names: Sequence[str]) -> dict[str, str]:
+        found = self.files.foreign(names)
+        rest = [n for n in names if n not in found]
+        if rest:
+            for name, load, fragment in await self._call("origin", names=rest):
+                own = (str(self.files.link_dir / name), str(self.files.units_dir / name))
+                if fragment in own:
+                    continue  # systemd still remembers fleet's (since removed) file
+                found[name] = fragment or f"known to systemd, load state {load}"
+        return found
+
     # ---- systemd calls
     async def daemon_reload(self) -> None:
         await self._call("reload")

@@ -17,7 +17,14 @@ Models what the agent depends on:
   "statuses") raise SystemdError(message) while the entry is there;
 - ``calls``: every call made, in order, e.g. ``("start", "a.service")``.
 
-Test helpers: ``set_state`` (a unit crashes, finishes...), ``forget``.
+- ``host_units``: units of the machine's own (name -> path), as
+  ``add_host_unit`` creates them: systemd knows them (loaded, running) without
+  fleet's link; ``outside_fleet`` reports them (a template counts for its
+  instances); ``write_unit`` refuses a name
+  whose host unit sits where fleet's link would go (``/run/systemd/system``),
+  ``remove_unit`` and ``daemon_reload`` leave them alone.
+
+Test helpers: ``set_state`` (a unit crashes, finishes...), ``forget``, ``add_host_unit``.
 """
 
 from __future__ import annotations
@@ -33,6 +40,9 @@ from fleetpy.systemd.base import (
     check_unit_name,
     content_hash,
 )
+from fleetpy.systemd.files import DEFAULT_LINK_DIR, ForeignUnitError, template_of
+
+LINK_DIR = str(DEFAULT_LINK_DIR)
 
 
 class FakeUnitManager:
@@ -46,6 +56,7 @@ class FakeUnitManager:
         self.links: set[str] = set()
         self.units: dict[str, UnitStatus] = {}
         self.loaded: dict[str, str] = {}
+        self.host_units: dict[str, str] = {}
         self.started = False
         self._watch: set[str] | None = None
         self._feed = ChangeFeed()
@@ -67,6 +78,8 @@ class FakeUnitManager:
     async def write_unit(self, name: str, contents: str) -> None:
         check_unit_name(name)
         self.calls.append(("write", name))
+        if self.host_units.get(name) == f"{LINK_DIR}/{name}":
+            raise ForeignUnitError(f"{LINK_DIR}/{name} exists and was not written by fleet")
         self.files[name] = contents
         self.links.add(name)
 
@@ -79,6 +92,16 @@ class FakeUnitManager:
     def loaded_files(self) -> dict[str, str]:
         return {name: content_hash(contents) for name, contents in self.files.items()}
 
+    async def outside_fleet(self, names: Sequence[str]) -> dict[str, str]:
+        self.calls.append(("outside_fleet", *names))
+        found = {}
+        for name in names:
+            template = template_of(name)
+            path = self.host_units.get(name) or self.host_units.get(template or "")
+            if path is not None:
+                found[name] = path
+        return found
+
     # ---- systemd calls
     async def daemon_reload(self) -> None:
         await self._systemd("reload")
@@ -87,6 +110,8 @@ class FakeUnitManager:
             if name in self.links:
                 self.loaded[name] = self.files[name]
                 self._set(name, "loaded", status.active_state, status.sub_state)
+            elif name in self.host_units:
+                continue
             elif status.active_state in ("inactive", "failed"):
                 self._drop(name)
             else:  # still running, file gone: systemd keeps it as not-found
@@ -126,6 +151,12 @@ class FakeUnitManager:
         """Simulate a state change systemd made on its own (a crash, an exit)."""
         status = self._lookup(name)
         self._set(name, status.load_state, active_state, sub_state)
+
+    def add_host_unit(self, name: str, path: str, running: bool = True) -> None:
+        """A unit of the machine's own at PATH (not fleet's), running or not."""
+        self.host_units[name] = path
+        active, sub = ("active", "running") if running else ("inactive", "dead")
+        self.units[name] = UnitStatus(name, "loaded", active, sub)
 
     def forget(self, name: str) -> None:
         """Simulate systemd garbage-collecting an inactive unit."""

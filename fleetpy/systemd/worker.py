@@ -200,6 +200,22 @@ class Worker:
         return [[_s(r[0]), _s(r[2]), _s(r[3]), _s(r[4])] for r in rows or []]
 
 
+    def op_origin(self, names: list[str]) -> list[list[str]]:
+        """[name, load state, fragment path] of each named unit systemd knows (load
+        state other than not-found); ListUnitsByNames loads a unit from disk if needed."""
+        rows = self._manager(b"ListUnitsByNames", b"as", [n.encode() for n in names])
+        if rows and not isinstance(rows[0], tuple | list):
+            rows = [rows]
+        out = []
+        for row in rows or []:
+            load = _s(row[2])
+            if load == "not-found":
+                continue
+            fragment = self.bus.get_property(SYSTEMD, row[6], UNIT_IFACE, b"FragmentPath", b"s")
+            out.append([_s(row[0]), load, _s(fragment)])
+        return out
+
+
 def _bare_pystemd() -> None:
     """Let ``import pystemd.dbuslib`` skip pystemd/__init__.
 

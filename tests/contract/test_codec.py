@@ -39,6 +39,9 @@ def test_values_round_trip() -> None:
     assert codec.decode_state("states/m1/a.service", codec.encode_state(s)) == s
     assert codec.decode_waiting("waiting/x.service", codec.encode_waiting("why")) == (
         "x.service", "why")
+    assert codec.refused_key("m1", "x.service") == "refused/m1/x.service"
+    assert codec.decode_refusal("refused/m1/x.service", codec.encode_refusal("why")) == (
+        "m1", "x.service", "why")
     assert codec.decode_leader(codec.encode_leader("m1")) == "m1"
 
 
@@ -76,6 +79,16 @@ def test_bad_values_raise_codec_error(key: str, value: bytes) -> None:
             codec.decode_unit(key, value)
         else:
             codec.decode_scheduled(key, value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("refused/m1", b'{"reason":"r"}'), ("refused/m1/a/b", b'{"reason":"r"}'),
+     ("refused/m1/a", b'{"reason":1}'), ("refused/m1/a", b"{}")],
+)
+def test_bad_refusals_raise_codec_error(key: str, value: bytes) -> None:
+    with pytest.raises(codec.CodecError):
+        codec.decode_refusal(key, value)
 
 
 def test_bad_machine_metadata() -> None:

@@ -117,6 +117,26 @@ async def test_unit_states_are_batched_listed_and_deleted(registry: KVRegistry) 
     assert await registry.list_unit_states("m1") == many[200:]
 
 
+async def test_refusals_are_published_withdrawn_and_bound_to_the_lease(cluster: Cluster) -> None:
+    agent, engine = cluster.first, cluster.connect()
+    lease = await agent.grant_lease(TTL)
+    await agent.put_refusals("m1", {"ssh.service": "ssh.service exists on m1", "a.service": "x"},
+                             lease)
+    await agent.put_refusals("m2", {"ssh.service": "ssh.service exists on m2"}, lease)
+    assert await engine.list_refusals() == {
+        ("m1", "a.service"): "x",
+        ("m1", "ssh.service"): "ssh.service exists on m1",
+        ("m2", "ssh.service"): "ssh.service exists on m2",
+    }
+    await agent.put_refusals("m1", {"a.service": None}, lease)  # withdrawn
+    assert await engine.list_refusals("m1") == {("m1", "ssh.service"): "ssh.service exists on m1"}
+    async with aclosing(engine.watch("refused/")) as watch:
+        assert len((await next_update(watch)).items) == 2
+        await cluster.kill_holder(lease)
+        await events_until(watch, 2, timeout=TTL + WAIT)
+    assert await engine.list_refusals() == {}
+
+
 async def test_machine_and_states_vanish_together_when_the_agent_dies(cluster: Cluster) -> None:
     agent, observer = cluster.first, cluster.connect()
     lease = await agent.grant_lease(TTL)

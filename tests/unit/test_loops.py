@@ -20,6 +20,7 @@ from fleetpy.engine.engine import Engine
 from fleetpy.model.types import Machine, TargetState
 from fleetpy.model.unitfile import make_unit_file
 from fleetpy.node import Node
+from fleetpy.registry.base import Lease, Registry
 from fleetpy.registry.memory import MemoryRegistry
 from fleetpy.systemd.fake import FakeUnitManager
 
@@ -50,6 +51,14 @@ class Running:
     @property
     def agent(self) -> Agent:
         return self.node.agent
+
+    @property
+    def registry(self) -> Registry:
+        return self.node.registry
+
+    @property
+    def lease(self) -> Lease:
+        return self.node.lease()
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:

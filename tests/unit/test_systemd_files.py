@@ -28,13 +28,12 @@ def test_write_creates_file_and_link(tmp_path: Path) -> None:
     assert sorted(p.name for p in s.link_dir.iterdir()) == ["hello.service"]
 
 
-def test_rewrite_replaces_contents_and_link(tmp_path: Path) -> None:
+def test_rewrite_replaces_contents_behind_fleets_own_link(tmp_path: Path) -> None:
     s = store(tmp_path)
     s.write("a.service", "one")
-    (s.link_dir / "a.service").unlink()
-    (s.link_dir / "a.service").symlink_to("/elsewhere")
     s.write("a.service", "two")
     assert (s.link_dir / "a.service").read_text() == "two"
+    assert (s.link_dir / "a.service").readlink() == s.units_dir / "a.service"
     assert s.hashes() == {"a.service": hashlib.sha1(b"two").hexdigest()}
 
 
