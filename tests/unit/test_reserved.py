@@ -1,0 +1,112 @@
+"""Names fleet refuses at submit (fleetpy.model.reserved), each with the rule it breaks."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from fleetpy.api.validation import checked_unit_file
+from fleetpy.model.names import InvalidUnitName, is_valid
+from fleetpy.model.reserved import SYSTEMD_SPECIAL, check_managed, managed_problem
+
+SCOPE = "a .scope unit cannot be loaded from a unit file (systemd creates scopes at run time)"
+SLICE = "a .slice unit is part of systemd's own resource tree; fleet does not manage slices"
+DEVICE = "a .device unit comes from udev, not from a unit file"
+FLEET = "fleet's own unit: fleet never manages itself (a stop would stop fleetd)"
+SYSTEMD = 'names starting with "systemd-" are systemd\'s own units; fleet never manages them'
+SPECIAL = ("a special unit systemd itself defines (systemd.special(7)); "
+           "fleet never manages systemd's own units")
+HIDDEN = ('starts with ".": systemd skips hidden files in its unit directories, '
+          "so the unit could never be loaded")
+
+REFUSED = [
+    ("fleet.service", FLEET),
+    ("fleet.socket", FLEET),
+    ("systemd-journald.service", SYSTEMD),
+    ("systemd-journald.socket", SYSTEMD),
+    ("systemd-fsck@dev-sda1.service", SYSTEMD),
+    ("systemd-x.timer", SYSTEMD),
+    ("init.scope", SCOPE),
+    ("x.scope", SCOPE),
+    ("-.slice", SLICE),
+    ("system.slice", SLICE),
+    ("user.slice", SLICE),
+    ("my.slice", SLICE),
+    ("dev-sda.device", DEVICE),
+    ("-.mount", SPECIAL),
+    ("dbus.service", SPECIAL),
+    ("dbus.socket", SPECIAL),
+    ("default.target", SPECIAL),
+    ("multi-user.target", SPECIAL),
+    ("sysinit.target", SPECIAL),
+    ("basic.target", SPECIAL),
+    ("shutdown.target", SPECIAL),
+    ("network-online.target", SPECIAL),
+    ("runlevel3.target", SPECIAL),
+    ("user@.service", SPECIAL),
+    ("user@1000.service", SPECIAL),
+    ("blockdev@dev-sda.target", SPECIAL),
+    (".hidden.service", HIDDEN),
+    (".x@1.service", HIDDEN),
+    ("..service", HIDDEN),
+]
+
+
+@pytest.mark.parametrize(("name", "reason"), REFUSED, ids=[n for n, _ in REFUSED])
+def test_refused_names_say_which_rule(name: str, reason: str) -> None:
+    assert is_valid(name)  # valid to systemd, refused by fleet
+    assert managed_problem(name) == reason
+    with pytest.raises(InvalidUnitName) as err:
+        check_managed(name)
+    assert str(err.value) == f'invalid unit name "{name}": {reason}'
+
+
+@pytest.mark.parametrize(("name", "reason"), REFUSED, ids=[n for n, _ in REFUSED])
+def test_submit_checks_refuse_them(name: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(f'invalid unit name "{name}": {reason}')):
+        checked_unit_file(name, "[Unit]\nDescription=x\n")
+
+
+ALLOWED = [
+    "hello.service",
+    "-.service",
+    "a.mount",
+    "srv-data.mount",
+    "x.swap",
+    "x.automount",
+    "web.target",
+    "fleet-helper.service",
+    "myfleet.service",
+    "fleet@1.service",
+    "systemd.service",  # "systemd-" is the prefix systemd keeps, not "systemd"
+    "mysystemd-x.service",
+    "dbus-broker-helper.service",
+    "users@1.service",
+    "user.service",
+    "a" * 247 + ".service",
+    "x.y.socket",
+    "t.timer",
+    "p.path",
+    "nginx@5555.service",
+]
+
+
+@pytest.mark.parametrize("name", ALLOWED)
+def test_ordinary_names_are_allowed(name: str) -> None:
+    assert managed_problem(name) is None
+    check_managed(name)
+    unit, _ = checked_unit_file(name, "[Unit]\nDescription=x\n")
+    assert unit.name == name
+
+
+def test_syntax_is_checked_before_the_rule() -> None:
+    with pytest.raises(InvalidUnitName, match=r'^invalid unit name "\.service": empty name'):
+        check_managed(".service")
+    with pytest.raises(InvalidUnitName, match='contains "/"'):
+        check_managed("systemd-a/b.service")
+
+
+def test_special_list_holds_only_valid_names() -> None:
+    assert all(is_valid(name) for name in SYSTEMD_SPECIAL)
+    assert all(managed_problem(name) is not None for name in SYSTEMD_SPECIAL)
