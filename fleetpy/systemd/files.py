@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from pathlib import Path
 
 from fleetpy.systemd.base import check_unit_name, content_hash
@@ -16,6 +17,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_UNITS_DIR = Path("/run/fleet/units")
 DEFAULT_LINK_DIR = Path("/run/systemd/system")
+TMP_PREFIX = ".fleet-tmp-"
+
+
+def temporary_name() -> str:
+    """A fresh hidden name of fixed length: systemd and ``hashes`` skip hidden files."""
+    return TMP_PREFIX + secrets.token_hex(8)
 
 
 class UnitFileStore:
@@ -26,22 +33,32 @@ class UnitFileStore:
         self.link_dir = link_dir
 
     def write(self, name: str, contents: str) -> None:
-        """Write units_dir/NAME atomically (tmp + rename), then link it (atomically)."""
+        """Write units_dir/NAME atomically (tmp + rename), then link it (atomically).
+
+        Temporary names are short and fixed-length (``.fleet-tmp-<hex>``), so a
+        unit name of up to 255 bytes (NAME_MAX) works; they are removed when a
+        step fails.
+        """
         check_unit_name(name)
         self.units_dir.mkdir(parents=True, exist_ok=True)
         self.link_dir.mkdir(parents=True, exist_ok=True)
         target = self.units_dir / name
-        tmp = self.units_dir / f".{name}.tmp"
-        tmp.write_bytes(contents.encode())
-        os.replace(tmp, target)
+        tmp = self.units_dir / temporary_name()
+        try:
+            tmp.write_bytes(contents.encode())
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
 
         link = self.link_dir / name
         if link.exists() and not link.is_symlink():
             log.warning("replacing a regular file %s (not written by fleet) with a link", link)
-        tmp_link = self.link_dir / f".{name}.fleet-link"
-        tmp_link.unlink(missing_ok=True)
-        tmp_link.symlink_to(target)
-        os.replace(tmp_link, link)
+        tmp_link = self.link_dir / temporary_name()
+        try:
+            tmp_link.symlink_to(target)
+            os.replace(tmp_link, link)
+        finally:
+            tmp_link.unlink(missing_ok=True)
 
     def remove(self, name: str) -> None:
         """Remove the link (only if it is a symlink) and the file; absent is fine."""
