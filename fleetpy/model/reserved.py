@@ -14,7 +14,10 @@ one fleet must never take over, or one its agent cannot run:
   (systemd creates scopes at run time, over D-Bus), ``.slice`` (systemd's
   resource tree) and ``.device`` (made from udev);
 - names starting with ``.``: systemd skips hidden files in its unit
-  directories, so such a unit could never be loaded.
+  directories, so such a unit could never be loaded;
+- a 255-byte name starting with ``_`` of a unit that gets a control group
+  (service, socket, mount, swap): systemd names the group ``_`` + the name,
+  one byte over the file name limit, and every start fails.
 
 A unit whose name already exists on a machine outside fleet is not refused
 here: it waits on that machine (the agent's rule). Pure: no I/O.
@@ -22,7 +25,13 @@ here: it waits on that machine (the agent's rule). Pure: no I/O.
 
 from __future__ import annotations
 
-from fleetpy.model.names import InvalidUnitName, quote, template_of, validate_unit_name
+from fleetpy.model.names import (
+    UNIT_NAME_MAX,
+    InvalidUnitName,
+    quote,
+    template_of,
+    validate_unit_name,
+)
 
 FLEET_UNITS = frozenset({"fleet.service", "fleet.socket"})
 SYSTEMD_PREFIX = "systemd-"
@@ -121,6 +130,9 @@ REFUSED_TYPES = {
 }
 
 
+CGROUP_TYPES = frozenset({"service", "socket", "mount", "swap"})
+
+
 def managed_problem(name: str) -> str | None:
     """Why fleet must not manage the valid unit name ``name``, or None when it may."""
     if name.startswith("."):
@@ -129,6 +141,10 @@ def managed_problem(name: str) -> str | None:
     suffix = name[name.rfind(".") + 1 :]
     if suffix in REFUSED_TYPES:
         return REFUSED_TYPES[suffix]
+    if name.startswith("_") and suffix in CGROUP_TYPES and len(name.encode()) >= UNIT_NAME_MAX:
+        return (f'starts with "_" and is {UNIT_NAME_MAX} bytes long: systemd names its '
+                f'control group "_" + the name, over the {UNIT_NAME_MAX}-byte limit, '
+                "so it could never start")
     if name in FLEET_UNITS:
         return "fleet's own unit: fleet never manages itself (a stop would stop fleetd)"
     if name.startswith(SYSTEMD_PREFIX):

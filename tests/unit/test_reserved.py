@@ -7,7 +7,7 @@ import re
 import pytest
 
 from fleetpy.api.validation import checked_unit_file
-from fleetpy.model.names import InvalidUnitName, is_valid
+from fleetpy.model.names import InvalidUnitName, is_valid, quote
 from fleetpy.model.reserved import SYSTEMD_SPECIAL, check_managed, managed_problem
 
 SCOPE = "a .scope unit cannot be loaded from a unit file (systemd creates scopes at run time)"
@@ -19,6 +19,9 @@ SPECIAL = ("a special unit systemd itself defines (systemd.special(7)); "
            "fleet never manages systemd's own units")
 HIDDEN = ('starts with ".": systemd skips hidden files in its unit directories, '
           "so the unit could never be loaded")
+
+CGROUP = ('starts with "_" and is 255 bytes long: systemd names its control group "_" + '
+          "the name, over the 255-byte limit, so it could never start")
 
 REFUSED = [
     ("fleet.service", FLEET),
@@ -47,24 +50,27 @@ REFUSED = [
     ("user@.service", SPECIAL),
     ("user@1000.service", SPECIAL),
     ("blockdev@dev-sda.target", SPECIAL),
+    ("_" + "u" * 246 + ".service", CGROUP),
+    ("_" + "u" * 247 + ".socket", CGROUP),
+    ("_" + "u" * 248 + ".mount", CGROUP),
     (".hidden.service", HIDDEN),
     (".x@1.service", HIDDEN),
     ("..service", HIDDEN),
 ]
 
 
-@pytest.mark.parametrize(("name", "reason"), REFUSED, ids=[n for n, _ in REFUSED])
+@pytest.mark.parametrize(("name", "reason"), REFUSED, ids=[n[:40] for n, _ in REFUSED])
 def test_refused_names_say_which_rule(name: str, reason: str) -> None:
     assert is_valid(name)  # valid to systemd, refused by fleet
     assert managed_problem(name) == reason
     with pytest.raises(InvalidUnitName) as err:
         check_managed(name)
-    assert str(err.value) == f'invalid unit name "{name}": {reason}'
+    assert str(err.value) == f"invalid unit name {quote(name)}: {reason}"
 
 
-@pytest.mark.parametrize(("name", "reason"), REFUSED, ids=[n for n, _ in REFUSED])
+@pytest.mark.parametrize(("name", "reason"), REFUSED, ids=[n[:40] for n, _ in REFUSED])
 def test_submit_checks_refuse_them(name: str, reason: str) -> None:
-    with pytest.raises(ValueError, match=re.escape(f'invalid unit name "{name}": {reason}')):
+    with pytest.raises(ValueError, match=re.escape(f"invalid unit name {quote(name)}: {reason}")):
         checked_unit_file(name, "[Unit]\nDescription=x\n")
 
 
@@ -85,6 +91,9 @@ ALLOWED = [
     "users@1.service",
     "user.service",
     "a" * 247 + ".service",
+    "_" + "u" * 245 + ".service",  # 254 bytes: its control group's name fits
+    "_" + "u" * 247 + ".target",  # no control group
+    "a_" + "u" * 245 + ".service",
     "x.y.socket",
     "t.timer",
     "p.path",
@@ -92,7 +101,7 @@ ALLOWED = [
 ]
 
 
-@pytest.mark.parametrize("name", ALLOWED)
+@pytest.mark.parametrize("name", ALLOWED, ids=[n[:40] for n in ALLOWED])
 def test_ordinary_names_are_allowed(name: str) -> None:
     assert managed_problem(name) is None
     check_managed(name)
