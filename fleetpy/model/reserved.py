@@ -19,6 +19,16 @@ one fleet must never take over, or one its agent cannot run:
   (service, socket, mount, swap): systemd names the group ``_`` + the name,
   one byte over the file name limit, and every start fails.
 
+Two more limits depend on the file as well as the name (``unit_problem``):
+systemd derives a second name from a unit's and refuses to load the unit
+when that one is over 255 bytes:
+
+- a socket, timer or path unit triggers ``STEM.service`` unless the file
+  names its unit (``Service=``, ``Unit=``);
+- an instance (``PREFIX@INSTANCE``) of a unit with a control group goes into
+  the slice ``system-ESCAPED_PREFIX.slice`` unless the file sets ``Slice=``
+  (``-`` and ``\\`` in the prefix take 4 bytes each once escaped).
+
 A unit whose name already exists on a machine outside fleet is not refused
 here: it waits on that machine (the agent's rule). Pure: no I/O.
 """
@@ -27,11 +37,13 @@ from __future__ import annotations
 
 from fleetpy.model.names import (
     UNIT_NAME_MAX,
+    VALID_CHARS,
     InvalidUnitName,
     quote,
     template_of,
     validate_unit_name,
 )
+from fleetpy.model.unitfile import ParsedUnit
 
 FLEET_UNITS = frozenset({"fleet.service", "fleet.socket"})
 SYSTEMD_PREFIX = "systemd-"
@@ -131,6 +143,11 @@ REFUSED_TYPES = {
 
 
 CGROUP_TYPES = frozenset({"service", "socket", "mount", "swap"})
+SECTIONS = {"service": "Service", "socket": "Socket", "mount": "Mount", "swap": "Swap",
+            "timer": "Timer", "path": "Path"}
+TRIGGER_KEYS = {"socket": "Service", "timer": "Unit", "path": "Unit"}
+TRUE_WORDS = frozenset({"1", "yes", "y", "true", "t", "on"})
+ESCAPE_KEPT = frozenset(VALID_CHARS) - {"-", "\\", "@"}
 
 
 def managed_problem(name: str) -> str | None:
@@ -162,5 +179,50 @@ def check_managed(name: str) -> None:
     """
     validate_unit_name(name)
     problem = managed_problem(name)
+    if problem is not None:
+        raise InvalidUnitName(f"invalid unit name {quote(name)}: {problem}")
+
+
+def escape(text: str) -> str:
+    """systemd's ``unit_name_escape``: ``/`` -> ``-``, ``-``, ``\\``, a leading ``.``
+    and anything outside the valid characters -> ``\\xNN``."""
+    out = []
+    for i, c in enumerate(text):
+        if c == "/":
+            out.append("-")
+        elif c in ESCAPE_KEPT and not (i == 0 and c == "."):
+            out.append(c)
+        else:
+            out.extend(f"\\x{b:02x}" for b in c.encode())
+    return "".join(out)
+
+
+def unit_problem(name: str, parsed: ParsedUnit) -> str | None:
+    """Why systemd could not load this file as the unit ``name`` (a derived name
+    over 255 bytes), or None. ``name`` is a valid unit name."""
+    stem, suffix = name.rsplit(".", 1)
+    section = SECTIONS.get(suffix, "")
+    key = TRIGGER_KEYS.get(suffix)
+    accept = (parsed.last("Socket", "Accept") or "").lower() in TRUE_WORDS
+    if key and not parsed.last(section, key) and not (suffix == "socket" and accept):
+        triggered = f"{stem}.service"
+        size = len(triggered.encode())
+        if size > UNIT_NAME_MAX:
+            return (f"a .{suffix} unit triggers {quote(triggered, 40)} by default, {size} bytes, "
+                    f"over the {UNIT_NAME_MAX}-byte limit: name the unit to trigger with "
+                    f"{key}= in [{section}]")
+    at = stem.find("@")
+    if suffix in CGROUP_TYPES and at > 0 and not parsed.last(section, "Slice"):
+        size = len(f"system-{escape(stem[:at])}.slice".encode())
+        if size > UNIT_NAME_MAX:
+            return (f"an instance goes into the slice system-PREFIX.slice, here {size} bytes "
+                    '(escaped: "-" and "\\" take 4 bytes each), over the '
+                    f"{UNIT_NAME_MAX}-byte limit: shorten the prefix or set Slice= in [{section}]")
+    return None
+
+
+def check_unit(name: str, parsed: ParsedUnit) -> None:
+    """Raise InvalidUnitName naming the limit if systemd could not load ``parsed`` as ``name``."""
+    problem = unit_problem(name, parsed)
     if problem is not None:
         raise InvalidUnitName(f"invalid unit name {quote(name)}: {problem}")
