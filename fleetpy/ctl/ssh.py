@@ -83,7 +83,7 @@ def _common(opts: SshOptions) -> list[str]:
 
 def _proxy(opts: SshOptions) -> list[str]:
     host, port = split_host_port(opts.tunnel)
-    hop = [SSH, *_common(opts), "-o", "BatchMode=yes", "-p", str(port), "-W", "%h:%p", host]
+    hop = [SSH, *_common(opts), "-o", "BatchMode=yes", "-p", str(port), "-W", "%h:%p", "--", host]
     # ssh expands %-tokens in ProxyCommand: escape ours, keep %h:%p.
     text = shlex.join(a.replace("%", "%%") for a in hop).replace("%%h:%%p", "%h:%p")
     return ["-o", f"ProxyCommand={text}"]
@@ -103,7 +103,8 @@ def ssh_argv(
     """The ssh command line that runs ``command`` (a login shell if empty) on ``host``.
 
     ``command`` words are sent as they are (the remote shell parses them);
-    quote with shlex.join first for a literal command. ``batch``: never
+    quote with shlex.join first for a literal command. Options end (``--``)
+    before the host. ``batch``: never
     prompt (keys from the agent or --ssh-identity-file only).
     """
     argv = [SSH, *_common(opts), "-p", str(port)]
@@ -114,10 +115,9 @@ def ssh_argv(
         argv += ["-o", "BatchMode=yes"]
     if tty:
         argv.append("-t")
-    argv += [*extra, host]
-    if command:
-        argv += ["--", *command]
-    return argv
+    # "--" ends ssh's options: neither the host nor a command word is taken
+    # for one (ssh reads options after the host too, unless "--" came first).
+    return [*argv, *extra, "--", host, *command]
 
 
 def prepare_known_hosts(opts: SshOptions) -> None:

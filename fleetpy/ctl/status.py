@@ -3,11 +3,13 @@
 As in fleet: ``systemctl status -l UNIT`` and ``journalctl --unit UNIT`` run
 on the unit's machine over ssh (locally when that machine is this one); a
 global unit's on every machine it is scheduled on, each under a heading.
+The unit name is never read as an option (``systemctl status -l -- -.service``,
+``journalctl --unit=-.service``) and is quoted for the remote shell.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import click
@@ -42,8 +44,19 @@ def _locate(env: CtlEnv, args: Sequence[str], verb: str) -> tuple[Located, dict[
     return located, machines
 
 
+def status_command(name: str) -> list[str]:
+    """``systemctl status`` of one unit: options end before the name."""
+    return ["systemctl", "status", "-l", "--no-pager", "--", name]
+
+
+def journal_command(name: str, lines: int, output: str, follow: bool, sudo: bool) -> list[str]:
+    """``journalctl`` of one unit: the name is --unit's value, never an option."""
+    return [*(["sudo"] if sudo else []), "journalctl", "--no-pager", f"--lines={lines}",
+            f"--output={output}", *(["--follow"] if follow else []), f"--unit={name}"]
+
+
 def _run_all(env: CtlEnv, located: Located, machines: dict[str, Machine],
-             command: Sequence[str], tty: bool = False) -> None:
+             command: Callable[[str], Sequence[str]], tty: bool = False) -> None:
     from fleetpy.ctl.remote import run_on
     from fleetpy.ctl.state import machine_legend
 
@@ -57,7 +70,7 @@ def _run_all(env: CtlEnv, located: Located, machines: dict[str, Machine],
             first = False
             if is_global:
                 out(f"=== {name} on {machine_legend(machine.id, machines, False)} ===")
-            code = code or run_on(env.settings, machine, [*command, name], tty=tty)
+            code = code or run_on(env.settings, machine, command(name), tty=tty)
     if code:
         click.get_current_context().exit(code)
 
@@ -73,7 +86,7 @@ def status(env: CtlEnv, units: tuple[str, ...]) -> None:
     The exit status is systemctl's (3: not active).
     """
     located, machines = _locate(env, units, "status")
-    _run_all(env, located, machines, ["systemctl", "status", "-l", "--no-pager"])
+    _run_all(env, located, machines, status_command)
 
 
 @click.command()
@@ -95,10 +108,9 @@ def journal(env: CtlEnv, unit: str, lines: int, follow: bool, sudo: bool, output
     import sys
 
     located, machines = _locate(env, [unit], "journal")
-    command = [*(["sudo"] if sudo else []), "journalctl", "--no-pager", f"--lines={lines}",
-               f"--output={output}", *(["--follow"] if follow else []), "--unit"]
     tty = follow and sys.stdin.isatty() and sys.stdout.isatty()  # ^C/hangup end it remotely
-    _run_all(env, located, machines, command, tty=tty)
+    _run_all(env, located, machines,
+             lambda name: journal_command(name, lines, output, follow, sudo), tty=tty)
 
 
 COMMANDS: list[click.Command] = [status, journal]

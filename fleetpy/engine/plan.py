@@ -12,7 +12,8 @@ and one sentence per decision, for the log:
   MachineOf, MachineMetadata, Conflicts, replaced) moves; otherwise a placed
   unit never moves: a changed hash or target updates the entry in place;
 - an unplaced unit desired loaded or launched is placed by the scheduler, or
-  waits with the scheduler's reason; a unit placed on a machine hosting a
+  waits with the scheduler's reason; units on a MachineOf cycle wait (and
+  leave the schedule) with a reason naming the cycle; a unit placed on a machine hosting a
   unit it Replaces displaces that unit, which is placed again;
 - a Global unit gets one entry per matching machine, machines joining later
   included;
@@ -36,6 +37,7 @@ from fleetpy.model.unitfile import InvalidUnitFile, short_hash
 from fleetpy.model.xfleet import InvalidXFleet, XFleet, xfleet_of
 from fleetpy.registry.base import UnitRecord
 from fleetpy.schedule import Cluster, UnitSpec, decide, decide_global, explain, violations
+from fleetpy.schedule.cycles import machine_of_cycles
 
 SHOWN = 5
 MAX_VISITS = 3  # times one unit may be (re)considered in a pass (displacement chains)
@@ -79,7 +81,8 @@ def _template_reason(name: str) -> str | None:
 
 
 def _order(specs: Mapping[str, XFleet]) -> list[str]:
-    """Names sorted, each MachineOf follower after its targets (cycles: by name)."""
+    """Names sorted, each MachineOf follower after its targets (cycles, kept out by
+    ``plan_engine``, would come last, by name)."""
     followers: dict[str, list[str]] = {}
     blocking: dict[str, int] = {}
     for name, spec in specs.items():
@@ -290,6 +293,10 @@ def plan_engine(
         else:
             parsed[name] = (rec.unit.hash, parse_spec(name, rec.unit.contents))
     spec_of = {name: spec for name, (_, spec) in parsed.items()}
+    cycles = machine_of_cycles({
+        name: spec for name, spec in spec_of.items()
+        if isinstance(spec, XFleet) and _template_reason(name) is None
+    })
 
     reasons: dict[str, str] = {}
     active: dict[str, XFleet] = {}
@@ -297,7 +304,7 @@ def plan_engine(
         if rec.desired == TargetState.INACTIVE:
             continue
         spec = spec_of[name]
-        why = _template_reason(name)
+        why = _template_reason(name) or cycles.get(name)
         if why is None and isinstance(spec, XFleet):
             active[name] = spec
         else:

@@ -219,6 +219,8 @@ def validate(spec: XFleet, name: str | None = None) -> list[str]:
             problems.append("Global=true cannot be combined with MachineOf")
         if spec.replaces:
             problems.append("Global=true cannot be combined with Replaces")
+        if spec.conflicts:
+            problems.append("Global=true cannot be combined with Conflicts")
     if spec.conflicts and spec.replaces:
         problems.append("Conflicts cannot be combined with Replaces")
     for target in spec.machine_of:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -54,6 +55,14 @@ def template_of(name: str) -> str | None:
     if at < 1 or dot <= at + 1:
         return None
     return name[: at + 1] + name[dot:]
+
+
+TMP_PREFIX = ".fleet-tmp-"
+
+
+def temporary_name() -> str:
+    """A fresh hidden name of fixed length: systemd and ``hashes`` skip hidden files."""
+    return TMP_PREFIX + secrets.token_hex(8)
 
 
 class UnitFileStore:
@@ -107,6 +116,9 @@ class UnitFileStore:
 
         ForeignUnitError, and nothing written, if link_dir/NAME exists and is not
         fleet's link (a regular file, or a link elsewhere: not fleet's to replace).
+        Temporary names are short and fixed-length (``.fleet-tmp-<hex>``), so a
+        unit name of up to 255 bytes (NAME_MAX) works; they are removed when a
+        step fails.
         """
         check_unit_name(name)
         link = self.link_dir / name
@@ -115,14 +127,19 @@ class UnitFileStore:
         self.units_dir.mkdir(parents=True, exist_ok=True)
         self.link_dir.mkdir(parents=True, exist_ok=True)
         target = self.units_dir / name
-        tmp = self.units_dir / f".{name}.tmp"
-        tmp.write_bytes(contents.encode())
-        os.replace(tmp, target)
+        tmp = self.units_dir / temporary_name()
+        try:
+            tmp.write_bytes(contents.encode())
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
 
-        tmp_link = self.link_dir / f".{name}.fleet-link"
-        tmp_link.unlink(missing_ok=True)
-        tmp_link.symlink_to(target)
-        os.replace(tmp_link, link)
+        tmp_link = self.link_dir / temporary_name()
+        try:
+            tmp_link.symlink_to(target)
+            os.replace(tmp_link, link)
+        finally:
+            tmp_link.unlink(missing_ok=True)
 
     def remove(self, name: str) -> None:
         """Remove fleet's link (only a link to fleet's file) and fleet's file; absent is fine."""

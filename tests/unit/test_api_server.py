@@ -153,6 +153,16 @@ async def test_status_codes(short_dir: Path) -> None:
             assert code == grpc.StatusCode.INVALID_ARGUMENT
         code, detail = await code_of(stub.PutUnit(pb.PutUnitRequest(file=bad_name)))
         assert code == grpc.StatusCode.INVALID_ARGUMENT and 'contains "/"' in detail
+        for name, reason in (("x.scope", "a .scope unit cannot be loaded from a unit file"),
+                             ("fleet.service", "fleet's own unit"),
+                             (".h.service", 'starts with "."'),
+                             ("systemd-journald.service", '"systemd-" are systemd\'s own')):
+            refused = pb.UnitFile(name=name, contents="[Unit]\n")
+            for call in (stub.CreateUnit(pb.CreateUnitRequest(file=refused, desired=launched)),
+                         stub.PutUnit(pb.PutUnitRequest(file=refused))):
+                code, detail = await code_of(call)
+                assert code == grpc.StatusCode.INVALID_ARGUMENT
+                assert detail.startswith(f'invalid unit name "{name}": ') and reason in detail
         assert await registry.list_units() == []
 
         registry.set_available(False)

@@ -276,6 +276,20 @@ BAD = [
      "Error: Unable to start w@.service: it is a template unit"),
     ({"good.service": HELLO, "bad.service": "junk"},
      ["start", "{dir}/good.service", "{dir}/bad.service"], 'invalid unit file "bad.service"'),
+    ({"x.scope": HELLO}, ["submit", "{dir}/x.scope"],
+     'Error: invalid unit name "x.scope": a .scope unit cannot be loaded from a unit file'),
+    ({"fleet.service": HELLO}, ["start", "{dir}/fleet.service"],
+     'Error: invalid unit name "fleet.service": fleet\'s own unit: fleet never manages itself'),
+    ({"systemd-journald.service": HELLO}, ["load", "{dir}/systemd-journald.service"],
+     'Error: invalid unit name "systemd-journald.service": names starting with "systemd-"'),
+    ({"multi-user.target": HELLO}, ["submit", "{dir}/multi-user.target"],
+     "a special unit systemd itself defines (systemd.special(7))"),
+    ({".hidden.service": HELLO}, ["start", "{dir}/.hidden.service"],
+     'Error: invalid unit name ".hidden.service": starts with "."'),
+    ({"user@.service": HELLO}, ["start", "{dir}/user@1000.service"],
+     'Error: invalid unit name "user@1000.service": a special unit systemd itself defines'),
+    ({"x.service": "[X-Fleet]\nGlobal=true\nConflicts=y*\n"}, ["submit", "{dir}/x.service"],
+     "Global=true cannot be combined with Conflicts"),
     ({}, ["cat", "nope.service"], "Unit nope.service not found"),
     ({}, ["stop", "hello.service", "nope.service"], "Unit nope.service not found"),
     ({}, ["destroy", "nope"], "Unit nope.service not found"),
@@ -320,18 +334,49 @@ def test_status_and_journal_on_this_machine(
     ok(fleet("start", "hello.service"))
     ok(fleet("status", "hello.service"))
     ok(fleet("journal", "-n", "5", "hello.service"))
-    assert ran == [["systemctl", "status", "-l", "--no-pager", "hello.service"],
-                   ["journalctl", "--no-pager", "--lines=5", "--output=short", "--unit",
-                    "hello.service"]]
+    assert ran == [["systemctl", "status", "-l", "--no-pager", "--", "hello.service"],
+                   ["journalctl", "--no-pager", "--lines=5", "--output=short",
+                    "--unit=hello.service"]]
     ran.clear()
     monkeypatch.setattr("fleetpy.ctl.remote.local_machine_id", lambda: M2.id)
     known = fleet.file("known_hosts", "")
     ok(fleet("--known-hosts-file", known, "status", "hello.service"))
     ok(fleet("--strict-host-key-checking=false", "journal", "--sudo", "-f", "hello.service"))
     assert [c[0] for c in ran] == ["ssh", "ssh"]
-    assert ran[0][-3:] == [M1.public_ip, "--", "systemctl status -l --no-pager hello.service"]
+    assert ran[0][-3:] == ["--", M1.public_ip,
+                           "systemctl status -l --no-pager -- hello.service"]
     assert ran[1][-1] == ("sudo journalctl --no-pager --lines=10 --output=short --follow "
-                          "--unit hello.service")
+                          "--unit=hello.service")
     assert "-l" in ran[0] and ran[0][ran[0].index("-l") + 1] == "core"
     assert f"UserKnownHostsFile={known}" in ran[0]
     assert "UserKnownHostsFile=/dev/null" in ran[1]
+
+
+def test_status_and_journal_never_take_a_unit_name_for_an_option(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran: list[list[str]] = []
+
+    def fake_run(cmd: Sequence[str]) -> int:
+        ran.append(list(cmd))
+        return 0
+
+    monkeypatch.setattr("fleetpy.ctl.remote._run", fake_run)
+    monkeypatch.setattr("fleetpy.ctl.remote.local_machine_id", lambda: M1.id)
+    ok(fleet("start", fleet.file("-.service"), fleet.file("a\\x2db.service")))
+    ok(fleet("status", "--", "-.service", "a\\x2db.service"))
+    ok(fleet("journal", "--", "-.service"))
+    assert ran == [["systemctl", "status", "-l", "--no-pager", "--", "-.service"],
+                   ["systemctl", "status", "-l", "--no-pager", "--", "a\\x2db.service"],
+                   ["journalctl", "--no-pager", "--lines=10", "--output=short",
+                    "--unit=-.service"]]
+    ran.clear()
+    monkeypatch.setattr("fleetpy.ctl.remote.local_machine_id", lambda: M2.id)
+    ok(fleet("--strict-host-key-checking=false", "status", "--", "-.service"))
+    ok(fleet("--strict-host-key-checking=false", "status", "a\\x2db.service"))
+    ok(fleet("--strict-host-key-checking=false", "journal", "-n", "1", "--", "-.service"))
+    assert [c[-3:] for c in ran] == [
+        ["--", M1.public_ip, "systemctl status -l --no-pager -- -.service"],
+        ["--", M1.public_ip, "systemctl status -l --no-pager -- 'a\\x2db.service'"],
+        ["--", M1.public_ip, "journalctl --no-pager --lines=1 --output=short --unit=-.service"],
+    ]

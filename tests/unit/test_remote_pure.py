@@ -53,7 +53,7 @@ def _opt(argv: list[str], name: str) -> str | None:
 def test_ssh_argv_checks_host_keys_against_fleets_file() -> None:
     opts = SshOptions(known_hosts_file="/k/known_hosts", identity_file="/k/id")
     argv = ssh_argv(opts, "172.17.8.101", command=["systemctl status -l x.service"])
-    assert argv[0] == "ssh" and argv[-3:] == ["172.17.8.101", "--",
+    assert argv[0] == "ssh" and argv[-3:] == ["--", "172.17.8.101",
                                               "systemctl status -l x.service"]
     assert _opt(argv, "StrictHostKeyChecking") == "accept-new"
     assert _opt(argv, "UserKnownHostsFile") == "/k/known_hosts"
@@ -67,7 +67,7 @@ def test_ssh_argv_checks_host_keys_against_fleets_file() -> None:
     assert _opt(loose, "UserKnownHostsFile") == "/dev/null"
     assert _opt(loose, "ConnectTimeout") == "3" and _opt(loose, "BatchMode") is None
     assert "-A" in loose and "-t" in loose and loose[loose.index("-p") + 1] == "2222"
-    assert loose[-1] == "h"  # no command: a login shell
+    assert loose[-2:] == ["--", "h"]  # no command: a login shell
 
 
 def test_ssh_argv_through_a_tunnel_uses_the_same_options_on_both_hops() -> None:
@@ -75,9 +75,20 @@ def test_ssh_argv_through_a_tunnel_uses_the_same_options_on_both_hops() -> None:
     argv = ssh_argv(opts, "172.17.8.101")
     proxy = _opt(argv, "ProxyCommand")
     assert proxy is not None
-    assert proxy.endswith("-p 2222 -W %h:%p 10.0.0.9")
+    assert proxy.endswith("-p 2222 -W %h:%p -- 10.0.0.9")
     assert "UserKnownHostsFile=/k/100%%/kh" in proxy  # ssh expands %: escaped
     assert "-l ops" in proxy and "StrictHostKeyChecking=accept-new" in proxy
+
+
+def test_ssh_argv_ends_options_before_the_host_and_the_command() -> None:
+    """ssh reads options after the host too: nothing after "--" may become one."""
+    argv = ssh_argv(SshOptions(tunnel="-oProxyCommand=evil"), "-oProxyCommand=touch x",
+                    command=["-p", "99"])
+    end = argv.index("--")
+    assert argv[end:] == ["--", "-oProxyCommand=touch x", "-p", "99"]
+    assert "-p" in argv[:end] and argv[argv.index("-p") + 1] == "22"
+    proxy = _opt(argv, "ProxyCommand")
+    assert proxy is not None and proxy.endswith("-W %h:%p -- -oProxyCommand=evil")
 
 
 def _snap(*units: tuple[str, str, tuple[str, ...], str]) -> Snapshot:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fleetpy.systemd import DbusUnitManager
-from fleetpy.systemd.files import UnitFileStore
+from fleetpy.systemd.files import TMP_PREFIX, UnitFileStore, temporary_name
 from fleetpy.systemd.protocol import decode_unit_path
 
 
@@ -59,6 +59,43 @@ def test_remove_is_idempotent_and_spares_foreign_files(tmp_path: Path) -> None:
     (s.link_dir / "admin.service").write_text("not ours")
     s.remove("admin.service")
     assert (s.link_dir / "admin.service").read_text() == "not ours"
+
+
+def test_a_255_byte_name_is_written_linked_and_removed(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    name = "n" * 247 + ".service"
+    assert len(name.encode()) == 255
+    s.write(name, "x")
+    s.write(name, "y")  # a rewrite takes the same temporary path
+    assert (s.link_dir / name).read_text() == "y"
+    assert s.hashes() == {name: hashlib.sha1(b"y").hexdigest()}
+    assert sorted(p.name for p in s.units_dir.iterdir()) == [name]
+    assert sorted(p.name for p in s.link_dir.iterdir()) == [name]
+    s.remove(name)
+    assert list(s.units_dir.iterdir()) == [] and list(s.link_dir.iterdir()) == []
+
+
+def test_temporary_names_are_short_hidden_and_fresh() -> None:
+    names = {temporary_name() for _ in range(100)}
+    assert len(names) == 100
+    assert {len(n) for n in names} == {len(TMP_PREFIX) + 16}
+    assert all(n.startswith(".fleet-tmp-") for n in names)
+
+
+def test_a_failed_write_leaves_no_temporary_file(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    (s.units_dir / "a.service").mkdir(parents=True)
+    (s.units_dir / "a.service" / "x").write_text("in the way")
+    with pytest.raises(OSError):
+        s.write("a.service", "x")
+    assert sorted(p.name for p in s.units_dir.iterdir()) == ["a.service"]
+    (s.link_dir / "b.service").mkdir(parents=True)
+    (s.link_dir / "b.service" / "x").write_text("in the way")
+    with pytest.raises(OSError):
+        s.write("b.service", "x")
+    assert sorted(p.name for p in s.link_dir.iterdir()) == ["b.service"]
+    # what is in the way at the link is not fleet's: refused before anything is written
+    assert sorted(p.name for p in s.units_dir.iterdir()) == ["a.service"]
 
 
 @pytest.mark.parametrize("name", ["", ".hidden.service", "../x.service", "a/b.service", "a\0b"])

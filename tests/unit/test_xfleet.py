@@ -195,7 +195,11 @@ COMBINATIONS = [
         XFleet(is_global=True, replaces=("a.service",)),
         ["Global=true cannot be combined with Replaces"],
     ),
-    ("global + conflicts is fine", XFleet(is_global=True, conflicts=("a*",)), []),
+    (
+        "global + conflicts",
+        XFleet(is_global=True, conflicts=("a*",)),
+        ["Global=true cannot be combined with Conflicts"],
+    ),
     (
         "conflicts + replaces",
         XFleet(conflicts=("a*",), replaces=("b.service",)),
@@ -237,6 +241,7 @@ def test_check_xfleet_raises_with_every_problem() -> None:
     assert err.value.problems == (
         "MachineID cannot be combined with Conflicts",
         "MachineID cannot be combined with Global=true",
+        "Global=true cannot be combined with Conflicts",
     )
 
 
