@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("fleetpy.daemon")
 
 STATE_DIR = Path("/run/fleet")
+REGISTER_RETRY = 1.0
 
 
 class FatalError(Exception):
@@ -73,7 +74,7 @@ class Daemon:
     async def run(self) -> None:
         from fleetpy.api.server import start_api_server
         from fleetpy.api.transport import TlsFiles
-        from fleetpy.node import DuplicateMachineError, Node
+        from fleetpy.node import Node
         from fleetpy.registry.etcd import EtcdRegistry
         from fleetpy.systemd.dbus_manager import DbusUnitManager
 
@@ -99,10 +100,7 @@ class Daemon:
                 agent_ttl=config.agent_ttl, engine_interval=config.engine_reconcile_interval,
             )
             metrics = self._metrics(registry, node)
-            try:
-                await node.start()
-            except DuplicateMachineError as exc:
-                raise FatalError(str(exc)) from None
+            await self._start_node(node)
             await manager.start()
             listen = [config.api_socket] + ([config.api_tcp] if config.api_tcp else [])
             tls = TlsFiles(config.api_cafile, config.api_certfile, config.api_keyfile)
@@ -145,6 +143,26 @@ class Daemon:
         finally:
             await registry.close()
             lock.close()
+
+    async def _start_node(self, node: Node) -> None:
+        """Register, waiting for etcd as long as it takes (systemd's TimeoutStartSec
+        bounds it): a machine often boots before etcd answers."""
+        from fleetpy.node import DuplicateMachineError
+
+        said = ""
+        while True:
+            try:
+                await node.start()
+                return
+            except DuplicateMachineError as exc:
+                raise FatalError(str(exc)) from None
+            except RegistryError as exc:
+                if str(exc) != said:
+                    said = str(exc)
+                    log.warning("cannot register yet, trying again every %gs: %s",
+                                REGISTER_RETRY, exc)
+                    sd_notify(f"STATUS=waiting for etcd: {exc}")
+                await asyncio.sleep(REGISTER_RETRY)
 
     def _metrics(self, registry: EtcdRegistry, node: Node) -> Metrics | None:
         """fleetd's metrics when metrics_address is set (etcd requests counted from now)."""

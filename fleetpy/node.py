@@ -113,8 +113,8 @@ class Node:
                                                       self.agent_ttl)
         if adopted is not None:
             await self.registry.update_machine(machine, adopted)
-            log.info("machine %s: adopted lease %x of the previous fleetd on this machine",
-                     machine.id[:8], adopted.id)
+            log.info("adopted lease %x of the previous fleetd on this machine (machine %s)",
+                     adopted.id, machine.id[:8])
             return adopted
         lease = await self.registry.grant_lease(self.agent_ttl)
         if not await self.registry.register_machine(machine, lease):
@@ -127,7 +127,7 @@ class Node:
         with contextlib.suppress(OSError):
             lease_file.parent.mkdir(parents=True, exist_ok=True)
             lease_file.write_text(f"{lease.id}\n")
-        log.info("machine %s: registered (%s) on lease %x", machine.id[:8], machine.public_ip,
+        log.info("registered machine %s (%s) on lease %x", machine.id[:8], machine.public_ip,
                  lease.id)
         return lease
 
@@ -136,7 +136,7 @@ class Node:
         while True:
             await self.lease().wait_lost()
             self.past_keepalive_failures += self.lease().keepalive_failures
-            log.warning("machine %s: agent lease lost, registering again", self.id[:8])
+            log.warning("agent lease lost: registering machine %s again", self.id[:8])
             while True:
                 try:
                     self._lease = await self._register()
