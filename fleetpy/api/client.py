@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 
 BATCH = 1000  # units per request of the many-units calls
+IN_FLIGHT = 4  # such requests at once
 T = TypeVar("T")
 
 
@@ -149,14 +150,23 @@ class ApiDriver:
         req = pb.DestroyUnitRequest(name=name)
         return await self._maybe(self._stub.DestroyUnit, req) is not None
 
-    # Many units: one request per BATCH units, so that each stays well within the
-    # request timeout (the server writes them in transactions of 128).
+    # Many units: one request per BATCH units (IN_FLIGHT at once), so that each
+    # stays well within the request timeout; the server writes them in
+    # transactions of 128.
+
+    async def _batched(self, items: Sequence[T], call: Callable[[Sequence[T]], Any]) -> list[Any]:
+        gate = asyncio.Semaphore(IN_FLIGHT)
+
+        async def one(chunk: Sequence[T]) -> Any:
+            async with gate:
+                return await call(chunk)
+
+        return list(await asyncio.gather(*(one(c) for c in _batches(items))))
 
     async def get_units(self, names: Sequence[str]) -> dict[str, UnitRecord | None]:
         found: dict[str, UnitRecord | None] = {}
-        for chunk in _batches(names):
-            resp: pb.GetUnitsResponse = await self._call(
-                self._stub.GetUnits, pb.GetUnitsRequest(names=list(chunk)))
+        for resp in await self._batched(names, lambda chunk: self._call(
+                self._stub.GetUnits, pb.GetUnitsRequest(names=list(chunk)))):
             found.update(dict.fromkeys(resp.missing))
             found.update((u.file.name, convert.record_from_pb(u)) for u in resp.units)
         return found
@@ -164,30 +174,29 @@ class ApiDriver:
     async def create_units(
         self, units: Sequence[UnitFile], desired: TargetState
     ) -> dict[str, bool]:
+        state = convert.state_to_pb(desired)
         created: set[str] = set()
-        for chunk in _batches(units):
-            req = pb.CreateUnitsRequest(files=[convert.unit_file_to_pb(u) for u in chunk],
-                                        desired=convert.state_to_pb(desired))
-            resp: pb.CreateUnitsResponse = await self._call(self._stub.CreateUnits, req)
+        for resp in await self._batched(units, lambda chunk: self._call(
+                self._stub.CreateUnits, pb.CreateUnitsRequest(
+                    files=[convert.unit_file_to_pb(u) for u in chunk], desired=state))):
             created.update(resp.created)
         return {u.name: u.name in created for u in units}
 
     async def set_desired_many(
         self, names: Sequence[str], desired: TargetState
     ) -> dict[str, bool]:
+        state = convert.state_to_pb(desired)
         missing: set[str] = set()
-        for chunk in _batches(names):
-            req = pb.SetDesiredManyRequest(names=list(chunk),
-                                           desired=convert.state_to_pb(desired))
-            resp: pb.SetDesiredManyResponse = await self._call(self._stub.SetDesiredMany, req)
+        for resp in await self._batched(names, lambda chunk: self._call(
+                self._stub.SetDesiredMany,
+                pb.SetDesiredManyRequest(names=list(chunk), desired=state))):
             missing.update(resp.missing)
         return {n: n not in missing for n in names}
 
     async def destroy_units(self, names: Sequence[str]) -> dict[str, bool]:
         missing: set[str] = set()
-        for chunk in _batches(names):
-            resp: pb.DestroyUnitsResponse = await self._call(
-                self._stub.DestroyUnits, pb.DestroyUnitsRequest(names=list(chunk)))
+        for resp in await self._batched(names, lambda chunk: self._call(
+                self._stub.DestroyUnits, pb.DestroyUnitsRequest(names=list(chunk)))):
             missing.update(resp.missing)
         return {n: n not in missing for n in names}
 

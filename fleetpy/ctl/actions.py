@@ -179,14 +179,15 @@ async def start(client: FleetClient, args: Sequence[str], replace: bool, block: 
 async def _failed_or_finished(client: FleetClient, records: Mapping[str, UnitRecord]) -> list[str]:
     """Units desired launched whose start fleet made failed or finished (STATE says so)."""
     from fleetpy.api.snapshot import read_snapshot
-    from fleetpy.ctl.state import FAILED, FINISHED, view
+    from fleetpy.ctl.state import FAILED, FINISHED, views
 
     names = [n for n, r in records.items()
              if r.desired is TargetState.LAUNCHED and not is_global(r.unit.contents)]
     if not names:
         return []
     snap = await read_snapshot(client, names)
-    return [n for n in names if view(snap, n).shown in (FAILED, FINISHED)]
+    seen = views(snap, names)
+    return [n for n in names if seen[n].shown in (FAILED, FINISHED)]
 
 
 async def find_units(client: FleetClient, args: Sequence[str]) -> dict[str, UnitRecord]:

@@ -51,12 +51,13 @@ def unit_state_rows(
 def unit_file_rows(
     snap: Snapshot, full: bool, fields: Iterable[str] = UNIT_FILES_FIELDS
 ) -> list[Row]:
-    from fleetpy.ctl.state import description, machine_legend, view
+    from fleetpy.ctl.state import description, machine_legend, views
 
     want_desc = "desc" in fields
     rows: list[Row] = []
+    seen = views(snap, snap.units)
     for name in sorted(snap.units):
-        v = view(snap, name)
+        v = seen[name]
         assert v.record is not None
         unit = v.record.unit
         target = None

@@ -33,11 +33,11 @@ stayed up a moment, or already failed or finished.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from fleetpy.api.snapshot import Snapshot
-from fleetpy.model.types import Machine, TargetState, UnitState
+from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitState
 from fleetpy.registry.base import UnitRecord
 
 ACTIVE_STATES = frozenset({"active", "reloading", "activating"})
@@ -160,11 +160,31 @@ class UnitView:
 
 
 def view(snap: Snapshot, name: str) -> UnitView:
+    """One unit's view (for many units use :func:`views`: it reads the snapshot once)."""
+    return views(snap, [name])[name]
+
+
+def views(snap: Snapshot, names: Iterable[str]) -> dict[str, UnitView]:
+    """The views of ``names``: the snapshot's schedule and states are indexed once,
+    so this is linear in the snapshot, not in units x entries. In the order given."""
+    order = list(dict.fromkeys(names))
+    wanted = set(order)
+    entries: dict[str, list[ScheduledUnit]] = {}
+    for e in snap.schedule:
+        if e.name in wanted:
+            entries.setdefault(e.name, []).append(e)
+    reports: dict[str, list[UnitState]] = {}
+    for st in snap.states:
+        if st.name in wanted:
+            reports.setdefault(st.name, []).append(st)
+    return {n: _view(snap, n, entries.get(n, []), tuple(reports.get(n, ()))) for n in order}
+
+
+def _view(snap: Snapshot, name: str, entries: list[ScheduledUnit],
+          reported: tuple[UnitState, ...]) -> UnitView:
     record = snap.units.get(name)
     glob = record is not None and is_global(record.unit.contents)
-    entries = [s for s in snap.schedule if s.name == name]
     targets = tuple(s.machine_id for s in entries)
-    reported = tuple(s for s in snap.states if s.name == name)
     state: UnitState | None = None
     if targets and not glob:
         want_hash = record.unit.hash if record is not None else entries[0].hash

@@ -21,7 +21,7 @@ import click
 
 from fleetpy.api.snapshot import Snapshot
 from fleetpy.ctl.client import FleetClient
-from fleetpy.ctl.state import UnitView, error_parts, machine_legend, state_message, view
+from fleetpy.ctl.state import UnitView, error_parts, machine_legend, state_message, views
 from fleetpy.model.types import TargetState
 
 ATTEMPT_INTERVAL = 0.5
@@ -142,11 +142,11 @@ class Tracker:
 
     def observe(self, snap: Snapshot) -> list[tuple[str, str]]:
         printed: list[tuple[str, str]] = []
-        views = {name: view(snap, name) for name in self.pending}
+        seen = views(snap, self.pending)
         if self.stale_failed is None:
             self.stale_failed = {
-                n for n, v in views.items() if v.failed and v.state and not v.state.fleet}
-        for name, v in views.items():
+                n for n, v in seen.items() if v.failed and v.state and not v.state.fleet}
+        for name, v in seen.items():
             goal = self.pending[name]
             if not v.failed:
                 self.stale_failed.discard(name)
@@ -181,8 +181,9 @@ class Tracker:
     def still_waiting(self, snap: Snapshot) -> list[str]:
         """What each pending unit is still waiting for (said once after a while)."""
         notes: list[str] = []
+        seen = views(snap, self.pending)
         for name, goal in self.pending.items():
-            v = view(snap, name)
+            v = seen[name]
             if goal is Goal.GONE:
                 machines = sorted({s.machine_id for s in v.reported})
                 shown = ", ".join(machine_legend(m, snap.machines, False) for m in machines)
@@ -200,8 +201,9 @@ class Tracker:
 
     def timed_out(self, last: Snapshot | None) -> list[str]:
         errors: list[str] = []
+        seen = views(last, self.pending) if last is not None else {}
         for name, goal in self.pending.items():
-            v = view(last, name) if last is not None else None
+            v = seen.get(name)
             if goal is not Goal.GONE and v is not None and v.waiting and not v.targets:
                 # the engine's reason was printed when it came (observe)
                 errors.append(f"timed out waiting for unit {name} to be scheduled on a machine")

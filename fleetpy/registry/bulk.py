@@ -13,25 +13,39 @@ over 1.5 MiB by default), instead of one request (or two) per unit:
   back to the one-unit compare-and-swap loop;
 - ``destroy_units``: Delete ops.
 
-Called by KVRegistry (fleetpy.registry.store); pure helpers plus the calls.
+Up to IN_FLIGHT transactions run at once. Called by KVRegistry
+(fleetpy.registry.store); pure helpers plus the calls.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from fleetpy.model.types import TargetState, UnitFile
 from fleetpy.registry import codec
 from fleetpy.registry.base import RegistryError, UnitRecord
-from fleetpy.registry.kv import Compare, Delete, Get, Op, Put, Target
+from fleetpy.registry.kv import Compare, Delete, Get, Op, Put, Target, TxnResult
 
 if TYPE_CHECKING:
     from fleetpy.registry.store import KVRegistry
 
 MAX_TXN_BYTES = 1024 * 1024
+IN_FLIGHT = 8  # transactions at once: etcd commits concurrent ones with one fsync
 T = TypeVar("T")
+R = TypeVar("R")
+
+
+async def _each(parts: Iterable[T], call: Callable[[T], Awaitable[R]]) -> list[R]:
+    """``call`` on every part, IN_FLIGHT at a time; results in order."""
+    gate = asyncio.Semaphore(IN_FLIGHT)
+
+    async def one(part: T) -> R:
+        async with gate:
+            return await call(part)
+
+    return list(await asyncio.gather(*(one(p) for p in parts)))
 
 
 def chunks(items: Sequence[T], max_ops: int, size: Callable[[T], int]) -> Iterator[Sequence[T]]:
@@ -59,9 +73,13 @@ async def get_units(reg: KVRegistry, names: Sequence[str]) -> dict[str, UnitReco
     """name -> its record, or None when there is no such unit."""
     found: dict[str, UnitRecord | None] = {}
     unique = list(dict.fromkeys(names))
-    for chunk in chunks(unique, reg.max_txn_ops, _name_size):
+
+    async def read(chunk: Sequence[str]) -> TxnResult:
         ops: list[Op] = [Get(reg._key(codec.unit_key(n))) for n in chunk]
-        result = await reg._txn([], ops)
+        return await reg._txn([], ops)
+
+    parts = list(chunks(unique, reg.max_txn_ops, _name_size))
+    for chunk, result in zip(parts, await _each(parts, read), strict=True):
         for name, res in zip(chunk, result.results, strict=True):
             kv = res.kvs[0] if res.kvs else None
             if kv is None:
@@ -78,17 +96,19 @@ async def create_units(
     reg: KVRegistry, units: Sequence[UnitFile], desired: TargetState
 ) -> dict[str, bool]:
     """name -> True when created, False when a unit of that name already existed."""
-    created: dict[str, bool] = {}
-    for chunk in chunks(units, reg.max_txn_ops, _unit_size):
+    async def create(chunk: Sequence[UnitFile]) -> list[bool]:
         keys = [reg._key(codec.unit_key(u.name)) for u in chunk]
         compares = [Compare(k, Target.CREATE, 0) for k in keys]
         puts: list[Op] = [Put(k, codec.encode_unit(u, desired)) for k, u in zip(keys, chunk,
                                                                              strict=True)]
         if (await reg._txn(compares, puts)).succeeded:
-            created.update((u.name, True) for u in chunk)
-            continue
-        each = await asyncio.gather(*(reg.create_unit(u, desired) for u in chunk))
-        created.update(zip((u.name for u in chunk), each, strict=True))
+            return [True] * len(chunk)
+        return list(await asyncio.gather(*(reg.create_unit(u, desired) for u in chunk)))
+
+    parts = list(chunks(units, reg.max_txn_ops, _unit_size))
+    created: dict[str, bool] = {}
+    for chunk, done in zip(parts, await _each(parts, create), strict=True):
+        created.update(zip((u.name for u in chunk), done, strict=True))
     return created
 
 
@@ -101,15 +121,19 @@ async def set_desired_many(
     done.update((name, True) for name, rec in records.items()
                 if rec is not None and rec.desired == desired)
     todo = [rec for rec in records.values() if rec is not None and rec.desired != desired]
-    for chunk in chunks(todo, reg.max_txn_ops, lambda r: _unit_size(r.unit)):
+
+    async def write(chunk: Sequence[UnitRecord]) -> list[bool]:
         keys = [reg._key(codec.unit_key(r.unit.name)) for r in chunk]
         compares = [Compare(k, Target.MOD, r.revision) for k, r in zip(keys, chunk, strict=True)]
         puts: list[Op] = [Put(k, codec.encode_unit(r.unit, desired))
                           for k, r in zip(keys, chunk, strict=True)]
         if (await reg._txn(compares, puts)).succeeded:
-            done.update((r.unit.name, True) for r in chunk)
-            continue
-        each = await asyncio.gather(*(reg.set_desired(r.unit.name, desired) for r in chunk))
+            return [True] * len(chunk)
+        return list(await asyncio.gather(*(reg.set_desired(r.unit.name, desired)
+                                           for r in chunk)))
+
+    parts = list(chunks(todo, reg.max_txn_ops, lambda r: _unit_size(r.unit)))
+    for chunk, each in zip(parts, await _each(parts, write), strict=True):
         done.update(zip((r.unit.name for r in chunk), each, strict=True))
     return done
 
@@ -118,8 +142,12 @@ async def destroy_units(reg: KVRegistry, names: Sequence[str]) -> dict[str, bool
     """name -> True when it was removed, False when there was no such unit."""
     gone: dict[str, bool] = {}
     unique = list(dict.fromkeys(names))
-    for chunk in chunks(unique, reg.max_txn_ops, _name_size):
+
+    async def delete(chunk: Sequence[str]) -> TxnResult:
         ops: list[Op] = [Delete(reg._key(codec.unit_key(n))) for n in chunk]
-        result = await reg._txn([], ops)
+        return await reg._txn([], ops)
+
+    parts = list(chunks(unique, reg.max_txn_ops, _name_size))
+    for chunk, result in zip(parts, await _each(parts, delete), strict=True):
         gone.update((n, r.deleted > 0) for n, r in zip(chunk, result.results, strict=True))
     return gone
