@@ -25,7 +25,8 @@ from fleetpy.ctl.state import UnitView, error_parts, machine_legend, state_messa
 from fleetpy.model.types import TargetState
 
 ATTEMPT_INTERVAL = 0.5
-SLOW_NOTE_AFTER = 10.0  # then say once what each unit is still waiting for
+SLOW_NOTE_AFTER = 10.0
+NOTES_SHOWN = 10  # units named in that note; the rest are counted
 FRAMES = "|/-\\"
 
 
@@ -179,10 +180,11 @@ class Tracker:
         return printed
 
     def still_waiting(self, snap: Snapshot) -> list[str]:
-        """What each pending unit is still waiting for (said once after a while)."""
+        """What each pending unit is still waiting for (said once after a while):
+        the first NOTES_SHOWN units, then how many more."""
         notes: list[str] = []
         seen = views(snap, self.pending)
-        for name, goal in self.pending.items():
+        for name, goal in list(self.pending.items())[:NOTES_SHOWN]:
             v = seen[name]
             if goal is Goal.GONE:
                 machines = sorted({s.machine_id for s in v.reported})
@@ -197,6 +199,8 @@ class Tracker:
                 now = f"{v.current}, {systemd}"
                 notes.append(f"Still waiting for {name} to report state {goal} on {where} "
                              f"(now {now})")
+        if len(self.pending) > NOTES_SHOWN:
+            notes.append(f"... and {len(self.pending) - NOTES_SHOWN} more units")
         return notes
 
     def timed_out(self, last: Snapshot | None) -> list[str]:

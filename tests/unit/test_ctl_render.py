@@ -250,3 +250,14 @@ def test_tracker_says_what_is_still_awaited() -> None:
     t.observe(s)
     assert t.still_waiting(s) == [
         "Still waiting for hello.service to be removed from 4f4a4289.../172.17.8.101"]
+
+
+def test_tracker_names_ten_units_still_awaited_and_counts_the_rest() -> None:
+    from fleetpy.ctl.wait import NOTES_SHOWN
+
+    t = Tracker({f"u{i:02d}.service": Goal.GONE for i in range(25)})
+    s = Snapshot(machines={MID: M})
+    notes = t.still_waiting(s)
+    assert len(notes) == NOTES_SHOWN + 1 == 11
+    assert notes[0] == "Still waiting for u00.service to be removed from -"
+    assert notes[-1] == "... and 15 more units"
