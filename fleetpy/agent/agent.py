@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fleetpy.agent import foreign
+from fleetpy.agent.machine_log import MachineLog
 from fleetpy.agent.plan import (
     BUSY_STATES,
     UP_STATES,
@@ -64,6 +65,7 @@ class Agent:
         self._registry = registry
         self._manager = manager
         self._machine_id = machine_id
+        self._log = MachineLog(log, machine_id)  # every line names this machine
         self._lease = lease
         self._desired: dict[str, DesiredUnit] = {}
         self._skipped: dict[str, Unreadable] = {}  # schedule entries that do not decode
@@ -128,11 +130,11 @@ class Agent:
                 if self.observe_pass is not None:
                     self.observe_pass(time.perf_counter() - started)
             except (SystemdError, RegistryError) as exc:
-                log.warning("reconcile failed, retrying in %.0fs: %s", RETRY_DELAY, exc)
+                self._log.warning("reconcile failed, retrying in %.0fs: %s", RETRY_DELAY, exc)
                 await asyncio.sleep(RETRY_DELAY)
                 self._wake.set()
             except Exception:
-                log.exception("reconcile pass crashed, retrying in %.0fs", RETRY_DELAY)
+                self._log.exception("reconcile pass crashed, retrying in %.0fs", RETRY_DELAY)
                 await asyncio.sleep(RETRY_DELAY)
                 self._wake.set()
 
@@ -181,7 +183,7 @@ class Agent:
             if task.unit in failed_units:
                 continue  # an earlier step for this unit failed: retried after its back-off
             if task.kind == TaskKind.RELOAD and not files_changed:
-                log.debug("daemon-reload skipped: no unit file changed")
+                self._log.debug("daemon-reload skipped: no unit file changed")
                 continue
             if await self._execute(task, desired):
                 files_changed += task.kind in (TaskKind.LOAD, TaskKind.UNLOAD)
@@ -218,9 +220,10 @@ class Agent:
             await self._registry.put_refusals(self._machine_id, result.changes, self._lease())
             for name, reason in result.changes.items():
                 if reason is None:
-                    log.info("unit %s: no longer exists here outside fleet, not refused", name)
+                    self._log.info("unit %s: no longer exists here outside fleet, not refused",
+                                   name)
                 else:
-                    log.warning("not loading %s: %s", name, reason)
+                    self._log.warning("not loading %s: %s", name, reason)
         self._refusals = result.now
         return {n: u for n, u in desired.items() if n not in result.now or n in current}
 
@@ -232,7 +235,7 @@ class Agent:
 
     async def _execute(self, task: Task, desired: dict[str, DesiredUnit]) -> bool:
         """Run one task; a failure is logged and does not abort the others."""
-        log.info("%s %s: %s", task.kind.value, task.unit or "-", task.reason)
+        self._log.info("%s %s: %s", task.kind.value, task.unit or "-", task.reason)
         name = task.unit
         try:
             if task.kind == TaskKind.UNLOAD:
@@ -260,7 +263,7 @@ class Agent:
             message = str(exc) or type(exc).__name__
             if self._said.get(what) != message:  # the same failure again is not news
                 self._said[what] = message
-                log.error("%s %s failed%s: %s", *what, retry, message,
+                self._log.error("%s %s failed%s: %s", *what, retry, message,
                           exc_info=not isinstance(exc, SystemdError | OSError | ValueError))
             return False
         self._said.pop((task.kind.value, name or "-"), None)
@@ -276,7 +279,7 @@ class Agent:
             status = (await self._manager.statuses([name])).get(name)
             if status is None or status.active_state in BUSY_STATES:
                 raise
-            log.info("stop %s failed (%s) but systemd says %s/%s: taken as stopped",
+            self._log.info("stop %s failed (%s) but systemd says %s/%s: taken as stopped",
                      name, exc, status.active_state, status.sub_state)
 
     def _failed(self, task: Task, key: Key, exc: Exception) -> str:
@@ -303,7 +306,7 @@ class Agent:
         try:
             self._record_file.save(self._record)
         except OSError as exc:
-            log.error("cannot save fleet's unit record %s (will retry): %s",
+            self._log.error("cannot save fleet's unit record %s (will retry): %s",
                       self._record_file.path, exc)
             return
         self._record_saved = dict(self._record)
@@ -327,7 +330,7 @@ class Agent:
             try:
                 statuses = await self._manager.statuses(due)
             except SystemdError as exc:
-                log.warning("cannot read the state of %s after their start: %s", due, exc)
+                self._log.warning("cannot read the state of %s after their start: %s", due, exc)
                 statuses = {}
             for name in due:
                 self._settle(name, statuses.get(name))
@@ -398,7 +401,7 @@ class Agent:
         try:
             await self._registry.put_unit_states(states, self._lease())
         except RegistryError as exc:
-            log.warning("cannot report %d unit states, will retry: %s", len(states), exc)
+            self._log.warning("cannot report %d unit states, will retry: %s", len(states), exc)
             for s in statuses:
                 self._pending.setdefault(s.name, s)
             await asyncio.sleep(RETRY_DELAY)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from fleetpy.agent.machine_log import MachineLog
 from fleetpy.model.metadata import Overrides
 from fleetpy.model.types import Machine
 from fleetpy.registry.base import Lease, Registry, RegistryError, WatchUpdate
@@ -40,12 +41,13 @@ class Presence:
 
     def __init__(self, registry: Registry, configured: Machine, state_dir: Path) -> None:
         self._registry = registry
+        self._log = MachineLog(log, configured.id)
         self._configured = dict(configured.metadata)
         self._file = state_dir / OVERRIDES_FILE
         overrides = self._load()
         self.machine = replace(configured, metadata=overrides.effective(self._configured))
         if overrides:
-            log.info("machine metadata %s (changed at runtime; configured: %s)",
+            self._log.info("machine metadata %s (changed at runtime; configured: %s)",
                      _format(dict(self.machine.metadata)), _format(self._configured))
 
     def _load(self) -> Overrides:
@@ -54,7 +56,7 @@ class Presence:
         except FileNotFoundError:
             return Overrides()
         except (OSError, ValueError) as exc:
-            log.warning("ignoring unreadable %s: %s", self._file, exc)
+            self._log.warning("ignoring unreadable %s: %s", self._file, exc)
             return Overrides()
 
     def _save(self, overrides: Overrides) -> None:
@@ -67,7 +69,7 @@ class Presence:
             tmp.write_text(json.dumps(overrides.to_json(), sort_keys=True) + "\n")
             os.replace(tmp, self._file)
         except OSError as exc:
-            log.warning("cannot save runtime metadata to %s: %s", self._file, exc)
+            self._log.warning("cannot save runtime metadata to %s: %s", self._file, exc)
 
     def observe(self, record: Machine) -> bool:
         """Take the metadata of this machine's record as ours; True when it changed."""
@@ -76,7 +78,7 @@ class Presence:
             return False
         self.machine = replace(self.machine, metadata=now)
         self._save(Overrides.between(self._configured, now))
-        log.info("machine metadata changed at runtime: %s (configured: %s)",
+        self._log.info("machine metadata changed at runtime: %s (configured: %s)",
                  _format(now), _format(self._configured))
         return True
 
@@ -112,10 +114,10 @@ class Presence:
             if self._apply(update, key) and lease is not None:
                 try:
                     if await self._registry.register_machine(self.machine, lease()):
-                        log.warning("machine record %s%s was unreadable: written again",
+                        self._log.warning("machine record %s%s was unreadable: written again",
                                     self._registry.prefix, key)
                 except RegistryError as exc:
-                    log.warning("cannot write machine record %s again: %s", key, exc)
+                    self._log.warning("cannot write machine record %s again: %s", key, exc)
 
 
 def system_stopping() -> bool:

@@ -184,3 +184,16 @@ async def test_an_idle_engine_makes_no_passes() -> None:
         # A change is planned at once.
         assert await store.set_desired("u3.service", TargetState.LOADED)
         await until(lambda: len(passes) > settled)
+
+
+async def test_every_agent_log_line_names_its_machine(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    with caplog.at_level(logging.DEBUG, logger="fleetpy.agent"):
+        async with make_cluster() as (store, nodes):
+            await walkthrough(store, nodes)
+    lines = [r.getMessage() for r in caplog.records if r.name == "fleetpy.agent"]
+    assert any(" start hello.service: " in line for line in lines)
+    ids = {n.machine.id[:8] for n in nodes}
+    assert all(line.startswith("machine ") and line.split()[1].rstrip(":") in ids
+               for line in lines), [x for x in lines if not x.startswith("machine ")]
