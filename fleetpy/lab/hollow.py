@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import signal
 import socket
 import sys
@@ -46,6 +47,12 @@ class WorkerStatus:
 
 def hollow_dir(cfg: LabConfig) -> Path:
     return cfg.state_dir / "hollow"
+
+
+def machines_dir(cfg: LabConfig) -> Path:
+    """Each hollow machine's fleetd state dir lives here, on tmpfs like a real /run/fleet
+    (its unit record is written with fsync on every change)."""
+    return Path("/dev/shm") / f"fleetlab-{cfg.name}-hollow"
 
 
 def fleet_config(state: LabState) -> Config:
@@ -115,7 +122,7 @@ def up(cfg: LabConfig, state: LabState, machines: int, processes: int, start_del
             "--first", str(first), "--count", str(count), "--ttl", str(config.agent_ttl),
             "--request-timeout", str(config.etcd_request_timeout),
             "--start-delay", str(start_delay), "--metadata", metadata,
-            "--state-dir", str(directory / "machines"), "--control", control,
+            "--state-dir", str(machines_dir(cfg)), "--control", control,
         ]
         proc = procs.spawn(argv, directory / f"worker-{index}.log", group)
         records.append(HollowRecord(index, first, count, control, proc))
@@ -198,5 +205,6 @@ def down(cfg: LabConfig, state: LabState) -> LabState:
     cgroups.remove(f"{cfg.cgroup}/hollow")
     for path in hollow_dir(cfg).glob("worker-*.sock"):
         path.unlink(missing_ok=True)
+    shutil.rmtree(machines_dir(cfg), ignore_errors=True)
     return state
 

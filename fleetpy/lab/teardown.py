@@ -7,7 +7,7 @@ import shutil
 import signal
 import time
 
-from fleetpy.lab import cgroups, etcd, hosts, network, procs
+from fleetpy.lab import cgroups, etcd, hollow, hosts, network, procs
 from fleetpy.lab.errors import LabError
 from fleetpy.lab.state import STATE_ROOT, LabConfig, load
 
@@ -56,6 +56,7 @@ def teardown(cfg: LabConfig) -> None:
     for name in network.lab_links(cfg):
         network.delete_link(name)
     cgroups.remove(cfg.cgroup)
+    shutil.rmtree(hollow.machines_dir(cfg), ignore_errors=True)
     _remove_state_dir(cfg)
 
 

@@ -139,8 +139,11 @@ def test_lab_down_stops_hollow_workers(root: None) -> None:
         try:
             lab.hollow_up(5, processes=1)
             assert sum(w.registered for w in lab.hollow_status()) == 5
+            # each hollow machine's state dir (its unit record) is on tmpfs, like /run/fleet
+            assert len(list(Path("/dev/shm/fleetlab-flhollow2-hollow").iterdir())) == 5
             pids = {w.pid for w in lab.hollow_status()}
         finally:
             lab.down()
         assert running({p for p in pids if p}) == set()
         assert not Path("/var/lib/fleetlab/flhollow2").exists()
+        assert not Path("/dev/shm/fleetlab-flhollow2-hollow").exists()
