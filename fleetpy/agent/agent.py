@@ -83,6 +83,7 @@ class Agent:
         self._report_wake = asyncio.Event()
         self._pending: dict[str, UnitStatus] = {}
         self._reported: set[str] = set()
+        self._written: dict[str, UnitState] = {}  # as last written: equal ones are not again
         self._refusals: dict[str, str] | None = None  # None: not read back yet
         self.converged = asyncio.Event()
         self.observe_pass: Callable[[float], None] | None = None  # fleetd's metrics
@@ -396,6 +397,7 @@ class Agent:
             for s in statuses
             if s.name in files
         ]
+        states = [s for s in states if self._written.get(s.name) != s]
         if not states:
             return
         try:
@@ -408,6 +410,7 @@ class Agent:
             self._report_wake.set()
             return
         self._reported.update(s.name for s in states)
+        self._written.update((s.name, s) for s in states)
 
     def _fleet_state(self, name: str) -> str:
         if name in self._settling:
@@ -421,10 +424,13 @@ class Agent:
         with contextlib.suppress(RegistryError):
             await self._registry.delete_unit_states(self._machine_id, names)
             self._reported.difference_update(names)
+            for name in names:
+                self._written.pop(name, None)
 
     async def report_all(self) -> None:
         """Re-report every loaded unit and refusal (after re-registering on a new lease)."""
         self._reported.clear()
+        self._written.clear()
         if self._refusals:
             await self._registry.put_refusals(
                 self._machine_id, dict(self._refusals), self._lease()

@@ -37,7 +37,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-async def _each(parts: Iterable[T], call: Callable[[T], Awaitable[R]]) -> list[R]:
+async def each(parts: Iterable[T], call: Callable[[T], Awaitable[R]]) -> list[R]:
     """``call`` on every part, IN_FLIGHT at a time; results in order."""
     gate = asyncio.Semaphore(IN_FLIGHT)
 
@@ -79,7 +79,7 @@ async def get_units(reg: KVRegistry, names: Sequence[str]) -> dict[str, UnitReco
         return await reg._txn([], ops)
 
     parts = list(chunks(unique, reg.max_txn_ops, _name_size))
-    for chunk, result in zip(parts, await _each(parts, read), strict=True):
+    for chunk, result in zip(parts, await each(parts, read), strict=True):
         for name, res in zip(chunk, result.results, strict=True):
             kv = res.kvs[0] if res.kvs else None
             if kv is None:
@@ -107,7 +107,7 @@ async def create_units(
 
     parts = list(chunks(units, reg.max_txn_ops, _unit_size))
     created: dict[str, bool] = {}
-    for chunk, done in zip(parts, await _each(parts, create), strict=True):
+    for chunk, done in zip(parts, await each(parts, create), strict=True):
         created.update(zip((u.name for u in chunk), done, strict=True))
     return created
 
@@ -133,8 +133,8 @@ async def set_desired_many(
                                            for r in chunk)))
 
     parts = list(chunks(todo, reg.max_txn_ops, lambda r: _unit_size(r.unit)))
-    for chunk, each in zip(parts, await _each(parts, write), strict=True):
-        done.update(zip((r.unit.name for r in chunk), each, strict=True))
+    for chunk, results in zip(parts, await each(parts, write), strict=True):
+        done.update(zip((r.unit.name for r in chunk), results, strict=True))
     return done
 
 
@@ -148,6 +148,6 @@ async def destroy_units(reg: KVRegistry, names: Sequence[str]) -> dict[str, bool
         return await reg._txn([], ops)
 
     parts = list(chunks(unique, reg.max_txn_ops, _name_size))
-    for chunk, result in zip(parts, await _each(parts, delete), strict=True):
+    for chunk, result in zip(parts, await each(parts, delete), strict=True):
         gone.update((n, r.deleted > 0) for n, r in zip(chunk, result.results, strict=True))
     return gone

@@ -50,6 +50,11 @@ DEFAULT_MAX_TXN_OPS = 128
 _CAS_ATTEMPTS = 10
 
 
+def _op_size(op: Op) -> int:
+    """Bytes an operation adds to a transaction (key, value and some framing)."""
+    return len(op.key) + len(getattr(op, "value", b"")) + 16
+
+
 def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -356,8 +361,9 @@ class KVRegistry:
     ) -> None:
         """See ``base.Registry.apply_schedule``.
 
-        Changes of more than ``max_txn_ops`` operations are written in several
-        transactions, each guarded by the leader key: atomic per chunk only.
+        Changes of more than ``max_txn_ops`` operations (or 1 MiB) are written in
+        several transactions, each guarded by the leader key, several at once:
+        atomic per chunk only.
         """
         ops: list[Op] = [
             Put(self._key(codec.schedule_key(s.machine_id, s.name)), codec.encode_scheduled(s))
@@ -368,10 +374,15 @@ class KVRegistry:
             key = self._key(codec.waiting_key(name))
             ops.append(Delete(key) if reason is None else Put(key, codec.encode_waiting(reason)))
         guard = self._leader_guard(token)
-        for chunk in _chunks(ops, self.max_txn_ops) if ops else [[]]:
-            if not (await self._txn(guard, chunk)).succeeded:
-                log.warning("schedule write refused: %s no longer holds the lead", token.machine_id)
-                raise NotLeaderError(f"{token.machine_id} is no longer the engine leader")
+        parts = list(bulk.chunks(ops, self.max_txn_ops, _op_size)) if ops else [[]]
+
+        async def write(chunk: Sequence[Op]) -> bool:
+            return (await self._txn(guard, chunk)).succeeded
+
+        # Distinct keys in every chunk: they may land in any order (several at once).
+        if not all(await bulk.each(parts, write)):
+            log.warning("schedule write refused: %s no longer holds the lead", token.machine_id)
+            raise NotLeaderError(f"{token.machine_id} is no longer the engine leader")
 
     async def list_waiting(self) -> dict[str, str]:
         kvs = await self._list(codec.WAITING)

@@ -224,3 +224,21 @@ async def test_a_start_settles_after_the_settle_time(tmp_path: Path) -> None:
         await n.schedule("a.service", LAUNCHED)
         await n.until_state("a.service", launched)
         assert loop.time() - t0 >= agent_mod.SETTLE_S
+
+
+async def test_a_state_is_written_again_only_when_it_changed(tmp_path: Path) -> None:
+    async with node(tmp_path) as n:
+        for i in range(5):
+            await n.schedule(f"u{i}.service", LAUNCHED)
+        for i in range(5):
+            await n.until_state(f"u{i}.service", launched)
+        assert n.agent is not None
+        written = len(n.reports)
+        # what a reconcile pass does for the units it touched: report them now
+        await n.agent._report_now(["u0.service", "u1.service"])
+        await n.agent._report_now(["u0.service"])
+        await asyncio.sleep(0.2)
+        assert len(n.reports) == written  # unchanged: nothing written again
+        n.manager.set_state("u0.service", "failed", "failed")
+        await n.until_state("u0.service", lambda s: s is not None and s.active_state == "failed")
+        assert [s.name for s in n.reports[written:]] == ["u0.service"]
