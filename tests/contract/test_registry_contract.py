@@ -7,7 +7,7 @@ from contextlib import aclosing
 
 import pytest
 
-from fleetpy.model.types import TargetState
+from fleetpy.model.types import ScheduledUnit, TargetState
 from fleetpy.registry import codec
 from fleetpy.registry.base import EventKind, LeaseLostError, NotLeaderError, RegistryError
 from fleetpy.registry.lease import KeepaliveLease
@@ -237,6 +237,20 @@ async def test_apply_schedule_writes_atomically(registry: KVRegistry) -> None:
     many = [scheduled(f"u{i:03}.service", "m3") for i in range(200)]  # > 128 ops
     await registry.apply_schedule(token, many, [])
     assert await registry.list_schedule("m3") == many
+
+
+async def test_apply_schedule_of_big_units_stays_within_etcd_request_limit(
+    registry: KVRegistry,
+) -> None:
+    """200 entries of a 16 KiB unit are 3.2 MiB: more than etcd's 1.5 MiB per request."""
+    lease = await registry.grant_lease(TTL)
+    token = await registry.campaign("m1", lease)
+    assert token is not None
+    contents = "[Service]\nExecStart=/bin/true\n# " + "x" * 16 * 1024 + "\n"
+    big = [ScheduledUnit(f"u{i:03}.service", "m1", TargetState.LAUNCHED, "h1", contents)
+           for i in range(200)]
+    await registry.apply_schedule(token, big, [])
+    assert await registry.list_schedule("m1") == big
 
 
 async def test_a_deposed_leader_writes_nothing(cluster: Cluster) -> None:
