@@ -67,6 +67,10 @@ def start(
         f"--initial-cluster-state={state}",
         "--logger=zap",
         "--log-outputs=stderr",
+        # fleetpy writes every unit's state changes: keep an hour of history, not all
+        # of it (watches that fall behind the compaction re-list: registry/watch.py)
+        "--auto-compaction-mode=periodic",
+        "--auto-compaction-retention=1h",
         *extra,
     ]
     proc = procs.spawn(argv, log_path(cfg, rec.name), cgroups)
