@@ -9,9 +9,8 @@ feeds it and executes its tasks, one log line per task with the planner's reason
 The executor keeps fleet's record of what it loaded and launched here
 (fleetpy.agent.record, persisted in the state directory) and the clock:
 failed tasks and their back-off (fleetpy.agent.retry), and the settling of
-a start. A start is reported ``starting`` until the unit stayed up for
-SETTLE_S, or sooner went down or reached active/exited; only then
-``launched``, so that a unit failing at once is never seen as launched. A
+a start (fleetpy.agent.settle: ``starting`` until it settled, then
+``launched``, so that a unit failing at once is never seen as launched). A
 daemon-reload runs only when a unit file really changed in the pass.
 """
 
@@ -28,7 +27,6 @@ from fleetpy.agent import foreign
 from fleetpy.agent.machine_log import MachineLog
 from fleetpy.agent.plan import (
     BUSY_STATES,
-    UP_STATES,
     CurrentUnit,
     DesiredUnit,
     Task,
@@ -37,6 +35,7 @@ from fleetpy.agent.plan import (
 )
 from fleetpy.agent.record import DEFAULT_STATE_DIR, RecordFile
 from fleetpy.agent.retry import Failures, Key
+from fleetpy.agent.settle import Settling
 from fleetpy.model.types import ScheduledUnit, TargetState, UnitState
 from fleetpy.registry.base import Lease, Registry, RegistryError, WatchUpdate
 from fleetpy.registry.codec import decode_scheduled
@@ -47,7 +46,6 @@ from fleetpy.systemd.base import SystemdError, UnitManager, UnitStatus, check_un
 log = logging.getLogger("fleetpy.agent")
 
 RETRY_DELAY = 1.0
-SETTLE_S = 0.2  # a start is "launched" once the unit stayed up this long
 REFUSAL_RECHECK = 30.0  # while refusing units: is the host's unit still there?
 
 
@@ -75,9 +73,7 @@ class Agent:
         self._record_saved = dict(self._record)
         self._failures = Failures()
         self._retry_timer: asyncio.TimerHandle | None = None
-        self._settling: dict[str, float] = {}  # name -> when its start counts as settled
-        self._seen_up: set[str] = set()  # settling units systemd reported up since the start
-        self._settle_wake = asyncio.Event()
+        self._settling = Settling()
         self._synced = False
         self._wake = asyncio.Event()
         self._report_wake = asyncio.Event()
@@ -253,9 +249,7 @@ class Agent:
                 assert task.record is not None
                 self._record[name] = task.record  # attempted: not started again by itself
                 await self._manager.start_unit(name)
-                self._settling[name] = asyncio.get_running_loop().time() + SETTLE_S
-                self._seen_up.discard(name)
-                self._settle_wake.set()
+                self._settling.started(name, asyncio.get_running_loop().time())
             if task.record is not None:
                 self._record[name] = task.record
         except Exception as exc:  # one unit's failure never stops the others
@@ -316,18 +310,7 @@ class Agent:
     async def _settle_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            if not self._settling:
-                await self._settle_wake.wait()
-                self._settle_wake.clear()
-                continue
-            wait = min(self._settling.values()) - loop.time()
-            if wait > 0:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait):
-                        await self._settle_wake.wait()
-                self._settle_wake.clear()
-                continue
-            due = sorted(n for n, at in self._settling.items() if at <= loop.time())
+            due = await self._settling.next_due(loop.time)
             try:
                 statuses = await self._manager.statuses(due)
             except SystemdError as exc:
@@ -338,20 +321,15 @@ class Agent:
 
     def _settle(self, name: str, status: UnitStatus | None) -> None:
         """The start of NAME settled: report it with its state (launched from now on)."""
-        self._settling.pop(name, None)
-        self._seen_up.discard(name)
+        self._settling.settled(name)
         if status is not None:
             self._pending[name] = status
         self._report_wake.set()
 
     def _follow_start(self, status: UnitStatus) -> None:
         """A settling unit that went up, then down (or reached active/exited), settles now."""
-        name = status.name
-        up = status.active_state in UP_STATES and status.sub_state != "auto-restart"
-        if up and status.sub_state != "exited":
-            self._seen_up.add(name)
-        elif (up and status.active_state == "active") or name in self._seen_up:
-            self._settle(name, status)
+        if self._settling.settles_now(status):
+            self._settle(status.name, status)
 
     # state reporting ---------------------------------------------------------
     async def _follow_systemd(self) -> None:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from fleetpy.agent import agent as agent_mod
 from fleetpy.agent.agent import Agent
 from fleetpy.agent.record import RECORD_FILE
+from fleetpy.agent.settle import SETTLE_S
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitState
 from fleetpy.registry.base import LeaderToken, Lease
 from fleetpy.registry.memory import MemoryRegistry
@@ -223,7 +223,7 @@ async def test_a_start_settles_after_the_settle_time(tmp_path: Path) -> None:
         t0 = loop.time()
         await n.schedule("a.service", LAUNCHED)
         await n.until_state("a.service", launched)
-        assert loop.time() - t0 >= agent_mod.SETTLE_S
+        assert loop.time() - t0 >= SETTLE_S
 
 
 async def test_a_state_is_written_again_only_when_it_changed(tmp_path: Path) -> None:
