@@ -32,6 +32,7 @@ from fleetpy.registry.endpoints import (
     unreachable_message,
 )
 from fleetpy.registry.etcd_errors import UNREACHABLE, Identity, read_pem, translate, why_unusable
+from fleetpy.registry.etcd_keepalive import KeepaliveStream
 from fleetpy.registry.etcd_rpc import (
     EOF,
     channel_options,
@@ -101,6 +102,7 @@ class EtcdClient:
                 certificate_chain=read_pem(cert_file, "etcd certificate file"),
             )
         self._conns: dict[int, _Conn] = {}
+        self._keepalives: dict[str, KeepaliveStream] = {}  # by endpoint url
         self._current = 0
         self._closed = False
         self.requests: collections.Counter[str] = collections.Counter()
@@ -123,6 +125,9 @@ class EtcdClient:
 
     async def close(self) -> None:
         self._closed = True
+        streams, self._keepalives = list(self._keepalives.values()), {}
+        for stream in streams:
+            await stream.close()
         conns, self._conns = list(self._conns.values()), {}
         for conn in conns:
             await conn.channel.close(None)
@@ -242,22 +247,23 @@ class EtcdClient:
         return int(response.ID), int(response.TTL)
 
     async def lease_keepalive(self, lease_id: int) -> int:
+        """One refresh, as one message on the connection's shared keepalive stream."""
         async def call(conn: _Conn) -> int:
-            stream = conn.lease.LeaseKeepAlive(
-                iter([rpc.LeaseKeepAliveRequest(ID=lease_id)]),
-                timeout=self.request_timeout,
-                metadata=conn.metadata,
-            )
-            try:
-                response = await stream.read()
-            finally:
-                stream.cancel()
-            if response is EOF:
-                return 0
-            return int(response.TTL)
+            stream = await self._keepalive_stream(conn)
+            return await stream.refresh(lease_id, self.request_timeout)
 
         ttl, _ = await self._rpc("lease_keepalive", call, idempotent=True)
         return ttl
+
+    async def _keepalive_stream(self, conn: _Conn) -> KeepaliveStream:
+        """The connection's keepalive stream; a new one if it broke or the token changed."""
+        url = conn.endpoint.url
+        stream = self._keepalives.get(url)
+        if stream is None or stream.broken is not None or stream.metadata != conn.metadata:
+            if stream is not None:
+                await stream.close()
+            stream = self._keepalives[url] = KeepaliveStream(conn.lease, conn.metadata)
+        return stream
 
     async def lease_revoke(self, lease_id: int) -> None:
         async def call(conn: _Conn) -> None:

@@ -44,3 +44,38 @@ async def test_registries_share_one_client_and_keep_their_own_leases_and_watches
             with contextlib.suppress(Exception):
                 await r.close()
         await client.close()
+
+
+def _etcd_counter(endpoint: str, name: str, method: str) -> float:
+    import re
+    import urllib.request
+
+    with urllib.request.urlopen(endpoint + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    pattern = re.compile(rf'^{name}\{{[^}}]*grpc_method="{method}"[^}}]*\}} (\S+)$')
+    return sum(float(m[1]) for line in text.splitlines() if (m := pattern.match(line)))
+
+
+async def test_many_leases_refresh_over_one_keepalive_stream(
+    etcd_server: EtcdProcess, etcd_prefix: str
+) -> None:
+    client = EtcdClient([etcd_server.endpoint])
+    regs = [EtcdRegistry(prefix=etcd_prefix, client=client) for _ in range(20)]
+    streams = _etcd_counter(etcd_server.endpoint, "grpc_server_started_total", "LeaseKeepAlive")
+    messages = _etcd_counter(etcd_server.endpoint, "grpc_server_msg_received_total",
+                             "LeaseKeepAlive")
+    try:
+        leases = [await r.grant_lease(2) for r in regs]  # refreshed every 2/3 s
+        await asyncio.sleep(1.6)  # two refreshes each
+        assert all(lease.is_alive() for lease in leases)
+        refreshed = _etcd_counter(etcd_server.endpoint, "grpc_server_msg_received_total",
+                                  "LeaseKeepAlive") - messages
+        opened = _etcd_counter(etcd_server.endpoint, "grpc_server_started_total",
+                               "LeaseKeepAlive") - streams
+        assert refreshed >= 20  # every lease refreshed...
+        assert opened == 1  # ...as messages on one stream, not a stream each
+    finally:
+        for r in regs:
+            with contextlib.suppress(Exception):
+                await r.close()
+        await client.close()

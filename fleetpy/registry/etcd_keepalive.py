@@ -1,0 +1,92 @@
+"""One LeaseKeepAlive stream for every lease of a connection, as etcd's own client does.
+
+A refresh is one message on a long-lived bidirectional stream, answered by
+one message naming the lease; there is no stream to open per refresh. Many
+machines sharing one connection (hollow machines: hundreds of leases in one
+process) thus cost etcd and the client one stream, not hundreds of short
+ones opened under load. A stream that breaks fails the refreshes waiting on
+it (each raises the stream's error, an ``AioRpcError``, so that the caller's
+failover applies) and the next refresh opens a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import grpc.aio
+from aetcd import rpc
+
+from fleetpy.registry.etcd_rpc import EOF
+
+
+def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details, None)
+
+
+class KeepaliveStream:
+    """The keepalive stream of one connection (``lease_stub``, ``metadata``)."""
+
+    def __init__(self, lease_stub: Any, metadata: tuple[tuple[str, str], ...]) -> None:
+        self.metadata = metadata
+        self._queue: asyncio.Queue[int] = asyncio.Queue()
+        self._waiting: dict[int, list[asyncio.Future[int]]] = {}
+        self.broken: grpc.aio.AioRpcError | None = None
+        self._call = lease_stub.LeaseKeepAlive(self._requests(), metadata=metadata)
+        self._reader = asyncio.create_task(self._read(), name="etcd-lease-keepalive-stream")
+
+    async def _requests(self) -> AsyncIterator[Any]:
+        while True:
+            yield rpc.LeaseKeepAliveRequest(ID=await self._queue.get())
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                response = await self._call.read()
+                if response is EOF:
+                    raise rpc_error(grpc.StatusCode.UNAVAILABLE, "keepalive stream closed")
+                for future in self._waiting.pop(int(response.ID), []):
+                    if not future.done():
+                        future.set_result(int(response.TTL))
+        except grpc.aio.AioRpcError as exc:
+            self._break(exc)
+        except asyncio.CancelledError:
+            self._break(rpc_error(grpc.StatusCode.CANCELLED, "keepalive stream closed"))
+            raise
+
+    def _break(self, error: grpc.aio.AioRpcError) -> None:
+        self.broken = error
+        for futures in self._waiting.values():
+            for future in futures:
+                if not future.done():
+                    future.set_exception(error)
+        self._waiting.clear()
+
+    async def refresh(self, lease_id: int, timeout: float) -> int:
+        """Refresh once: the lease's remaining TTL (<= 0 when etcd no longer knows it)."""
+        if self.broken is not None:
+            raise self.broken
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(lease_id, []).append(future)
+        self._queue.put_nowait(lease_id)
+        try:
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
+            raise rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED,
+                            f"lease keepalive not answered within {timeout:g}s") from None
+        finally:
+            waiting = self._waiting.get(lease_id)
+            if waiting is not None and future in waiting:
+                waiting.remove(future)
+                if not waiting:
+                    del self._waiting[lease_id]
+
+    async def close(self) -> None:
+        self._call.cancel()
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
