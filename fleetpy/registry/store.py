@@ -363,26 +363,32 @@ class KVRegistry:
 
         Changes of more than ``max_txn_ops`` operations (or 1 MiB) are written in
         several transactions, each guarded by the leader key, several at once:
-        atomic per chunk only.
+        atomic per chunk only. Then every removal lands before any new entry, so
+        that a unit moving between machines is never scheduled on both at once.
         """
-        ops: list[Op] = [
+        deletes: list[Op] = [Delete(self._key(codec.schedule_key(m, n))) for m, n in delete]
+        puts: list[Op] = [
             Put(self._key(codec.schedule_key(s.machine_id, s.name)), codec.encode_scheduled(s))
             for s in put
         ]
-        ops += [Delete(self._key(codec.schedule_key(m, n))) for m, n in delete]
         for name, reason in (waiting or {}).items():
             key = self._key(codec.waiting_key(name))
-            ops.append(Delete(key) if reason is None else Put(key, codec.encode_waiting(reason)))
+            puts.append(Delete(key) if reason is None else Put(key, codec.encode_waiting(reason)))
         guard = self._leader_guard(token)
-        parts = list(bulk.chunks(ops, self.max_txn_ops, _op_size)) if ops else [[]]
 
         async def write(chunk: Sequence[Op]) -> bool:
             return (await self._txn(guard, chunk)).succeeded
 
-        # Distinct keys in every chunk: they may land in any order (several at once).
-        if not all(await bulk.each(parts, write)):
-            log.warning("schedule write refused: %s no longer holds the lead", token.machine_id)
-            raise NotLeaderError(f"{token.machine_id} is no longer the engine leader")
+        whole = list(bulk.chunks(deletes + puts, self.max_txn_ops, _op_size))
+        phases = [whole] if len(whole) <= 1 else [
+            list(bulk.chunks(deletes, self.max_txn_ops, _op_size)),
+            list(bulk.chunks(puts, self.max_txn_ops, _op_size)),
+        ]
+        for parts in [p for p in phases if p] or [[[]]]:  # an empty write checks the lead
+            if not all(await bulk.each(parts, write)):
+                log.warning("schedule write refused: %s no longer holds the lead",
+                            token.machine_id)
+                raise NotLeaderError(f"{token.machine_id} is no longer the engine leader")
 
     async def list_waiting(self) -> dict[str, str]:
         kvs = await self._list(codec.WAITING)

@@ -239,6 +239,34 @@ async def test_apply_schedule_writes_atomically(registry: KVRegistry) -> None:
     assert await registry.list_schedule("m3") == many
 
 
+async def test_units_moved_in_many_transactions_are_never_scheduled_twice(
+    registry: KVRegistry,
+) -> None:
+    lease = await registry.grant_lease(TTL)
+    token = await registry.campaign("m1", lease)
+    assert token is not None
+    names = [f"u{i:03}.service" for i in range(300)]  # 600 operations: several transactions
+    await registry.apply_schedule(token, [scheduled(n, "m1") for n in names], [])
+    async with aclosing(registry.watch("schedule/")) as watch:
+        first = await next_update(watch)
+        assert len(first.items) == 300
+        await registry.apply_schedule(
+            token, [scheduled(n, "m2") for n in names], [("m1", n) for n in names])
+        where = {n: {"m1"} for n in names}
+        seen = 0
+        while seen < 600:
+            update = await next_update(watch)
+            for event in update.events:  # in revision order
+                _, machine, name = event.key.split("/")
+                if event.kind == EventKind.DELETE:
+                    where[name].discard(machine)
+                else:
+                    where[name].add(machine)
+                assert len(where[name]) <= 1, (name, where[name])
+                seen += 1
+    assert all(w == {"m2"} for w in where.values())
+
+
 async def test_apply_schedule_of_big_units_stays_within_etcd_request_limit(
     registry: KVRegistry,
 ) -> None:
