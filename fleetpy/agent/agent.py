@@ -184,6 +184,10 @@ class Agent:
                 continue
             if await self._execute(task, desired):
                 files_changed += task.kind in (TaskKind.LOAD, TaskKind.UNLOAD)
+                if task.kind == TaskKind.RELOAD:
+                    loaded = [t.unit for t in tasks
+                              if t.kind == TaskKind.LOAD and t.unit not in failed_units]
+                    failed_units |= await self._unloadable(loaded, desired)
             elif task.unit:
                 failed_units.add(task.unit)
             else:
@@ -199,6 +203,29 @@ class Agent:
         if reload_failed:
             await asyncio.sleep(RETRY_DELAY)
         self._wake.set()
+
+    async def _unloadable(self, names: list[str], desired: dict[str, DesiredUnit]) -> set[str]:
+        """Of the units loaded this pass, those systemd cannot load after the reload:
+        held (no start, no load and daemon-reload again) until their desired state
+        changes, with systemd's load state as the error they report."""
+        if not names:
+            return set()
+        try:
+            statuses = await self._manager.statuses(names)
+        except SystemdError as exc:
+            self._log.warning("cannot read the load state of %s: %s", names, exc)
+            return set()
+        stuck = set()
+        for name in names:
+            status = statuses.get(name)
+            if status is None or status.load_state == "loaded":
+                continue
+            why = (f"load: systemd cannot load {name} (load state {status.load_state}); "
+                   "not tried again until the unit changes")
+            self._failures.stuck(name, _key(desired.get(name)), why)
+            self._log.error("%s", why)
+            stuck.add(name)
+        return stuck
 
     async def _without_foreign(
         self, desired: dict[str, DesiredUnit], current: dict[str, CurrentUnit]

@@ -9,11 +9,15 @@ failed for: once the schedule asks something else of the unit (a new hash or
 target, or the unit is no longer scheduled here) the failure and its back-off
 are dropped, so the new request is tried at once.
 
+A unit systemd cannot load at all (``stuck``) is held until its desired
+state changes: loading it again would only repeat the daemon-reload.
+
 The clock is the caller's: every method takes ``now``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -34,6 +38,12 @@ class Failure:
 class Failures:
     def __init__(self) -> None:
         self._by_name: dict[str, Failure] = {}
+
+    def stuck(self, name: str, key: Key, error: str) -> Failure:
+        """A failure no retry can mend (systemd cannot load the file): the unit is held
+        until the schedule asks something else of it (a new hash or target)."""
+        failure = self._by_name[name] = Failure(key, error, 0.0, math.inf)
+        return failure
 
     def failed(self, name: str, key: Key, error: str, now: float, retry: bool) -> Failure:
         old = self._by_name.get(name)
@@ -60,7 +70,8 @@ class Failures:
         return {n for n, f in self._by_name.items() if f.retry_at is not None and f.retry_at > now}
 
     def next_retry(self) -> float | None:
-        times = [f.retry_at for f in self._by_name.values() if f.retry_at is not None]
+        times = [f.retry_at for f in self._by_name.values()
+                 if f.retry_at is not None and f.retry_at != math.inf]
         return min(times) if times else None
 
     def error(self, name: str) -> str:

@@ -32,6 +32,7 @@ import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from fleetpy.model.reserved import managed_problem
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState
 from fleetpy.model.unitfile import InvalidUnitFile, short_hash
 from fleetpy.model.xfleet import InvalidXFleet, XFleet, xfleet_of
@@ -78,6 +79,13 @@ def _template_reason(name: str) -> str | None:
         return None
     prefix, suffix = name[: name.find("@")], name[dot + 1 :]
     return f"{name} is a template: start an instance such as {prefix}@1.{suffix}"
+
+
+def _managed_reason(name: str) -> str | None:
+    """Why fleet must not run this unit anywhere (submit refuses it; it can still get
+    into etcd another way, e.g. etcdctl): fleetpy.model.reserved's rule."""
+    problem = managed_problem(name)
+    return None if problem is None else f"fleet does not manage {name}: {problem}"
 
 
 def _order(specs: Mapping[str, XFleet]) -> list[str]:
@@ -304,7 +312,7 @@ def plan_engine(
         if rec.desired == TargetState.INACTIVE:
             continue
         spec = spec_of[name]
-        why = _template_reason(name) or cycles.get(name)
+        why = _template_reason(name) or _managed_reason(name) or cycles.get(name)
         if why is None and isinstance(spec, XFleet):
             active[name] = spec
         else:

@@ -15,6 +15,7 @@ Models what the agent depends on:
   SystemdError (files and ``loaded_files`` keep working, as on the real one);
 - ``errors[op] = message``: calls of OP ("reload", "start", "stop",
   "statuses") raise SystemdError(message) while the entry is there;
+- ``unloadable``: names whose file systemd refuses (load state bad-setting);
 - ``calls``: every call made, in order, e.g. ``("start", "a.service")``.
 
 - ``host_units``: units of the machine's own (name -> path), as
@@ -51,6 +52,7 @@ class FakeUnitManager:
         self.call_timeout = call_timeout
         self.hang = False
         self.errors: dict[str, str] = {}
+        self.unloadable: set[str] = set()  # names systemd refuses to load (bad-setting)
         self.calls: list[tuple[str, ...]] = []
         self.files: dict[str, str] = {}
         self.links: set[str] = set()
@@ -109,7 +111,8 @@ class FakeUnitManager:
             status = self.units[name]
             if name in self.links:
                 self.loaded[name] = self.files[name]
-                self._set(name, "loaded", status.active_state, status.sub_state)
+                load = "bad-setting" if name in self.unloadable else "loaded"
+                self._set(name, load, status.active_state, status.sub_state)
             elif name in self.host_units:
                 continue
             elif status.active_state in ("inactive", "failed"):
@@ -182,6 +185,8 @@ class FakeUnitManager:
         if name in self.units:
             return self.units[name]
         load = "loaded" if name in self.links else "not-found"
+        if load == "loaded" and name in self.unloadable:
+            load = "bad-setting"
         return UnitStatus(name, load, "inactive", "dead")
 
     def _set(self, name: str, load: str, active: str, sub: str) -> None:

@@ -13,8 +13,11 @@ and awaiting its report: fleetd acts on units on such passes.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -191,13 +194,37 @@ def test_a_stop_systemd_refuses_is_reported_and_retried_with_backoff(lab: Lab) -
     assert main_pid(lab, "r.service") == pid
     lines = fleet_log(lab, since)
     tries = [line for line in lines if "unload r.service failed" in line]
-    reloads = [line for line in lines if "fleetpy.agent: daemon-reload -:" in line]
+    reloads = [line for line in lines if ": daemon-reload -: " in line]
     assert 1 <= len(tries) <= 4, lines  # 1 s, 2 s, 4 s apart: not once a second
     assert reloads == [], reloads
 
     # once its process is gone, the next try removes it (the refused stop is moot)
     run(lab, "systemctl", "kill", "-s", "KILL", "r.service")
     eventually(lambda: "r.service" not in placement(lab), timeout=30, what="r.service gone")
+
+
+def etcdctl_put(lab: Lab, key: str, value: str) -> None:
+    env = {**os.environ, **lab.env()}
+    subprocess.run(["etcdctl", "put", key, value], env=env, check=True, capture_output=True)
+
+
+def test_a_unit_systemd_cannot_load_is_not_loaded_in_a_loop(lab: Lab) -> None:
+    """A file systemd refuses (no ExecStart=) put straight into etcd, past submit's checks."""
+    contents = "[Unit]\nDescription=no ExecStart\n"
+    record = {"contents": contents, "hash": hashlib.sha1(contents.encode()).hexdigest(),
+              "desired": "launched"}
+    since = run(lab, "date", "+%Y-%m-%d %H:%M:%S").strip()
+    etcdctl_put(lab, "/fleetpy/units/noexec.service", json.dumps(record))
+    eventually(lambda: "cannot load" in fleet_state(lab).get("noexec.service", {}).get(
+        "reason", ""), timeout=20, what="noexec.service's reason")
+    reason = fleet_state(lab)["noexec.service"]["reason"]
+    assert "load state bad-setting" in reason, reason
+    time.sleep(4)  # what the agent does meanwhile: nothing more with it
+    lines = fleet_log(lab, since)
+    loads = [i for i, line in enumerate(lines) if "load noexec.service:" in line]
+    assert len(loads) == 1, lines  # loaded once (one daemon-reload), not again and again
+    assert not [line for line in lines if "start noexec.service" in line], lines
+    ok(fleetctl(lab, "destroy", "noexec.service"))
 
 
 def test_cleanup(lab: Lab) -> None:

@@ -242,3 +242,25 @@ async def test_a_state_is_written_again_only_when_it_changed(tmp_path: Path) -> 
         n.manager.set_state("u0.service", "failed", "failed")
         await n.until_state("u0.service", lambda s: s is not None and s.active_state == "failed")
         assert [s.name for s in n.reports[written:]] == ["u0.service"]
+
+
+async def test_a_unit_systemd_cannot_load_is_not_loaded_again_in_a_loop(tmp_path: Path) -> None:
+    async with node(tmp_path) as n:
+        n.manager.unloadable.add("bad.service")
+        await n.schedule("bad.service", LAUNCHED, "[Service]\n")
+        bad = await n.until_state("bad.service", lambda s: s is not None and "cannot load"
+                                  in s.error)
+        assert bad is not None and bad.load_state == "bad-setting"
+        assert "load state bad-setting" in bad.error
+        reloads = n.calls("reload")
+        await n.schedule("good.service", LAUNCHED)  # other work goes on meanwhile
+        await n.until_state("good.service", launched)
+        await asyncio.sleep(1.5)  # past any back-off: still no new attempt at bad.service
+        assert n.calls("reload") == reloads + 1  # good.service's own
+        assert n.calls("start", "bad.service") == 0
+        assert n.calls("write", "bad.service") == 1
+        # a new version of the unit is tried at once
+        n.manager.unloadable.discard("bad.service")
+        await n.schedule("bad.service", LAUNCHED, "[Service]\nExecStart=/bin/true\n")
+        await n.until_state("bad.service", lambda s: s is not None and s.error == ""
+                            and s.load_state == "loaded")

@@ -459,3 +459,12 @@ def test_one_pass_converges_and_respects_constraints(
     for u in units:
         placed = u.unit.name in {e.name for e in after}
         assert placed or u.desired == INACTIVE or plan.waiting.get(u.unit.name)
+
+
+@pytest.mark.parametrize("name", ["x.scope", "fleet.service", "systemd-journald.service",
+                                  "-.mount", "init.scope"])
+def test_a_unit_fleet_never_manages_waits_even_if_it_got_into_etcd(name: str) -> None:
+    plan = plan_engine([rec(name)], machines("ab"), [])
+    assert plan.puts == []
+    reason = plan.waiting[name]
+    assert reason is not None and reason.startswith(f"fleet does not manage {name}: ")
