@@ -424,6 +424,14 @@ def render(b: Bench) -> str:
     return "\n".join(lines)
 
 
+def other_labs(own: str) -> list[str]:
+    """Labs other than ``own`` that are up on this machine (by their bridges)."""
+    links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True,
+                           check=False).stdout.split("\n")
+    return [name for line in links if (name := line.split(" ")[0]).startswith("flb-")
+            and name != f"flb-{own}"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="20 hollow machines, 200 units")
@@ -436,6 +444,7 @@ def main() -> int:
     if lab.is_up():
         lab.down()
     started = time.perf_counter()
+    load_before, others_before = os.getloadavg()[0], other_labs(size.name)
     try:
         lab.up(hosts=3, etcd_members=3, fleet_env={"FLEET_AGENT_TTL": str(size.ttl)})
         with tempfile.TemporaryDirectory(prefix="scale-bench-") as tmp:
@@ -449,6 +458,11 @@ def main() -> int:
             print(f"lab down: {exc}", file=sys.stderr)
     if args.note:
         bench.notes.append(args.note)
+    others = sorted(set(others_before) | set(other_labs(size.name)))
+    bench.notes.append(
+        f"Load average (1 min) {load_before:.1f} when the bench started, "
+        f"{os.getloadavg()[0]:.1f} when it ended; other labs up on this machine meanwhile: "
+        f"{', '.join(others) or 'none'} (their load shares the 2 cores).")
     bench.notes.append(f"The whole bench took {time.perf_counter() - started:.0f} s.")
     body = render(bench)
     print(body)
