@@ -39,7 +39,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -261,7 +261,7 @@ async def idle(b: Bench, machines: int) -> None:
     if pid is None:
         raise RuntimeError(f"no fleetd process with FLEET_PUBLIC_IP={ip}")
     workers = [w.pid for w in b.lab.hollow_status() if w.pid is not None]
-    await asyncio.sleep(5 if s is FULL else 2)  # the last reports settle
+    await asyncio.sleep(2 if s.name == QUICK.name else 5)  # the last reports settle
     before, cpu0, wcpu0 = etcd_requests(b.lab), cpu_seconds([pid]), cpu_seconds(workers)
     t0 = time.perf_counter()
     await asyncio.sleep(s.idle)
@@ -438,15 +438,27 @@ def main() -> int:
     parser.add_argument("--doc", type=Path, default=None,
                         help="write the section to this file (default docs/benchmarks.md)")
     parser.add_argument("--note", default="", help="a sentence added to the section")
+    parser.add_argument("--ttl", type=int, default=0,
+                        help=f"fleetd's agent_ttl for the lab (default: full {FULL.ttl} s, "
+                             f"quick {QUICK.ttl} s)")
+    parser.add_argument("--fleet-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="another fleetd setting for the whole lab "
+                             "(FLEET_ETCD_REQUEST_TIMEOUT=5); said in the section")
     args = parser.parse_args()
+    extra = dict(kv.split("=", 1) for kv in args.fleet_env if "=" in kv)
+    if len(extra) != len(args.fleet_env):
+        parser.error("--fleet-env takes KEY=VALUE")
     size = QUICK if args.quick else FULL
+    if args.ttl:
+        size = replace(size, ttl=args.ttl)
     lab = Lab(name=size.name, subnet=size.subnet)
     if lab.is_up():
         lab.down()
     started = time.perf_counter()
     load_before, others_before = os.getloadavg()[0], other_labs(size.name)
     try:
-        lab.up(hosts=3, etcd_members=3, fleet_env={"FLEET_AGENT_TTL": str(size.ttl)})
+        lab.up(hosts=3, etcd_members=3,
+               fleet_env={"FLEET_AGENT_TTL": str(size.ttl), **extra})
         with tempfile.TemporaryDirectory(prefix="scale-bench-") as tmp:
             registry = EtcdRegistry(",".join(lab.etcd_endpoints), "/fleetpy/")
             bench = Bench(lab, size, Follower(registry), Path(tmp))
@@ -456,6 +468,9 @@ def main() -> int:
             lab.down()
         except LabError as exc:
             print(f"lab down: {exc}", file=sys.stderr)
+    if extra:
+        bench.notes.append("fleetd settings of the lab besides agent_ttl: "
+                           + ", ".join(f"{k}={v}" for k, v in extra.items()) + ".")
     if args.note:
         bench.notes.append(args.note)
     others = sorted(set(others_before) | set(other_labs(size.name)))
