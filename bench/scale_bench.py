@@ -44,7 +44,18 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import write_section
-from bench.scale_watch import Follower, children, cpu_seconds, etcd_requests, fleetd_pid, rss_mib
+from bench.scale_watch import (
+    Follower,
+    Row,
+    children,
+    cpu_seconds,
+    etcd_requests,
+    fleetd_pid,
+    ms,
+    other_labs,
+    rss_mib,
+    secs,
+)
 from fleetpy.lab import Lab, LabError
 from fleetpy.lab.state import FLEET_API_PORT
 from fleetpy.registry.etcd import EtcdRegistry
@@ -98,21 +109,6 @@ class Size:
 FULL = Size("flscale", "172.17.50.0/24", 10, 1000, 800, 8400, 60.0, 100, 300, 20, 5)
 QUICK = Size("flscalq", "172.17.51.0/24", 5, 20, 16, 168, 10.0, 4, 30, 5, 3)
 START_DELAY = 0.1  # hollow machines' activating -> active
-
-
-@dataclass
-class Row:
-    label: str
-    span: str  # from which event to which event
-    result: str
-    aim: str = ""
-    met: bool | None = None
-
-    def render(self) -> str:
-        aim = self.aim
-        if aim and self.met is not None:
-            aim += ": met" if self.met else ": **missed**"
-        return f"| {self.label} | {self.span} | {self.result} | {aim or '-'} |"
 
 
 @dataclass
@@ -173,14 +169,6 @@ class Bench:
         return found
 
 
-def secs(x: float) -> str:
-    return f"{x:.2f} s"
-
-
-def ms(x: float) -> str:
-    return f"{x * 1000:.0f} ms"
-
-
 async def three_hosts(b: Bench) -> None:
     """Part 1: the 3-host lab as a user sees it, before the hollow machines join."""
     s = b.size
@@ -233,6 +221,11 @@ async def start_many(b: Bench, names: list[str]) -> None:
     command = b.ok("start", "--no-block", *names)
     done = await b.follow.until(lambda: all(n in b.follow.first_active for n in names), 180)
     count = len(names)
+    machines = len(await b.follow.registry.list_machines())
+    real = {h.machine_id: h.name for h in b.lab.hosts}
+    on_real = ", ".join(f"{n} {len(b.follow.reports.get(m, set()))}" for m, n in real.items())
+    b.notes.append(f"When the start was over: {machines} machines registered; units "
+                   f"reported by the real hosts: {on_real}.")
     b.row("start --no-block, all instances: command", f"`fleetctl start --no-block` of "
           f"{count} instances started -> returned", f"{secs(command)} "
           f"({count / command:.0f} units/s)", "< 10 s", command < 10)
@@ -281,6 +274,9 @@ async def idle(b: Bench, machines: int) -> None:
         f"{180 / s.ttl:.0f} keepalives a minute at this lab's agent_ttl {s.ttl} s "
         "(6 a minute at fleetd's default agent_ttl 30 s); the rest is what the agents "
         "and the engine ask while nothing changes.")
+    if grants := delta.get("LeaseGrant", 0.0):
+        b.notes.append(f"Not steady: {grants:.0f} leases granted during the idle window "
+                       "(machines whose lease had expired registering again).")
     cpu = (cpu1 - cpu0) / window * 100
     b.row("idle engine CPU (leader fleetd)", f"CPU time (user + system, all threads) of "
           f"the leader's fleetd process over the {window:.0f} s idle window (it also runs "
@@ -422,14 +418,6 @@ def render(b: Bench) -> str:
     if missing:
         lines.append(f"- Not measured (a part failed): {'; '.join(missing)}.")
     return "\n".join(lines)
-
-
-def other_labs(own: str) -> list[str]:
-    """Labs other than ``own`` that are up on this machine (by their bridges)."""
-    links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True,
-                           check=False).stdout.split("\n")
-    return [name for line in links if (name := line.split(" ")[0]).startswith("flb-")
-            and name != f"flb-{own}"]
 
 
 def main() -> int:

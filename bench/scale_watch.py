@@ -1,4 +1,5 @@
-"""What the scale bench reads: the registry as a watcher sees it, etcd's /metrics, /proc.
+"""What the scale bench reads (the registry as a watcher sees it, etcd's /metrics, /proc)
+and how its rows are written.
 
 ``Follower`` watches states/ and schedule/ and records, per unit, when each
 machine first reported it active, and the most machines that ever reported one
@@ -11,6 +12,7 @@ import asyncio
 import json
 import os
 import re
+import subprocess
 import time
 import urllib.request
 from collections.abc import Callable, Iterable
@@ -114,9 +116,9 @@ class Follower:
 
     def reset_max(self) -> None:
         """Start counting double reports and placements afresh (both from what is now)."""
-        self.max_active = max((len(m) for m in self.active.values()), default=0)
-        self.max_placed = max((len(m) for m in self.placed.values()), default=0)
-        self.max_active_unit = self.max_placed_unit = ""
+        self.max_active, self.max_placed = 0, 0
+        self._count("states/", set(self.active))
+        self._count("schedule/", set(self.placed))
 
     def active_elsewhere(self, unit: str, gone: set[str]) -> float | None:
         """When a machine not in ``gone`` first reported ``unit`` active (None: none has)."""
@@ -203,3 +205,37 @@ def rss_mib(pid: int) -> float:
     status = _read(Path(f"/proc/{pid}/status")).decode(errors="replace")
     m = re.search(r"VmRSS:\s+(\d+) kB", status)
     return int(m[1]) / 1024 if m else 0.0
+
+
+def other_labs(own: str) -> list[str]:
+    """Labs other than ``own`` that are up on this machine (by their bridges)."""
+    links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True,
+                           check=False).stdout.split("\n")
+    return [name for line in links if (name := line.split(" ")[0]).startswith("flb-")
+            and name != f"flb-{own}"]
+
+
+# the section's rows ---------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    label: str
+    span: str  # from which event to which event
+    result: str
+    aim: str = ""
+    met: bool | None = None
+
+    def render(self) -> str:
+        aim = self.aim
+        if aim and self.met is not None:
+            aim += ": met" if self.met else ": **missed**"
+        return f"| {self.label} | {self.span} | {self.result} | {aim or '-'} |"
+
+
+def secs(x: float) -> str:
+    return f"{x:.2f} s"
+
+
+def ms(x: float) -> str:
+    return f"{x * 1000:.0f} ms"
