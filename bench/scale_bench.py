@@ -469,7 +469,9 @@ def main() -> int:
     bench.notes.append(f"The whole bench took {time.perf_counter() - started:.0f} s.")
     body = render(bench)
     print(body)
-    command = "python -m bench scale" + (" --quick" if args.quick else "")
+    command = " ".join(["python -m bench scale", *(["--quick"] if args.quick else []),
+                        *([f"--ttl {args.ttl}"] if args.ttl else []),
+                        *(f"--fleet-env {kv}" for kv in args.fleet_env)])
     write_section("scale", command, body, doc=args.doc)
     return 0 if len(bench.rows) == len(MEASURES) else 1
 
