@@ -38,8 +38,12 @@ def machine_line() -> str:
     )
 
 
-def write_section(name: str, command: str, body: str) -> None:
-    """Replace (or append) the section NAME with BODY, stamped with date and machine."""
+def write_section(name: str, command: str, body: str, doc: Path | None = None) -> None:
+    """Replace (or append) the section NAME with BODY, stamped with date and machine.
+
+    ``doc``: another file than docs/benchmarks.md (a test's, say).
+    """
+    doc = doc or DOC
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     section = (
         f"<!-- bench:{name} -->\n"
@@ -48,7 +52,7 @@ def write_section(name: str, command: str, body: str) -> None:
         f"{body.rstrip()}\n"
         f"<!-- /bench:{name} -->"
     )
-    text = DOC.read_text() if DOC.exists() else HEADER
+    text = doc.read_text() if doc.exists() else HEADER
     pattern = re.compile(
         rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S
     )
@@ -56,5 +60,5 @@ def write_section(name: str, command: str, body: str) -> None:
         text = pattern.sub(lambda _m: section, text)
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(text)
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text)
