@@ -6,7 +6,7 @@ not its figures). ``--doc PATH`` writes the section to another file than
 docs/benchmarks.md.
 
 One lab, booted by the bench and always torn down (full: ``flscale``,
-172.17.50.0/24; quick: ``flscalq``, 172.17.51.0/24): 3 etcd members, 3 real
+172.17.60.0/24; quick: ``flscalq``, 172.17.61.0/24): 3 etcd members, 3 real
 hosts (real fleetd, real systemd), fleetd's agent_ttl set short for the whole
 lab (full 10 s, quick 5 s; hollow machines take it too). In order:
 
@@ -106,8 +106,8 @@ class Size:
         return 2 * self.conflict + self.free
 
 
-FULL = Size("flscale", "172.17.50.0/24", 10, 1000, 800, 8400, 60.0, 100, 300, 20, 5)
-QUICK = Size("flscalq", "172.17.51.0/24", 5, 20, 16, 168, 10.0, 4, 30, 5, 3)
+FULL = Size("flscale", "172.17.60.0/24", 10, 1000, 800, 8400, 60.0, 100, 300, 20, 5)
+QUICK = Size("flscalq", "172.17.61.0/24", 5, 20, 16, 168, 10.0, 4, 30, 5, 3)
 START_DELAY = 0.1  # hollow machines' activating -> active
 
 

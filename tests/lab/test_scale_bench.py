@@ -1,6 +1,6 @@
 """``python -m bench scale --quick`` runs and writes its section (not its figures).
 
-The bench boots its own lab ``flscalq`` (172.17.51.0/24): 3 real hosts, 20
+The bench boots its own lab ``flscalq`` (172.17.61.0/24): 3 real hosts, 20
 hollow machines, 200 units. The section goes to a temporary file (``--doc``),
 never to docs/benchmarks.md.
 """
