@@ -49,6 +49,14 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Metadata = tuple[tuple[str, str], ...]
+# A refresh may wait this long for its answer even with a shorter request timeout:
+# an answer in 2 s still keeps the lease (refreshed every ttl/3), and giving up
+# sooner on a busy etcd only sends more refreshes.
+KEEPALIVE_TIMEOUT = 3.0
+# etcd answers the requests of one keepalive stream one after the other, and a
+# renewal waits for etcd to have applied what it committed: under a heavy write
+# load one stream for hundreds of leases falls behind. A few streams in parallel.
+KEEPALIVE_STREAMS = 8
 
 class _Conn:
     """One endpoint's channel and stubs (created lazily, inside the event loop)."""
@@ -102,7 +110,7 @@ class EtcdClient:
                 certificate_chain=read_pem(cert_file, "etcd certificate file"),
             )
         self._conns: dict[int, _Conn] = {}
-        self._keepalives: dict[str, KeepaliveStream] = {}  # by endpoint url
+        self._keepalives: dict[tuple[str, int], KeepaliveStream] = {}  # (url, slot)
         self._current = 0
         self._closed = False
         self.requests: collections.Counter[str] = collections.Counter()
@@ -249,20 +257,21 @@ class EtcdClient:
     async def lease_keepalive(self, lease_id: int) -> int:
         """One refresh, as one message on the connection's shared keepalive stream."""
         async def call(conn: _Conn) -> int:
-            stream = await self._keepalive_stream(conn)
-            return await stream.refresh(lease_id, self.request_timeout)
+            stream = await self._keepalive_stream(conn, lease_id)
+            return await stream.refresh(lease_id, max(self.request_timeout, KEEPALIVE_TIMEOUT))
 
         ttl, _ = await self._rpc("lease_keepalive", call, idempotent=True)
         return ttl
 
-    async def _keepalive_stream(self, conn: _Conn) -> KeepaliveStream:
-        """The connection's keepalive stream; a new one if it broke or the token changed."""
-        url = conn.endpoint.url
-        stream = self._keepalives.get(url)
+    async def _keepalive_stream(self, conn: _Conn, lease_id: int) -> KeepaliveStream:
+        """The lease's keepalive stream on this connection (one of KEEPALIVE_STREAMS);
+        a new one if it broke or the token changed."""
+        key = (conn.endpoint.url, lease_id % KEEPALIVE_STREAMS)
+        stream = self._keepalives.get(key)
         if stream is None or stream.broken is not None or stream.metadata != conn.metadata:
             if stream is not None:
                 await stream.close()
-            stream = self._keepalives[url] = KeepaliveStream(conn.lease, conn.metadata)
+            stream = self._keepalives[key] = KeepaliveStream(conn.lease, conn.metadata)
         return stream
 
     async def lease_revoke(self, lease_id: int) -> None:

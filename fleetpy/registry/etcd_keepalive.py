@@ -1,12 +1,19 @@
-"""One LeaseKeepAlive stream for every lease of a connection, as etcd's own client does.
+"""Lease refreshes as messages on long-lived LeaseKeepAlive streams, as etcd's client does.
 
 A refresh is one message on a long-lived bidirectional stream, answered by
 one message naming the lease; there is no stream to open per refresh. Many
 machines sharing one connection (hollow machines: hundreds of leases in one
-process) thus cost etcd and the client one stream, not hundreds of short
-ones opened under load. A stream that breaks fails the refreshes waiting on
+process) thus cost etcd and the client a few streams (the client spreads
+leases over KEEPALIVE_STREAMS of them), not hundreds of short ones opened
+under load. A stream that breaks fails the refreshes waiting on
 it (each raises the stream's error, an ``AioRpcError``, so that the caller's
 failover applies) and the next refresh opens a new one.
+
+Under load the stream must not collapse: a lease has at most one request in
+flight (a refresh retried while one is pending waits for the same answer,
+instead of queueing another behind thousands of stale ones), and a stream
+that answered nothing for a whole timeout while refreshes waited is taken
+for stuck and replaced.
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ class KeepaliveStream:
         self.metadata = metadata
         self._queue: asyncio.Queue[int] = asyncio.Queue()
         self._waiting: dict[int, list[asyncio.Future[int]]] = {}
+        self._in_flight: set[int] = set()  # leases with a request sent, not yet answered
+        self._last_answer = asyncio.get_running_loop().time()
         self.broken: grpc.aio.AioRpcError | None = None
         self._call = lease_stub.LeaseKeepAlive(self._requests(), metadata=metadata)
         self._reader = asyncio.create_task(self._read(), name="etcd-lease-keepalive-stream")
@@ -48,6 +57,8 @@ class KeepaliveStream:
                 response = await self._call.read()
                 if response is EOF:
                     raise rpc_error(grpc.StatusCode.UNAVAILABLE, "keepalive stream closed")
+                self._last_answer = asyncio.get_running_loop().time()
+                self._in_flight.discard(int(response.ID))
                 for future in self._waiting.pop(int(response.ID), []):
                     if not future.done():
                         future.set_result(int(response.TTL))
@@ -59,6 +70,7 @@ class KeepaliveStream:
 
     def _break(self, error: grpc.aio.AioRpcError) -> None:
         self.broken = error
+        self._in_flight.clear()
         for futures in self._waiting.values():
             for future in futures:
                 if not future.done():
@@ -69,13 +81,20 @@ class KeepaliveStream:
         """Refresh once: the lease's remaining TTL (<= 0 when etcd no longer knows it)."""
         if self.broken is not None:
             raise self.broken
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
         self._waiting.setdefault(lease_id, []).append(future)
-        self._queue.put_nowait(lease_id)
+        if lease_id not in self._in_flight:
+            self._in_flight.add(lease_id)
+            self._queue.put_nowait(lease_id)
         try:
             async with asyncio.timeout(timeout):
                 return await future
         except TimeoutError:
+            if loop.time() - self._last_answer >= timeout:
+                self._break(rpc_error(grpc.StatusCode.UNAVAILABLE,
+                                      f"keepalive stream answered nothing for {timeout:g}s"))
+                self._call.cancel()
             raise rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED,
                             f"lease keepalive not answered within {timeout:g}s") from None
         finally:

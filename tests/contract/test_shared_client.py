@@ -9,7 +9,7 @@ import pytest
 
 from fleetpy.model.types import Machine
 from fleetpy.registry.etcd import EtcdRegistry
-from fleetpy.registry.etcd_client import EtcdClient
+from fleetpy.registry.etcd_client import KEEPALIVE_STREAMS, EtcdClient
 from tests.fixtures.etcd import EtcdProcess
 
 pytestmark = [pytest.mark.etcd, pytest.mark.timeout(30)]
@@ -56,7 +56,7 @@ def _etcd_counter(endpoint: str, name: str, method: str) -> float:
     return sum(float(m[1]) for line in text.splitlines() if (m := pattern.match(line)))
 
 
-async def test_many_leases_refresh_over_one_keepalive_stream(
+async def test_many_leases_refresh_over_a_few_keepalive_streams(
     etcd_server: EtcdProcess, etcd_prefix: str
 ) -> None:
     client = EtcdClient([etcd_server.endpoint])
@@ -73,7 +73,7 @@ async def test_many_leases_refresh_over_one_keepalive_stream(
         opened = _etcd_counter(etcd_server.endpoint, "grpc_server_started_total",
                                "LeaseKeepAlive") - streams
         assert refreshed >= 20  # every lease refreshed...
-        assert opened == 1  # ...as messages on one stream, not a stream each
+        assert 1 <= opened <= KEEPALIVE_STREAMS  # ...as messages on a few streams, not 40
     finally:
         for r in regs:
             with contextlib.suppress(Exception):
