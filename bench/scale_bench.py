@@ -7,8 +7,8 @@ docs/benchmarks.md.
 
 One lab, booted by the bench and always torn down (full: ``flscale``,
 172.17.60.0/24; quick: ``flscalq``, 172.17.61.0/24): 3 etcd members, 3 real
-hosts (real fleetd, real systemd), fleetd's agent_ttl set short for the whole
-lab (full 10 s, quick 5 s; hollow machines take it too). In order:
+hosts (real fleetd, real systemd), fleetd's agent_ttl for the whole lab (full:
+fleetd's default 30 s, quick 5 s; hollow machines take it too). In order:
 
 1. 3-host part, before any hollow machine joins: blocking ``fleetctl start``
    of one unit (cold process, in turn), ``fleetctl start --no-block`` of unit
@@ -106,7 +106,7 @@ class Size:
         return 2 * self.conflict + self.free
 
 
-FULL = Size("flscale", "172.17.60.0/24", 10, 1000, 800, 8400, 60.0, 100, 300, 20, 5)
+FULL = Size("flscale", "172.17.60.0/24", 30, 1000, 800, 8400, 60.0, 100, 300, 20, 5)
 QUICK = Size("flscalq", "172.17.61.0/24", 5, 20, 16, 168, 10.0, 4, 30, 5, 3)
 START_DELAY = 0.1  # hollow machines' activating -> active
 
