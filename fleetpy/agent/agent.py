@@ -78,8 +78,8 @@ class Agent:
         self._wake = asyncio.Event()
         self._report_wake = asyncio.Event()
         self._pending: dict[str, UnitStatus] = {}
-        self._reported: set[str] = set()
-        self._written: dict[str, UnitState] = {}  # as last written: equal ones are not again
+        # every state this agent reported, as last written: equal ones are not written again
+        self._written: dict[str, UnitState] = {}
         self._refusals: dict[str, str] | None = None  # None: not read back yet
         self.converged = asyncio.Event()
         self.observe_pass: Callable[[float], None] | None = None  # fleetd's metrics
@@ -361,7 +361,7 @@ class Agent:
     # state reporting ---------------------------------------------------------
     async def _follow_systemd(self) -> None:
         async for status in self._manager.changes():
-            if status.name in self._desired or status.name in self._reported:
+            if status.name in self._desired or status.name in self._written:
                 self._pending[status.name] = status
                 self._report_wake.set()
             if status.name in self._settling:
@@ -383,7 +383,7 @@ class Agent:
             self._report_wake.set()
 
     async def _report_current(self, current: dict[str, CurrentUnit]) -> None:
-        missing = [n for n in current if n in self._desired and n not in self._reported]
+        missing = [n for n in current if n in self._desired and n not in self._written]
         await self._report_now(missing)
 
     async def _put_states(self, statuses: list[UnitStatus]) -> None:
@@ -414,7 +414,6 @@ class Agent:
             await asyncio.sleep(RETRY_DELAY)
             self._report_wake.set()
             return
-        self._reported.update(s.name for s in states)
         self._written.update((s.name, s) for s in states)
 
     def _fleet_state(self, name: str) -> str:
@@ -428,13 +427,11 @@ class Agent:
             self._pending.pop(name, None)
         with contextlib.suppress(RegistryError):
             await self._registry.delete_unit_states(self._machine_id, names)
-            self._reported.difference_update(names)
             for name in names:
                 self._written.pop(name, None)
 
     async def report_all(self) -> None:
         """Re-report every loaded unit and refusal (after re-registering on a new lease)."""
-        self._reported.clear()
         self._written.clear()
         if self._refusals:
             await self._registry.put_refusals(

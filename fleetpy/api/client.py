@@ -19,6 +19,7 @@ from fleetpy.api.gen import fleet_pb2 as pb
 from fleetpy.api.gen import fleet_pb2_grpc as pb_grpc
 from fleetpy.api.snapshot import Snapshot
 from fleetpy.api.transport import TlsFiles, client_credentials, explain, parse_endpoint
+from fleetpy.concurrency import each
 from fleetpy.model.metadata import MetadataChange
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
 from fleetpy.registry.base import RegistryError, UnitRecord
@@ -155,13 +156,7 @@ class ApiDriver:
     # transactions of 128.
 
     async def _batched(self, items: Sequence[T], call: Callable[[Sequence[T]], Any]) -> list[Any]:
-        gate = asyncio.Semaphore(IN_FLIGHT)
-
-        async def one(chunk: Sequence[T]) -> Any:
-            async with gate:
-                return await call(chunk)
-
-        return list(await asyncio.gather(*(one(c) for c in _batches(items))))
+        return await each(_batches(items), call, IN_FLIGHT)
 
     async def get_units(self, names: Sequence[str]) -> dict[str, UnitRecord | None]:
         found: dict[str, UnitRecord | None] = {}

@@ -23,6 +23,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
+from fleetpy import concurrency
 from fleetpy.model.types import TargetState, UnitFile
 from fleetpy.registry import codec
 from fleetpy.registry.base import RegistryError, UnitRecord
@@ -38,14 +39,8 @@ R = TypeVar("R")
 
 
 async def each(parts: Iterable[T], call: Callable[[T], Awaitable[R]]) -> list[R]:
-    """``call`` on every part, IN_FLIGHT at a time; results in order."""
-    gate = asyncio.Semaphore(IN_FLIGHT)
-
-    async def one(part: T) -> R:
-        async with gate:
-            return await call(part)
-
-    return list(await asyncio.gather(*(one(p) for p in parts)))
+    """``call`` on every part (one transaction each), IN_FLIGHT at a time; in order."""
+    return await concurrency.each(parts, call, IN_FLIGHT)
 
 
 def chunks(items: Sequence[T], max_ops: int, size: Callable[[T], int]) -> Iterator[Sequence[T]]:
@@ -59,6 +54,11 @@ def chunks(items: Sequence[T], max_ops: int, size: Callable[[T], int]) -> Iterat
         total += n
     if start < len(items):
         yield items[start:]
+
+
+def op_size(op: Op) -> int:
+    """Bytes an operation adds to a transaction (key, value and some framing)."""
+    return len(op.key) + len(getattr(op, "value", b"")) + 16
 
 
 def _unit_size(unit: UnitFile) -> int:

@@ -2,8 +2,9 @@
 
 EtcdRegistry and MemoryRegistry are this class on two backends, so that the
 fake has the real one's semantics by construction. Every list is one range
-request; every write is one transaction (split in chunks of ``max_txn_ops``,
-etcd's default limit of 128 operations per transaction).
+request; every write is one transaction, split where needed by
+``bulk.chunks`` into transactions of at most ``max_txn_ops`` operations (etcd's
+default limit, 128) and 1 MiB (etcd refuses requests over 1.5 MiB).
 """
 
 from __future__ import annotations
@@ -48,16 +49,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 DEFAULT_MAX_TXN_OPS = 128
 _CAS_ATTEMPTS = 10
-
-
-def _op_size(op: Op) -> int:
-    """Bytes an operation adds to a transaction (key, value and some framing)."""
-    return len(op.key) + len(getattr(op, "value", b"")) + 16
-
-
-def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 class KVRegistry:
@@ -317,12 +308,12 @@ class KVRegistry:
             Put(self._key(codec.state_key(s.machine_id, s.name)), codec.encode_state(s), lease.id)
             for s in states
         ]
-        for chunk in _chunks(puts, self.max_txn_ops):
+        for chunk in bulk.chunks(puts, self.max_txn_ops, bulk.op_size):
             await self._txn([], chunk, lease=lease)
 
     async def delete_unit_states(self, machine_id: str, names: Sequence[str]) -> None:
         deletes = [Delete(self._key(codec.state_key(machine_id, name))) for name in names]
-        for chunk in _chunks(deletes, self.max_txn_ops):
+        for chunk in bulk.chunks(deletes, self.max_txn_ops, bulk.op_size):
             await self._txn([], chunk)
 
     async def list_unit_states(self, machine_id: str | None = None) -> list[UnitState]:
@@ -338,7 +329,7 @@ class KVRegistry:
             ops.append(
                 Delete(key) if reason is None else Put(key, codec.encode_refusal(reason), lease.id)
             )
-        for chunk in _chunks(ops, self.max_txn_ops):
+        for chunk in bulk.chunks(ops, self.max_txn_ops, bulk.op_size):
             await self._txn([], chunk, lease=lease)
 
     async def list_refusals(self, machine_id: str | None = None) -> dict[tuple[str, str], str]:
@@ -379,10 +370,10 @@ class KVRegistry:
         async def write(chunk: Sequence[Op]) -> bool:
             return (await self._txn(guard, chunk)).succeeded
 
-        whole = list(bulk.chunks(deletes + puts, self.max_txn_ops, _op_size))
+        whole = list(bulk.chunks(deletes + puts, self.max_txn_ops, bulk.op_size))
         phases = [whole] if len(whole) <= 1 else [
-            list(bulk.chunks(deletes, self.max_txn_ops, _op_size)),
-            list(bulk.chunks(puts, self.max_txn_ops, _op_size)),
+            list(bulk.chunks(deletes, self.max_txn_ops, bulk.op_size)),
+            list(bulk.chunks(puts, self.max_txn_ops, bulk.op_size)),
         ]
         for parts in [p for p in phases if p] or [[[]]]:  # an empty write checks the lead
             if not all(await bulk.each(parts, write)):
