@@ -13,6 +13,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -52,6 +53,19 @@ def fresh_lab(name: str, subnet: str) -> Lab:
     with contextlib.suppress(LabError):
         lab.down()
     return lab
+
+
+@contextlib.contextmanager
+def own_lab(name: str, subnet: str, **up: Any) -> Iterator[Lab]:
+    """A lab of a test module's own (booted fresh, held for this session, torn down)."""
+    require_root()
+    with session_lock(name):
+        the_lab = fresh_lab(name, subnet)
+        the_lab.up(**up)
+        try:
+            yield the_lab
+        finally:
+            the_lab.down()
 
 
 @pytest.fixture(scope="session")

@@ -45,6 +45,15 @@ def fleetctl(lab: Lab, *args: str, host: str | None = None,
                           timeout=timeout, check=False)
 
 
+def etcdctl(lab: Lab, *args: str) -> str:
+    """etcdctl ARGS against the lab's etcd (``fleetlab env``); its output, or fail."""
+    env = {**os.environ, **lab.env()}
+    done = subprocess.run(["etcdctl", *args], capture_output=True, text=True, env=env,
+                          timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def ok(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 0, f"exit {result.returncode}: {result.stdout}{result.stderr}"
     return result.stdout

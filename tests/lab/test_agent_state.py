@@ -16,8 +16,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +24,7 @@ import pytest
 
 from fleetpy.lab import Lab
 from tests.lab.conftest import fresh_lab, require_root, session_lock
-from tests.lab.fleet_helpers import active_on, eventually, fleetctl, ok, placement
+from tests.lab.fleet_helpers import active_on, etcdctl, eventually, fleetctl, ok, placement
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(150)]
 
@@ -203,18 +201,13 @@ def test_a_stop_systemd_refuses_is_reported_and_retried_with_backoff(lab: Lab) -
     eventually(lambda: "r.service" not in placement(lab), timeout=30, what="r.service gone")
 
 
-def etcdctl_put(lab: Lab, key: str, value: str) -> None:
-    env = {**os.environ, **lab.env()}
-    subprocess.run(["etcdctl", "put", key, value], env=env, check=True, capture_output=True)
-
-
 def test_a_unit_systemd_cannot_load_is_not_loaded_in_a_loop(lab: Lab) -> None:
     """A file systemd refuses (no ExecStart=) put straight into etcd, past submit's checks."""
     contents = "[Unit]\nDescription=no ExecStart\n"
     record = {"contents": contents, "hash": hashlib.sha1(contents.encode()).hexdigest(),
               "desired": "launched"}
     since = run(lab, "date", "+%Y-%m-%d %H:%M:%S").strip()
-    etcdctl_put(lab, "/fleetpy/units/noexec.service", json.dumps(record))
+    etcdctl(lab, "put", "/fleetpy/units/noexec.service", json.dumps(record))
     eventually(lambda: "cannot load" in fleet_state(lab).get("noexec.service", {}).get(
         "reason", ""), timeout=20, what="noexec.service's reason")
     reason = fleet_state(lab)["noexec.service"]["reason"]

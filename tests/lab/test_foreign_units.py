@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from fleetpy.agent.foreign import refusal_reason
 from fleetpy.lab import HostInfo, Lab
-from tests.lab.conftest import fresh_lab, require_root, session_lock
+from tests.lab.conftest import own_lab
 from tests.lab.fleet_helpers import (
     SLEEPER,
     destroy_all,
@@ -49,14 +49,9 @@ PROPERTY_UNITS = [*OWNED, "ssh.service"]
 
 @pytest.fixture(scope="module")
 def foreign() -> Iterator[Lab]:
-    require_root()
-    with session_lock("flforeign"):
-        lab = fresh_lab("flforeign", "172.17.44.0/24")
-        lab.up(hosts=3, etcd_members=3, fleet_env={"FLEET_AGENT_TTL": "5"})
-        try:
-            yield lab
-        finally:
-            lab.down()
+    with own_lab("flforeign", "172.17.44.0/24", hosts=3, etcd_members=3,
+                 fleet_env={"FLEET_AGENT_TTL": "5"}) as lab:
+        yield lab
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import pytest
 
 from fleetpy.lab import Lab
 from fleetpy.lab.procs import running
-from tests.lab.conftest import fresh_lab, require_root, session_lock
+from tests.lab.conftest import fresh_lab, own_lab, session_lock
 from tests.lab.fleet_helpers import SLEEPER, eventually, fleetctl, ok, table
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(150)]
@@ -38,14 +38,9 @@ def fleetlab(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    require_root()
-    with session_lock(NAME):
-        lab = fresh_lab(NAME, SUBNET)
-        lab.up(hosts=1, etcd_members=3, fleet_env={"FLEET_AGENT_TTL": str(TTL)})
-        try:
-            yield lab
-        finally:
-            lab.down()
+    with own_lab(NAME, SUBNET, hosts=1, etcd_members=3,
+                 fleet_env={"FLEET_AGENT_TTL": str(TTL)}) as the_lab:
+        yield the_lab
 
 
 def machines(lab: Lab) -> dict[str, str]:

@@ -20,6 +20,7 @@ from tests.lab.fleet_helpers import (
     ROOT,
     UNIT_FILES,
     destroy_all,
+    etcdctl,
     eventually,
     fleetctl,
     ok,
@@ -31,14 +32,6 @@ pytestmark = [pytest.mark.lab, pytest.mark.timeout(180)]
 
 PORTS = (5555, 6666, 7777)
 LEASE = 30  # the discovery unit's etcd lease
-
-
-def etcdctl(lab: Lab, *args: str) -> str:
-    env = {**os.environ, **lab.env()}
-    done = subprocess.run(["etcdctl", *args], capture_output=True, text=True, env=env,
-                          timeout=30, check=False)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def services(lab: Lab) -> dict[str, dict[str, object]]:

@@ -10,8 +10,6 @@ names the bad keys.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,9 +20,10 @@ from hypothesis import strategies as st
 from fleetpy.lab import Lab
 from fleetpy.registry.etcd import EtcdRegistry
 from fleetpy.registry.kv import Compare, Delete, Put, Target
-from tests.lab.conftest import fresh_lab, require_root, session_lock
+from tests.lab.conftest import own_lab
 from tests.lab.fleet_helpers import (
     destroy_all,
+    etcdctl,
     eventually,
     fleetctl,
     ok,
@@ -41,15 +40,9 @@ Health = dict[str, tuple[str, str, str]]  # host -> (ActiveState, MainPID, NRest
 
 @pytest.fixture(scope="module")
 def poison_lab() -> Iterator[Lab]:
-    require_root()
-    with session_lock("flpoison"):
-        lab = fresh_lab("flpoison", "172.17.41.0/24")
-        lab.up(hosts=3, etcd_members=1,
-               fleet_env={"FLEET_METRICS_ADDRESS": f"0.0.0.0:{METRICS_PORT}"})
-        try:
-            yield lab
-        finally:
-            lab.down()
+    with own_lab("flpoison", "172.17.41.0/24", hosts=3, etcd_members=1,
+                 fleet_env={"FLEET_METRICS_ADDRESS": f"0.0.0.0:{METRICS_PORT}"}) as lab:
+        yield lab
 
 
 @pytest.fixture
@@ -66,14 +59,6 @@ def health(lab: Lab) -> Health:
         props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
         found[host.name] = (props["ActiveState"], props["MainPID"], props["NRestarts"])
     return found
-
-
-def etcdctl(lab: Lab, *args: str) -> str:
-    env = {**os.environ, **lab.env()}
-    done = subprocess.run(["etcdctl", *args], capture_output=True, text=True, env=env,
-                          timeout=30, check=False)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def start_and_run(lab: Lab, tmp_path: Path, name: str) -> None:
