@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("fleetpy.daemon")
 
 STATE_DIR = Path("/run/fleet")
-REGISTER_RETRY = 1.0
 
 
 class FatalError(Exception):
@@ -147,7 +146,7 @@ class Daemon:
     async def _start_node(self, node: Node) -> None:
         """Register, waiting for etcd as long as it takes (systemd's TimeoutStartSec
         bounds it): a machine often boots before etcd answers."""
-        from fleetpy.node import DuplicateMachineError
+        from fleetpy.node import REGISTER_RETRY, DuplicateMachineError
 
         said = ""
         while True:

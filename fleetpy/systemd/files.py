@@ -77,6 +77,7 @@ class UnitFileStore:
         self.units_dir = units_dir
         self.link_dir = link_dir
         self.search_path = search_path
+        self._hash_cache: dict[str, tuple[int, int, int, str]] = {}  # name -> stat, hash
 
     def is_own_link(self, name: str) -> bool:
         """Whether link_dir/NAME is fleet's link: a symlink to units_dir/NAME."""
@@ -152,12 +153,36 @@ class UnitFileStore:
         (self.units_dir / name).unlink(missing_ok=True)
 
     def hashes(self) -> dict[str, str]:
-        """Name -> sha1 hex of every unit file in units_dir (temporary files skipped)."""
+        """Name -> sha1 hex of every unit file in units_dir (temporary files skipped).
+
+        The agent asks on every pass and every state report: a file is read and
+        hashed again only when its inode, size or modification time changed
+        (``write`` replaces a file by a new inode, so a rewrite always shows).
+        """
         result: dict[str, str] = {}
         try:
             entries = list(os.scandir(self.units_dir))
         except FileNotFoundError:
+            self._hash_cache.clear()
             return result
+        seen: dict[str, tuple[int, int, int, str]] = {}
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+                cached = self._hash_cache.get(entry.name)
+                stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+                if cached is not None and cached[:3] == stamp:
+                    digest = cached[3]
+                else:
+                    digest = content_hash(Path(entry.path).read_bytes())
+            except FileNotFoundError:  # removed while we listed
+                continue
+            seen[entry.name] = (*stamp, digest)
+            result[entry.name] = digest
+        self._hash_cache = seen
+        return result
         for entry in entries:
             if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
                 continue

@@ -138,3 +138,29 @@ def test_manager_file_operations_need_no_worker(tmp_path: Path) -> None:
 )
 def test_decode_unit_path(path: str, name: str | None) -> None:
     assert decode_unit_path(path) == name
+
+
+def test_hashes_follow_every_rewrite_without_rereading_unchanged_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fleetpy.systemd import files as files_mod
+    from fleetpy.systemd.base import content_hash
+
+    hashed: list[bytes] = []
+
+    def counting(data: str | bytes) -> str:
+        hashed.append(data if isinstance(data, bytes) else data.encode())
+        return content_hash(data)
+
+    monkeypatch.setattr(files_mod, "content_hash", counting)
+    s = store(tmp_path)
+    s.write("a.service", "one")
+    s.write("b.service", "bee")
+    assert s.hashes() == {"a.service": content_hash("one"), "b.service": content_hash("bee")}
+    assert len(hashed) == 2
+    s.write("a.service", "two")  # same size, at once: a new file all the same
+    assert s.hashes() == {"a.service": content_hash("two"), "b.service": content_hash("bee")}
+    assert hashed[2:] == [b"two"]  # b.service, unchanged, was not read again
+    s.remove("a.service")
+    assert s.hashes() == {"b.service": content_hash("bee")}
+    assert len(hashed) == 3
