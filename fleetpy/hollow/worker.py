@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fleetpy.concurrency import each
 from fleetpy.hollow import CONTROL_LIMIT, machine_id, machine_ip, machine_name
 from fleetpy.model.metadata import parse_assignments
 from fleetpy.model.types import Machine
@@ -78,18 +79,16 @@ class Worker:
                     agent_ttl=self.args.ttl, engine=False)
         return Hollow(index, node, manager)
 
-    async def _boot(self, hollow: Hollow, gate: asyncio.Semaphore) -> None:
-        async with gate:
-            await hollow.manager.start()
-            while True:
-                try:
-                    await hollow.node.start()
-                    break
-                except RegistryError as exc:
-                    log.warning("%s: cannot register yet: %s", machine_name(hollow.index), exc)
-                    await asyncio.sleep(RETRY)
-            hollow.task = asyncio.create_task(hollow.node.run(),
-                                              name=machine_name(hollow.index))
+    async def _boot(self, hollow: Hollow) -> None:
+        await hollow.manager.start()
+        while True:
+            try:
+                await hollow.node.start()
+                break
+            except RegistryError as exc:
+                log.warning("%s: cannot register yet: %s", machine_name(hollow.index), exc)
+                await asyncio.sleep(RETRY)
+        hollow.task = asyncio.create_task(hollow.node.run(), name=machine_name(hollow.index))
 
     async def run(self) -> None:
         first, count = self.args.first, self.args.count
@@ -100,8 +99,7 @@ class Worker:
             loop.add_signal_handler(sig, stop.set)
         server = await asyncio.start_unix_server(self._serve, path=self.args.control,
                                                  limit=CONTROL_LIMIT)
-        gate = asyncio.Semaphore(BOOT_CONCURRENCY)
-        boot = asyncio.gather(*(self._boot(h, gate) for h in self.machines.values()))
+        boot = each(self.machines.values(), self._boot, BOOT_CONCURRENCY)
         log.info("hollow machines %d..%d starting (ttl %ds, start delay %gs)", first,
                  first + count - 1, self.args.ttl, self.args.start_delay)
         try:
