@@ -32,6 +32,8 @@ import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from fleetpy.model.names import is_template
+from fleetpy.model.names import parse as parse_name
 from fleetpy.model.reserved import managed_problem
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState
 from fleetpy.model.unitfile import InvalidUnitFile, short_hash
@@ -74,11 +76,10 @@ def _failed(exc: Exception) -> str:
 
 def _template_reason(name: str) -> str | None:
     """Why a template cannot be scheduled (names were validated at submit time)."""
-    dot = name.rfind(".")
-    if dot < 1 or name[dot - 1] != "@":
-        return None
-    prefix, suffix = name[: name.find("@")], name[dot + 1 :]
-    return f"{name} is a template: start an instance such as {prefix}@1.{suffix}"
+    if not is_template(name):  # the first "@" decides, as in systemd: a@b@.service is an
+        return None  # instance of a@.service whose instance is "b@"
+    parsed = parse_name(name)
+    return f"{name} is a template: start an instance such as {parsed.prefix}@1.{parsed.suffix}"
 
 
 def _managed_reason(name: str) -> str | None:
@@ -198,8 +199,9 @@ class _Pass:
             return
         eligible = self.cluster.eligible(spec.xfleet)
         refusing = self.cluster.refused.get(name, {})
-        skipped = [why for mid, why in sorted(refusing.items())
-                   if eligible is None or mid in eligible]
+        skipped = [
+            why for mid, why in sorted(refusing.items()) if eligible is None or mid in eligible
+        ]
         if skipped:  # placed elsewhere; the machines it skips say why
             self.reasons[name] = "; ".join(skipped)
             self.partial.add(name)
@@ -301,10 +303,13 @@ def plan_engine(
         else:
             parsed[name] = (rec.unit.hash, parse_spec(name, rec.unit.contents))
     spec_of = {name: spec for name, (_, spec) in parsed.items()}
-    cycles = machine_of_cycles({
-        name: spec for name, spec in spec_of.items()
-        if isinstance(spec, XFleet) and _template_reason(name) is None
-    })
+    cycles = machine_of_cycles(
+        {
+            name: spec
+            for name, spec in spec_of.items()
+            if isinstance(spec, XFleet) and _template_reason(name) is None
+        }
+    )
 
     reasons: dict[str, str] = {}
     active: dict[str, XFleet] = {}

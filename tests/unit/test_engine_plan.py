@@ -277,6 +277,15 @@ CASES = [
         ["t@.service waits: t@.service is a template: start an instance such as t@1.service"],
     ),
     (
+        # the first "@" decides, as in systemd: an instance of t@.service whose instance is "a@"
+        "an instance whose instance ends in @ is placed",
+        [rec("t@a@.service")],
+        "a",
+        [],
+        {"t@a@.service": "a"},
+        ["scheduled t@a@.service on a1b2c3d4 (least loaded: 0 units)"],
+    ),
+    (
         "invalid x-fleet waits and leaves",
         [rec("bad.service", "MachineID=x;Global=true")],
         "a",
