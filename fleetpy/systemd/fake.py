@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from fleetpy.model.names import template_of
 from fleetpy.systemd.base import (
     ChangeFeed,
     ChangeStream,
@@ -41,7 +42,7 @@ from fleetpy.systemd.base import (
     check_unit_name,
     content_hash,
 )
-from fleetpy.systemd.files import DEFAULT_LINK_DIR, ForeignUnitError, template_of
+from fleetpy.systemd.files import DEFAULT_LINK_DIR, ForeignUnitError
 
 LINK_DIR = str(DEFAULT_LINK_DIR)
 

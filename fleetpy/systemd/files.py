@@ -18,6 +18,7 @@ import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
+from fleetpy.model.names import template_of
 from fleetpy.systemd.base import check_unit_name, content_hash
 
 log = logging.getLogger(__name__)
@@ -47,14 +48,6 @@ DEFAULT_SEARCH_PATH = tuple(
 
 class ForeignUnitError(FileExistsError):
     """A unit file or link that fleet did not write is where fleet would write."""
-
-
-def template_of(name: str) -> str | None:
-    """``a@1.service`` -> ``a@.service`` (systemd instantiates it); None for other names."""
-    at, dot = name.find("@"), name.rfind(".")
-    if at < 1 or dot <= at + 1:
-        return None
-    return name[: at + 1] + name[dot:]
 
 
 TMP_PREFIX = ".fleet-tmp-"
