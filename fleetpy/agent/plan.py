@@ -32,7 +32,14 @@ Rules (fleet's meaning of "loaded": loaded, and not started by fleet):
   is launched and it is up; nothing is stopped or started for it, so a
   restarted fleetd leaves healthy units alone;
 - ``holding``: units in back-off after a failed task (the executor's clock
-  decides when); they get no task until the executor lets them go.
+  decides when); they get no task until the executor lets them go;
+- ``fence`` (``[X-Fleet] StopWhenDisconnected=true``, docs/reliability.md):
+  once this machine's lease has not been renewed for ``STOP_AT`` of agent_ttl
+  (the caller measures the time), a fenced unit that is up is STOPPED and
+  recorded loaded, so that fleet starts it again; a fenced unit that is down
+  is not started. Once the lease is renewed and the unit is confirmed as
+  still scheduled here, the ordinary rules start it again. Units without the
+  option never stop for this.
 
 Pure: no I/O, no clock, no logging.
 """
@@ -40,6 +47,7 @@ Pure: no I/O, no clock, no logging.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping, Set
 from dataclasses import dataclass
 
@@ -47,6 +55,12 @@ from fleetpy.model.types import TargetState
 
 UP_STATES = frozenset({"active", "activating", "reloading", "refreshing"})
 BUSY_STATES = UP_STATES | {"deactivating"}
+STOP_AT = 2 / 3  # of agent_ttl without a renewal: fenced units stop
+
+
+def cut_off(since_renewal: float, ttl: float) -> bool:
+    """Whether fenced units must stop: no renewal for ``STOP_AT`` of ``ttl`` or longer."""
+    return since_renewal >= STOP_AT * ttl
 
 
 class TaskKind(enum.StrEnum):
@@ -76,6 +90,38 @@ class DesiredUnit:
     hash: str
     target: TargetState
     contents: str
+    fenced: bool = False  # [X-Fleet] StopWhenDisconnected=true
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """StopWhenDisconnected's inputs, read by the caller from its clock and the registry.
+
+    ``since_renewal``: seconds since the last successful renewal of this
+    machine's lease began (``math.inf``: the lease is lost). ``ttl``:
+    agent_ttl. ``unconfirmed``: fenced units not yet confirmed, by a read made
+    after the lease was renewed, as still scheduled here.
+    """
+
+    since_renewal: float
+    ttl: float
+    unconfirmed: frozenset[str] = frozenset()
+
+    @property
+    def cut_off(self) -> bool:
+        return cut_off(self.since_renewal, self.ttl)
+
+    def why_down(self, name: str) -> str | None:
+        """Why fenced unit ``name`` must not run now (None: it may)."""
+        if self.cut_off:
+            since = ("lease lost" if math.isinf(self.since_renewal)
+                     else f"lease not renewed for {self.since_renewal:.1f}s")
+            return (f"StopWhenDisconnected: {since} (fenced units stop at "
+                    f"{STOP_AT * self.ttl:.1f}s, 2/3 of agent_ttl {self.ttl:g}s)")
+        if name in self.unconfirmed:
+            return ("StopWhenDisconnected: lease renewed, not yet confirmed as still "
+                    "scheduled here")
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +169,11 @@ def _short(digest: str | None) -> str:
 
 
 def _plan_unit(
-    want: DesiredUnit, cur: CurrentUnit | None, rec: Record | None, tasks: list[Task]
+    want: DesiredUnit,
+    cur: CurrentUnit | None,
+    rec: Record | None,
+    tasks: list[Task],
+    fenced: str | None = None,
 ) -> None:
     name = want.name
     file_hash = cur.file_hash if cur else None
@@ -165,6 +215,11 @@ def _plan_unit(
         return
     if want.target != TargetState.LAUNCHED:
         return
+    if fenced is not None:  # it must not run here now: stopped if up, never started
+        if active in UP_STATES:
+            tasks.append(Task(TaskKind.STOP, name, f"unit {name} {_state(cur)}: {fenced}",
+                              record=loaded))
+        return
     if by_fleet and not loaded_now:
         return  # fleet launched it: systemd's Restart= decides from here
     if active in UP_STATES:
@@ -184,6 +239,7 @@ def plan_agent(
     current: Mapping[str, CurrentUnit],
     record: Mapping[str, Record],
     holding: Set[str] = frozenset(),
+    fence: Fence | None = None,
 ) -> list[Task]:
     """Tasks that bring ``current`` to ``desired``, in execution order ([] when converged).
 
@@ -191,6 +247,7 @@ def plan_agent(
     file in /run/fleet/units (or otherwise known here) with systemd's states.
     ``record``: fleet's record of what it loaded and launched here.
     ``holding``: units in back-off, given no task this time.
+    ``fence``: when given, fenced units run only while it allows (None: always).
     """
     tasks: list[Task] = []
     for name in sorted(set(desired) | set(current)):
@@ -205,7 +262,8 @@ def plan_agent(
                     Task(TaskKind.UNLOAD, name, f"unit {name} {why}, file present, {_state(cur)}")
                 )
             continue
-        _plan_unit(want, cur, record.get(name), tasks)
+        fenced = fence.why_down(name) if fence is not None and want.fenced else None
+        _plan_unit(want, cur, record.get(name), tasks, fenced)
     changed = sum(1 for t in tasks if t.kind in (TaskKind.LOAD, TaskKind.UNLOAD))
     if changed:
         tasks.append(
