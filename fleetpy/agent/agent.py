@@ -12,6 +12,9 @@ failed tasks and their back-off (fleetpy.agent.retry), and the settling of
 a start (fleetpy.agent.settle: ``starting`` until it settled, then
 ``launched``, so that a unit failing at once is never seen as launched). A
 daemon-reload runs only when a unit file really changed in the pass.
+Units with ``[X-Fleet] StopWhenDisconnected=true`` are stopped while this
+machine cannot renew its lease in time (fleetpy.agent.fencing measures, the
+planner decides).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fleetpy.agent import foreign
+from fleetpy.agent.fencing import Fencing
 from fleetpy.agent.machine_log import MachineLog
 from fleetpy.agent.plan import (
     BUSY_STATES,
@@ -37,6 +41,7 @@ from fleetpy.agent.record import DEFAULT_STATE_DIR, RecordFile
 from fleetpy.agent.retry import Failures, Key
 from fleetpy.agent.settle import Settling
 from fleetpy.model.types import ScheduledUnit, TargetState, UnitState
+from fleetpy.model.xfleet import xfleet_of
 from fleetpy.registry.base import Lease, Registry, RegistryError, WatchUpdate
 from fleetpy.registry.codec import decode_scheduled
 from fleetpy.registry.unreadable import REPORTS, Unreadable
@@ -59,7 +64,11 @@ class Agent:
         machine_id: str,
         lease: Callable[[], Lease],
         state_dir: Path = DEFAULT_STATE_DIR,
+        since_renewal: Callable[[], float] | None = None,
+        ttl: float = 30.0,
     ) -> None:
+        """``since_renewal``: seconds since this machine's lease was last renewed
+        (infinite once lost), for StopWhenDisconnected (None: never fenced)."""
         self._registry = registry
         self._manager = manager
         self._machine_id = machine_id
@@ -81,6 +90,9 @@ class Agent:
         # every state this agent reported, as last written: equal ones are not written again
         self._written: dict[str, UnitState] = {}
         self._refusals: dict[str, str] | None = None  # None: not read back yet
+        self.fencing = None if since_renewal is None else Fencing(
+            registry, machine_id, since_renewal, ttl, lambda: self._desired, self._wake.set,
+            self._log)
         self.converged = asyncio.Event()
         self.observe_pass: Callable[[float], None] | None = None  # fleetd's metrics
 
@@ -93,6 +105,8 @@ class Agent:
             group.create_task(self._report_loop(), name="agent-report")
             group.create_task(self._settle_loop(), name="agent-settle")
             group.create_task(self._recheck_refusals(), name="agent-refusals")
+            if self.fencing is not None:
+                group.create_task(self.fencing.run(), name="agent-fencing")
 
     # schedule ----------------------------------------------------------------
     async def _watch_schedule(self) -> None:
@@ -163,7 +177,8 @@ class Agent:
                      if n not in current and n not in desired and n not in frozen]:
             del self._record[name]  # its file is gone: nothing of fleet's left here
         holding = self._failures.holding(asyncio.get_running_loop().time())
-        tasks = plan_agent(desired, current, self._record, holding)
+        fence = self.fencing.fence() if self.fencing is not None else None
+        tasks = plan_agent(desired, current, self._record, holding, fence)
         if not tasks:
             if not holding:
                 self.converged.set()
@@ -447,4 +462,9 @@ def _key(want: DesiredUnit | None) -> Key:
 def _desired(unit: ScheduledUnit) -> DesiredUnit:
     """The planner's view of an entry; ValueError for a name no file may have."""
     check_unit_name(unit.name)
-    return DesiredUnit(name=unit.name, hash=unit.hash, target=unit.target, contents=unit.contents)
+    try:  # the engine schedules only units whose [X-Fleet] is valid
+        fenced = xfleet_of(unit.name, unit.contents).stop_when_disconnected
+    except ValueError:
+        fenced = False
+    return DesiredUnit(name=unit.name, hash=unit.hash, target=unit.target,
+                       contents=unit.contents, fenced=fenced)

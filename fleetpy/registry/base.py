@@ -127,6 +127,11 @@ class Lease(Protocol):
     def is_alive(self) -> bool: ...
 
     @property
+    def renewed_at(self) -> float:
+        """Event-loop time the last successful refresh (or the grant) was sent:
+        etcd keeps the lease at least ``ttl`` seconds from then."""
+
+    @property
     def keepalive_failures(self) -> int:
         """Refreshes that failed so far (each retried until the lease is lost)."""
 

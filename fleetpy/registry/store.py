@@ -219,8 +219,9 @@ class KVRegistry:
     async def grant_lease(self, ttl: int) -> Lease:
         if self._closed:
             raise RegistryError("registry is closed")
+        sent = asyncio.get_running_loop().time()
         lease_id, granted = await self.backend.lease_grant(ttl)
-        lease = KeepaliveLease(self.backend, lease_id, granted)
+        lease = KeepaliveLease(self.backend, lease_id, granted, sent)
         self._leases = [held for held in self._leases if held.is_alive()] + [lease]
         log.info("lease %x granted, ttl %ds", lease_id, granted)
         return lease
@@ -228,11 +229,12 @@ class KVRegistry:
     async def adopt_lease(self, lease_id: int, ttl: int) -> Lease | None:
         if self._closed:
             raise RegistryError("registry is closed")
+        sent = asyncio.get_running_loop().time()
         remaining = await self.backend.lease_keepalive(lease_id)
         if remaining <= 0:
             log.info("lease %x no longer exists, not adopted", lease_id)
             return None
-        lease = KeepaliveLease(self.backend, lease_id, ttl)
+        lease = KeepaliveLease(self.backend, lease_id, ttl, sent)
         self._leases = [held for held in self._leases if held.is_alive()] + [lease]
         log.info("lease %x adopted (%ds left), keeping it alive", lease_id, remaining)
         return lease
