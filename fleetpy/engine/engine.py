@@ -286,7 +286,8 @@ class Engine:
             if not (plan.puts or plan.deletes or waiting):
                 continue
             try:
-                await self._registry.apply_schedule(token, plan.puts, plan.deletes, waiting)
+                await self._registry.apply_schedule(token, plan.puts, plan.deletes, waiting,
+                                                    absent=plan.absent)
             except RegistryError as exc:
                 if isinstance(exc, NotLeaderError):
                     raise

@@ -24,7 +24,8 @@ and one sentence per decision, for the log:
 - a unit with ``StopWhenDisconnected=true`` whose machine is gone keeps its
   entry there, and waits, until ``fence_wait`` seconds after the engine saw
   the machine go (``gone``: the caller's clock): its agent stops it before
-  that (docs/reliability.md), so the two copies never overlap.
+  that (docs/reliability.md), so the two copies never overlap. The plan
+  names such machines (``absent``): its write must find them still gone.
 
 Units are processed by name, a MachineOf follower after its targets, and
 each placement sees the earlier ones of the same pass.
@@ -63,6 +64,8 @@ class EnginePlan:
     decisions: list[str] = field(default_factory=list)
     specs: dict[str, tuple[str, Spec]] = field(default_factory=dict)
     recheck_in: float | None = None  # seconds until a fenced unit may be placed elsewhere
+    absent: list[str] = field(default_factory=list)  # gone machines this plan moves fenced
+    # units off: the write must find them still gone (a machine back keeps its units)
 
 
 def parse_spec(name: str, contents: str) -> Spec:
@@ -392,5 +395,9 @@ def plan_engine(
     for name in sorted(previous):
         if name not in out:
             out[name] = None
+    fenced = {name for name, spec in spec_of.items()
+              if isinstance(spec, XFleet) and spec.stop_when_disconnected and not spec.is_global}
+    absent = sorted({machine_id for machine_id, name in deletes
+                     if machine_id not in cluster.machines and name in fenced})
     return EnginePlan(puts=puts, deletes=deletes, waiting=out, decisions=decisions, specs=parsed,
-                      recheck_in=min(held.values(), default=None))
+                      recheck_in=min(held.values(), default=None), absent=absent)

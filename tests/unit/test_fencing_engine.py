@@ -34,6 +34,7 @@ def test_fenced_unit_moves_only_after_the_margin(since: float, moves: bool) -> N
     if moves:
         assert after["f.service"] == "b"
         assert plan.recheck_in is None
+        assert plan.absent == [A]  # the write must find the machine still gone
         assert "f.service" not in {n for n, why in plan.waiting.items() if why}
     else:
         assert after["f.service"] == "a"  # its entry stays where its agent stops it
@@ -48,6 +49,7 @@ def test_unfenced_units_move_at_once() -> None:
     plan = plan_engine([PLAIN], machines("b"), schedule, gone={A: 0.0}, fence_wait=WAIT)
     assert layout(apply(schedule, plan)) == {"u.service": "b"}
     assert plan.recheck_in is None
+    assert plan.absent == []
 
 
 def test_a_machine_left_out_of_gone_is_long_gone() -> None:
