@@ -16,9 +16,12 @@ fleetd's behaviour, not the lab's, and belongs to the fencing work.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,6 +65,33 @@ except OSError as exc:
 """
 
 
+# Run inside a host: bind UDP argv[1]:argv[2], say "ready", then how many
+# datagrams arrive within 2 s.
+LISTEN = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+print("ready", flush=True)
+s.settimeout(0.2)
+got, end = 0, time.monotonic() + 2.0
+while time.monotonic() < end:
+    try:
+        s.recv(64)
+        got += 1
+    except socket.timeout:
+        pass
+print(got)
+"""
+SEND = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(10):
+    s.sendto(b"x", (sys.argv[1], int(sys.argv[2])))
+    time.sleep(0.1)
+"""
+UDP_PORT = 47001
+
+
 @pytest.fixture(scope="module")
 def faults_lab() -> Iterator[Lab]:
     with own_lab(NAME, SUBNET, hosts=3, etcd_members=3,
@@ -98,6 +128,35 @@ def connect(lab: Lab, name: str, ip: str, port: int) -> str:
     return ok(done).strip()
 
 
+def host_to_bridge(lab: Lab, name: str, gateway: str) -> int:
+    """Datagrams from inside host ``name`` that reach a socket here on the bridge."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((gateway, 0))
+        sock.settimeout(1.5)
+        ok(lab.exec(name, [sys.executable, "-c", SEND, gateway,
+                           str(sock.getsockname()[1])], timeout=20))
+        got = 0
+        with contextlib.suppress(TimeoutError):
+            while True:
+                sock.recv(64)
+                got += 1
+        return got
+
+
+def bridge_to_host(lab: Lab, name: str, ip: str) -> int:
+    """Datagrams sent from here (the bridge) that reach a socket inside host ``name``."""
+    argv, env = lab.command(name, [sys.executable, "-c", LISTEN, ip, str(UDP_PORT)])
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True) as listener:
+        assert listener.stdout is not None
+        assert listener.stdout.readline().strip() == "ready"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for _ in range(10):
+                sock.sendto(b"x", (ip, UDP_PORT))
+                time.sleep(0.1)
+        out, _ = listener.communicate(timeout=20)
+    return int(out.strip())
+
+
 def fault(lab: Lab, name: str) -> str:
     return next(h.fault for h in lab.status()[0] if h.name == name)
 
@@ -120,6 +179,7 @@ def test_partition_cuts_the_host_off_silently_and_heal_brings_it_back(
     before = start_pinned(lab, tmp_path, unit, victim)
     gateway = lab.etcd_endpoints[0].split("//")[1].split(":")[0]
     assert connect(lab, victim, gateway, 4001) == "connected"
+    assert host_to_bridge(lab, victim, gateway) > 0 and bridge_to_host(lab, victim, ip) > 0
 
     lab.partition(victim)
     lab.partition(victim)  # idempotent
@@ -130,6 +190,9 @@ def test_partition_cuts_the_host_off_silently_and_heal_brings_it_back(
     assert connect(lab, victim, gateway, 4001) == "timeout"
     assert connect(lab, victim, host(lab, "core-01")[1], FLEET_API_PORT) == "timeout"
     assert connect(lab, "core-01", ip, FLEET_API_PORT) == "timeout"
+    # Each direction on its own: nothing gets out of the host, nothing gets in.
+    assert host_to_bridge(lab, victim, gateway) == 0
+    assert bridge_to_host(lab, victim, ip) == 0
     eventually(lambda: machine not in machines(lab), timeout=GONE,
                what=f"{victim} gone from list-machines")
     assert invocation(lab, victim, unit) == before  # systemd and the unit ran on
