@@ -33,6 +33,7 @@ from fleetpy.agent.plan import (
     BUSY_STATES,
     CurrentUnit,
     DesiredUnit,
+    Record,
     Task,
     TaskKind,
     plan_agent,
@@ -379,6 +380,8 @@ class Agent:
             if status.name in self._desired or status.name in self._written:
                 self._pending[status.name] = status
                 self._report_wake.set()
+            if status.active_state not in BUSY_STATES and self._to_start(status.name):
+                self._wake.set()  # it was stopping (a fenced stop): started now that it is down
             if status.name in self._settling:
                 self._follow_start(status)
 
@@ -430,6 +433,13 @@ class Agent:
             self._report_wake.set()
             return
         self._written.update((s.name, s) for s in states)
+
+    def _to_start(self, name: str) -> bool:
+        """Whether fleet has yet to start ``name`` (desired launched, not launched by fleet)."""
+        want = self._desired.get(name)
+        record = self._record.get(name)
+        return (want is not None and want.target == TargetState.LAUNCHED
+                and (record is None or record != Record(want.hash, TargetState.LAUNCHED)))
 
     def _fleet_state(self, name: str) -> str:
         if name in self._settling:

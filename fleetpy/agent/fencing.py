@@ -89,9 +89,9 @@ class Fencing:
                    if d.fenced and d.target == TargetState.LAUNCHED}
         when = "the lease is lost" if since == float("inf") else f"{since:.1f}s"
         self._log.warning(
-            "no lease renewal for %s (fenced units stop at %.1fs, %.0f%% of agent_ttl %gs): "
+            "no lease renewal for %s (fenced units stop at %.1fs, 2/3 of agent_ttl %gs): "
             "stopping the units with StopWhenDisconnected until it is renewed: %s",
-            when, STOP_AT * self.ttl, STOP_AT * 100, self.ttl, _names(running))
+            when, STOP_AT * self.ttl, self.ttl, _names(running))
         self._wake()
 
     async def _confirm(self, since: float) -> None:

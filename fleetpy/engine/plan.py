@@ -375,7 +375,7 @@ def plan_engine(
     for machine_id, name in sorted(held):
         active.pop(name, None)
         reasons[name] = (f"StopWhenDisconnected: its machine {machine_id[:8]} left; placed "
-                         f"elsewhere {fence_wait:g}s after that, once its copy there stopped")
+                         f"elsewhere {fence_wait:.1f}s after that, once its copy there stopped")
     decisions: list[str] = []
     _initial(schedule, active, reasons, records, cluster, decisions, held.keys())
     planner = _Pass(cluster, active, _order(active))

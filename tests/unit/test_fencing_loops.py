@@ -143,11 +143,17 @@ async def test_a_short_disconnection_stops_the_fenced_unit_and_starts_it_again_i
     ttl = 6  # stop at 4 s without renewal; the lease lasts 6 s
     async with cluster(tmp_path, ttl) as c:
         c.registries[0].set_reachable(False)
-        await c.until(lambda: not c.running("f.service"))
+        stopping = c.managers[0].units
+        await c.until(lambda: stopping["f.service"].active_state == "deactivating")
         fencing = c.nodes[0].agent.fencing
         assert fencing is not None and fencing.cut
-        c.registries[0].set_reachable(True)  # before the lease ran out
-        await c.until(lambda: c.running("f.service") == {0})
+        c.registries[0].set_reachable(True)  # before the lease ran out, while f is stopping
+        await c.until(lambda: not fencing.cut)
+        starts = len([call for call in c.managers[0].calls if call == ("start", "f.service")])
+        # started again once its stop finished (nothing else wakes the agent meanwhile)
+        await c.until(lambda: c.running("f.service") == {0}
+                      and stopping["f.service"].active_state == "active", timeout=STOP_TAKES + 2)
+        assert [call for call in c.managers[0].calls if call == ("start", "f.service")][starts:]
         assert c.nodes[0].registered
         await asyncio.sleep(0.5)
         assert c.running("f.service") == {0} and c.running("u.service") == {0}
