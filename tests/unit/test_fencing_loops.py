@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetpy.model.types import Machine, TargetState
+from fleetpy.model.types import Machine, ScheduledUnit, TargetState
 from fleetpy.model.unitfile import make_unit_file
 from fleetpy.node import Node
 from fleetpy.registry.memory import MemoryRegistry
@@ -159,3 +159,32 @@ async def test_a_short_disconnection_stops_the_fenced_unit_and_starts_it_again_i
         assert c.running("f.service") == {0} and c.running("u.service") == {0}
     assert all(s["f.service"] <= {0} for s in c.samples)  # never anywhere else
     assert all(s["u.service"] == {0} for s in c.samples)  # never stopped
+
+
+async def test_a_new_engine_counts_the_margin_from_its_own_first_view(tmp_path: Path) -> None:
+    """The machine went before this engine led: it waits the margin from its first read."""
+    store = MemoryRegistry()
+    assert await store.create_unit(make_unit_file("f.service", FENCED), TargetState.LAUNCHED)
+    old = await store.grant_lease(30)
+    token = await store.campaign("old-engine", old)
+    assert token is not None
+    dead = "d" * 32  # a machine that is gone: schedule entry, no machines/ record
+    unit = await store.get_unit("f.service")
+    assert unit is not None
+    await store.apply_schedule(token, [ScheduledUnit("f.service", dead, TargetState.LAUNCHED,
+                                                     unit.unit.hash, unit.unit.contents)], [])
+    await old.revoke()  # the old engine is gone too
+    ttl = 3  # margin 1 s
+    c = Cluster(store)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await c.add(1, ttl, tmp_path)
+    try:
+        await c.until(lambda: c.running("f.service") == {0})
+        waited = loop.time() - started
+        assert waited >= ttl / 3, waited
+        assert c.nodes[0].engine.leading
+    finally:
+        for task in c.tasks:
+            task.cancel()
+        await asyncio.gather(*c.tasks, return_exceptions=True)
