@@ -12,7 +12,9 @@ again; ``deactivating`` counts as running), so an overlap is never missed by
 sampling. The fenced unit takes STOP_TAKES seconds to stop (ExecStop=), so
 that both margins matter: without the agent's stop it runs on through the
 partition; without the engine's wait its new copy starts (at the lease's
-expiry) while the old one is still stopping.
+expiry) while the old one is still stopping. A second test stops every etcd
+member for longer than agent_ttl: the fenced unit stops, and starts again in
+place once etcd is back; the unfenced one never stops; nothing moves.
 """
 
 from __future__ import annotations
@@ -43,8 +45,7 @@ FENCED = (f"[Service]\nExecStart=/bin/sleep infinity\nExecStop=/bin/sleep {STOP_
 PLAIN = "[Service]\nExecStart=/bin/sleep infinity\n\n" + PLACE
 SAMPLER = (
     "while :; do t=$(date +%s.%N); echo \"@ $t\"; "
-    "systemctl show -p Id -p ActiveState -p InvocationID " + " ".join(UNITS) + "; "
-    "sleep 0.1; done"
+    "systemctl show -p Id -p ActiveState -p InvocationID {units}; sleep 0.1; done"
 )
 
 
@@ -53,6 +54,7 @@ class Observer:
     """Samples of every host: (time, host, unit, ActiveState, InvocationID)."""
 
     lab: Lab
+    units: tuple[str, ...] = UNITS
     samples: list[tuple[float, str, str, str, str]] = field(default_factory=list)
     procs: list[subprocess.Popen[str]] = field(default_factory=list)
     threads: list[threading.Thread] = field(default_factory=list)
@@ -60,7 +62,8 @@ class Observer:
 
     def start(self) -> None:
         for host in self.lab.hosts:
-            argv, env = self.lab.command(host.name, ["sh", "-c", SAMPLER])
+            sampler = SAMPLER.format(units=" ".join(self.units))
+            argv, env = self.lab.command(host.name, ["sh", "-c", sampler])
             proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
                                     stderr=subprocess.DEVNULL, text=True)
             self.procs.append(proc)
@@ -88,7 +91,7 @@ class Observer:
         self._keep(now, host, props)
 
     def _keep(self, now: float, host: str, props: dict[str, str]) -> None:
-        if props.get("Id") in UNITS:
+        if props.get("Id") in self.units:
             with self.lock:
                 self.samples.append((now, host, props["Id"], props.get("ActiveState", ""),
                                      props.get("InvocationID", "")))
@@ -150,10 +153,20 @@ def overlap(spans: dict[str, list[tuple[float, float, str]]]) -> float:
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
+def fence_lab() -> Iterator[Lab]:
     with own_lab("flfence", "172.17.53.0/24", hosts=3, etcd_members=3,
                  fleet_env={"FLEET_AGENT_TTL": str(TTL)}) as the_lab:
         yield the_lab
+
+
+@pytest.fixture
+def lab(fence_lab: Lab) -> Iterator[Lab]:
+    """The module's lab; the test's units destroyed afterwards."""
+    yield fence_lab
+    with via(fence_lab, "core-02"):
+        names = ok(fleetctl(fence_lab, "list-unit-files", "--no-legend", "--fields=unit")).split()
+        if names:
+            ok(fleetctl(fence_lab, "destroy", *names))
 
 
 def test_partition_longer_than_ttl_never_runs_a_fenced_unit_twice(
@@ -227,3 +240,56 @@ def test_partition_longer_than_ttl_never_runs_a_fenced_unit_twice(
     assert [inv for s, e, inv in u_spans[cut] if e > started] == [u_before]
     assert min(e for s, e, _ in u_spans[cut] if e > started) >= healed - 0.5
     assert u_overlap > 0  # the default: both copies ran during the partition
+
+
+def test_total_etcd_outage_stops_fenced_units_and_moves_nothing(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Every etcd member down for longer than agent_ttl: the fenced unit stops (its agent
+    cannot tell this from a partition) and starts again in place once etcd is back (etcd
+    extends the leases); the unfenced unit never stops; nothing moves."""
+    host = "core-01"
+    units = ("g.service", "v.service")
+    place = PLACE.replace("fence=ok", "outage=ok")
+    (tmp_path / "g.service").write_text(FENCED.replace(PLACE, place))
+    (tmp_path / "v.service").write_text(PLAIN.replace(PLACE, place))
+    machine = next(h.machine_id for h in lab.hosts if h.name == host)
+    with via(lab, "core-02"):
+        ok(fleetctl(lab, "set-metadata", machine[:8], "outage=ok"))
+        ok(fleetctl(lab, "start", "--no-block", *(str(tmp_path / n) for n in units)))
+    observer = Observer(lab, units)
+    observer.start()
+    try:
+        eventually(lambda: all(observer.running_on(u) == {host} for u in units),
+                   timeout=60, what=f"both units running on {host}")
+        g_before, v_before = (observer.now(u)[host][1] for u in units)
+        started = time.time()
+        lab.etcd_stop(None)
+        try:
+            eventually(lambda: not observer.running_on("g.service"), timeout=3 * TTL,
+                       what="g.service stopped while etcd is down")
+            g_stopped = time.time() - started
+            time.sleep(max(0.0, 1.5 * TTL - (time.time() - started)))  # longer than agent_ttl
+            assert observer.now("v.service")[host] == ("active", v_before)
+        finally:
+            lab.etcd_start(None)
+        back = time.time()
+        again = eventually(lambda: observer.now("g.service").get(host, ("", ""))
+                           if observer.running_on("g.service") == {host} else None,
+                           timeout=6 * TTL, what=f"g.service running again on {host}")
+        g_again = time.time() - back
+        time.sleep(3)
+        end = time.time()
+    finally:
+        observer.stop()
+    g_spans = observer.intervals("g.service", end)
+    v_spans = observer.intervals("v.service", end)
+    print("outage figures:", json.dumps({
+        "etcd_down_s": round(back - started, 1), "g_stopped_after_s": round(g_stopped, 1),
+        "g_running_again_after_etcd_back_s": round(g_again, 1)}))
+    assert again[1] != g_before  # a new start, in place
+    assert {h for h, spans in g_spans.items() if spans} == {host}  # never anywhere else
+    assert [inv for _, _, inv in g_spans[host]] == [g_before, again[1]]
+    # the unfenced unit: one run, never interrupted, never anywhere else
+    assert {h for h, spans in v_spans.items() if spans} == {host}
+    assert [inv for _, _, inv in v_spans[host]] == [v_before]
