@@ -1,15 +1,16 @@
 """StopWhenDisconnected at the edge: the clock reading and the registry read the planner needs.
 
 The decision is the agent planner's (``fleetpy.agent.plan.Fence``); this
-module measures. ``Fencing.run()`` reads, every ``TICK``, how long ago this
-machine's lease was last renewed (``since_renewal``: the event loop's
-monotonic clock against the lease's ``renewed_at``; infinite once the lease
-is lost) and wakes the agent's reconcile when that crosses the cut-off
-(``STOP_AT`` of agent_ttl), either way. Once the lease is renewed again (or
-the machine registered again on a new lease) after a cut-off, fenced units
-stay down until one read of this machine's schedule, made after the renewal,
-confirms they are still scheduled here: the schedule watch may lag, and the
-engine may have moved them meanwhile. A unit that read does not show stays
+module measures. ``Fencing.run()`` reads how long ago this machine's lease
+was last renewed (``since_renewal``: the event loop's monotonic clock against
+the lease's ``renewed_at``; infinite once the lease is lost) when the cut-off
+(``STOP_AT`` of agent_ttl) would be reached, and every ``TICK`` while cut
+off, and wakes the agent's reconcile when it crosses the cut-off, either
+way. Once the lease is renewed again (or the machine registered again on a
+new lease) after a cut-off, fenced units stay down until one read of this
+machine's schedule, made after the renewal, confirms they are still
+scheduled here: the schedule watch may lag, and the engine may have moved
+them meanwhile. A unit that read does not show stays
 down until it leaves the watched schedule (it is then unloaded) or a later
 read shows it. One log line per change of state.
 """
@@ -24,7 +25,7 @@ from fleetpy.agent.plan import STOP_AT, DesiredUnit, Fence, cut_off
 from fleetpy.model.types import TargetState
 from fleetpy.registry.base import Registry, RegistryError
 
-TICK = 0.25  # seconds between clock readings (at most; ttl/20 for a shorter ttl)
+TICK = 0.25  # seconds between clock readings while cut off (ttl/20 for a shorter ttl)
 CONFIRM_EVERY = 1.0  # seconds between reads while some fenced unit is unconfirmed
 
 
@@ -69,18 +70,23 @@ class Fencing:
         return Fence(since, self.ttl, unconfirmed)
 
     async def run(self) -> None:
+        """Connected: sleep until the cut-off would come (renewals push it back, so this
+        wakes about once per keepalive interval). Cut off or unconfirmed: every tick."""
         tick = min(TICK, self.ttl / 20)
         last_read = 0.0
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(tick)
             since = self._since()
+            delay = tick
             if cut_off(since, self.ttl):
                 if not self.cut:
                     self._cut_off(since)
             elif self.cut or (self._unconfirmed and loop.time() - last_read >= CONFIRM_EVERY):
                 last_read = loop.time()
                 await self._confirm(since)
+            elif not self._unconfirmed:
+                delay = max(0.0, STOP_AT * self.ttl - since)
+            await asyncio.sleep(delay)
 
     def _cut_off(self, since: float) -> None:
         self.cut = True
