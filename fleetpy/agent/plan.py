@@ -32,7 +32,8 @@ Rules (fleet's meaning of "loaded": loaded, and not started by fleet):
   is launched and it is up; nothing is stopped or started for it, so a
   restarted fleetd leaves healthy units alone;
 - ``holding``: units in back-off after a failed task (the executor's clock
-  decides when); they get no task until the executor lets them go;
+  decides when); they get no task until the executor lets them go, except
+  the STOP of a fenced unit below;
 - ``fence`` (``[X-Fleet] StopWhenDisconnected=true``, docs/reliability.md):
   once this machine's lease has not been renewed for ``STOP_AT`` of agent_ttl
   (the caller measures the time), a fenced unit that is up is STOPPED and
@@ -251,10 +252,17 @@ def plan_agent(
     """
     tasks: list[Task] = []
     for name in sorted(set(desired) | set(current)):
-        if name in holding:
-            continue
         want = desired.get(name)
         cur = current.get(name)
+        fenced = fence.why_down(name) if fence is not None and want and want.fenced else None
+        if name in holding:
+            if fenced is not None and want is not None and cur is not None \
+                    and want.target == TargetState.LAUNCHED and cur.active_state in UP_STATES:
+                # a unit in back-off still stops when it must not run here
+                reason = f"unit {name} {_state(cur)} (in back-off): {fenced}"
+                tasks.append(Task(TaskKind.STOP, name, reason,
+                                  record=Record(want.hash, TargetState.LOADED)))
+            continue
         if want is None or want.target == TargetState.INACTIVE:
             if cur is not None and cur.file_hash is not None:
                 why = "not scheduled here" if want is None else "desired inactive"
@@ -262,7 +270,6 @@ def plan_agent(
                     Task(TaskKind.UNLOAD, name, f"unit {name} {why}, file present, {_state(cur)}")
                 )
             continue
-        fenced = fence.why_down(name) if fence is not None and want.fenced else None
         _plan_unit(want, cur, record.get(name), tasks, fenced)
     changed = sum(1 for t in tasks if t.kind in (TaskKind.LOAD, TaskKind.UNLOAD))
     if changed:

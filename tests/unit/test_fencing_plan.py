@@ -174,3 +174,16 @@ def test_fence_touches_fenced_units_only_and_stops_them_all(
     for name, d in desired.items():
         if d.fenced and d.target == LAUNCHED:
             assert after[name].active_state not in UP, (name, tasks)
+
+
+def test_a_fenced_unit_in_back_off_still_stops() -> None:
+    desired = {"f.service": fenced("f.service"), "u.service": want("u.service")}
+    current = {"f.service": cur("f.service"), "u.service": cur("u.service")}
+    holding = frozenset({"f.service", "u.service"})
+    record = launched("f.service", "u.service")
+    assert plan_agent(desired, current, record, holding, Fence(1.0, TTL)) == []
+    tasks = plan_agent(desired, current, record, holding, Fence(25.0, TTL))
+    assert kinds(tasks) == [(S, "f.service")]
+    assert tasks[0].record == Record(H1, LOADED)
+    down = {"f.service": cur("f.service", "inactive"), "u.service": cur("u.service")}
+    assert plan_agent(desired, down, record, holding, Fence(25.0, TTL)) == []
