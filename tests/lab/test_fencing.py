@@ -1,12 +1,12 @@
 """StopWhenDisconnected on a lab of its own, observed on the hosts (systemd), not in etcd.
 
 Lab ``flfence`` (172.17.53.0/24): 3 hosts, 3 etcd members, agent_ttl 10 s. A
-fenced unit and an unfenced unit run on core-01; core-01 is partitioned
-(``Lab.partition``: no traffic to etcd or the other hosts, its systemd and
-units keep running) for longer than agent_ttl, then healed. An observer
-inside every host samples systemd (ActiveState and InvocationID of both
-units, ~10 times a second, timestamped by the kernel's clock that all hosts
-share) for the whole test. Running intervals are counted pessimistically
+fenced unit and an unfenced unit run on one host (the engine leader's, then
+another's); that host is partitioned (``Lab.partition``: no traffic to etcd
+or the other hosts, its systemd and units keep running) for longer than
+agent_ttl, then healed. An observer inside every host samples systemd
+(ActiveState and InvocationID of both units, ~10 times a second, timestamped
+by the kernel's clock that all hosts share) for the whole test. Running intervals are counted pessimistically
 (from the last sample that saw the unit down to the first that saw it down
 again; ``deactivating`` counts as running), so an overlap is never missed by
 sampling. The fenced unit takes STOP_TAKES seconds to stop (ExecStop=), so
@@ -31,7 +31,7 @@ import pytest
 
 from fleetpy.lab import Lab
 from tests.lab.conftest import own_lab
-from tests.lab.fleet_helpers import eventually, fleetctl, ok, via
+from tests.lab.fleet_helpers import etcdctl, eventually, fleetctl, ok, via
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
 
@@ -169,23 +169,40 @@ def lab(fence_lab: Lab) -> Iterator[Lab]:
             ok(fleetctl(fence_lab, "destroy", *names))
 
 
+def engine_leader(lab: Lab) -> str | None:
+    """The host whose fleetd leads the engine (from etcd's leader key), None if none."""
+    value = etcdctl(lab, "get", "--print-value-only", "/fleetpy/engine/leader").strip()
+    if not value:
+        return None
+    machine_id = json.loads(value)["machine_id"]
+    return next(h.name for h in lab.hosts if h.machine_id == machine_id)
+
+
+@pytest.mark.parametrize("cut_leads", [True, False],
+                         ids=["cut-host-leads-the-engine", "another-host-leads"])
 def test_partition_longer_than_ttl_never_runs_a_fenced_unit_twice(
-    lab: Lab, tmp_path: Path
+    lab: Lab, tmp_path: Path, cut_leads: bool
 ) -> None:
+    """When the cut-off host leads the engine, a newly elected engine moves the unit
+    (counting the margin from its own start); otherwise the leader saw the host go."""
     hosts = {h.name: h for h in lab.hosts}
-    cut = "core-01"
-    for name, text in (("f.service", FENCED), ("u.service", PLAIN)):
-        (tmp_path / name).write_text(text)
-    with via(lab, "core-02"):  # fleetctl never talks to the host that will be cut off
-        ok(fleetctl(lab, "set-metadata", hosts[cut].machine_id[:8], "fence=ok"))
+    lead = eventually(lambda: engine_leader(lab), what="an engine leader")
+    cut = lead if cut_leads else next(n for n in sorted(hosts) if n != lead)
+    others = [n for n in sorted(hosts) if n != cut]
+    key = f"fence{int(cut_leads)}"
+    place = f"[X-Fleet]\nMachineMetadata={key}=ok\n"
+    (tmp_path / "f.service").write_text(FENCED.replace(PLACE, place))
+    (tmp_path / "u.service").write_text(PLAIN.replace(PLACE, place))
+    with via(lab, others[0]):  # fleetctl never talks to the host that will be cut off
+        ok(fleetctl(lab, "set-metadata", hosts[cut].machine_id[:8], f"{key}=ok"))
         ok(fleetctl(lab, "start", "--no-block", *(str(tmp_path / n) for n in UNITS)))
         observer = Observer(lab)
         observer.start()
         try:
             eventually(lambda: all(observer.running_on(u) == {cut} for u in UNITS),
                        timeout=60, what=f"both units running on {cut}")
-            for other in ("core-02", "core-03"):  # they may move there from now on
-                ok(fleetctl(lab, "set-metadata", hosts[other].machine_id[:8], "fence=ok"))
+            for other in others:  # they may move there from now on
+                ok(fleetctl(lab, "set-metadata", hosts[other].machine_id[:8], f"{key}=ok"))
             u_before = observer.now("u.service")[cut][1]
             started = time.time()
             lab.partition(cut)
@@ -218,7 +235,8 @@ def test_partition_longer_than_ttl_never_runs_a_fenced_unit_twice(
     f_gap = min(s for h, ss in f_spans.items() if h != cut for s, _, _ in ss) - (
         started + f_cut_stop)
     figures = {
-        "agent_ttl": TTL, "partitioned_s": round(partitioned, 1),
+        "agent_ttl": TTL, "cut_host_led_the_engine": cut_leads,
+        "partitioned_s": round(partitioned, 1),
         "f_stopped_on_cut_host_after_s": round(f_cut_stop, 1),
         "f_running_elsewhere_after_s": round(f_moved_after, 1),
         "f_gap_between_copies_s": round(f_gap, 1),
