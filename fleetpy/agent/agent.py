@@ -27,22 +27,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fleetpy.agent import foreign
-from fleetpy.agent.fencing import Fencing
+from fleetpy.agent.fencing import Fencing, fenced
 from fleetpy.agent.machine_log import MachineLog
 from fleetpy.agent.plan import (
     BUSY_STATES,
     CurrentUnit,
     DesiredUnit,
-    Record,
     Task,
     TaskKind,
     plan_agent,
+    start_due,
 )
 from fleetpy.agent.record import DEFAULT_STATE_DIR, RecordFile
 from fleetpy.agent.retry import Failures, Key
 from fleetpy.agent.settle import Settling
 from fleetpy.model.types import ScheduledUnit, TargetState, UnitState
-from fleetpy.model.xfleet import xfleet_of
 from fleetpy.registry.base import Lease, Registry, RegistryError, WatchUpdate
 from fleetpy.registry.codec import decode_scheduled
 from fleetpy.registry.unreadable import REPORTS, Unreadable
@@ -380,7 +379,8 @@ class Agent:
             if status.name in self._desired or status.name in self._written:
                 self._pending[status.name] = status
                 self._report_wake.set()
-            if status.active_state not in BUSY_STATES and self._to_start(status.name):
+            if status.active_state not in BUSY_STATES and start_due(
+                    self._desired.get(status.name), self._record.get(status.name)):
                 self._wake.set()  # it was stopping (a fenced stop): started now that it is down
             if status.name in self._settling:
                 self._follow_start(status)
@@ -434,13 +434,6 @@ class Agent:
             return
         self._written.update((s.name, s) for s in states)
 
-    def _to_start(self, name: str) -> bool:
-        """Whether fleet has yet to start ``name`` (desired launched, not launched by fleet)."""
-        want = self._desired.get(name)
-        record = self._record.get(name)
-        return (want is not None and want.target == TargetState.LAUNCHED
-                and (record is None or record != Record(want.hash, TargetState.LAUNCHED)))
-
     def _fleet_state(self, name: str) -> str:
         if name in self._settling:
             return "starting"
@@ -472,9 +465,5 @@ def _key(want: DesiredUnit | None) -> Key:
 def _desired(unit: ScheduledUnit) -> DesiredUnit:
     """The planner's view of an entry; ValueError for a name no file may have."""
     check_unit_name(unit.name)
-    try:  # the engine schedules only units whose [X-Fleet] is valid
-        fenced = xfleet_of(unit.name, unit.contents).stop_when_disconnected
-    except ValueError:
-        fenced = False
     return DesiredUnit(name=unit.name, hash=unit.hash, target=unit.target,
-                       contents=unit.contents, fenced=fenced)
+                       contents=unit.contents, fenced=fenced(unit.name, unit.contents))

@@ -23,10 +23,20 @@ from collections.abc import Callable, Mapping
 from fleetpy.agent.machine_log import MachineLog
 from fleetpy.agent.plan import STOP_AT, DesiredUnit, Fence, cut_off
 from fleetpy.model.types import TargetState
+from fleetpy.model.xfleet import xfleet_of
 from fleetpy.registry.base import Registry, RegistryError
 
 TICK = 0.25  # seconds between clock readings while cut off (ttl/20 for a shorter ttl)
 CONFIRM_EVERY = 1.0  # seconds between reads while some fenced unit is unconfirmed
+
+
+def fenced(name: str, contents: str) -> bool:
+    """Whether a scheduled unit asks for StopWhenDisconnected (the engine schedules only
+    units whose [X-Fleet] is valid; one that is not is taken as not fenced)."""
+    try:
+        return xfleet_of(name, contents).stop_when_disconnected
+    except ValueError:
+        return False
 
 
 def _names(names: set[str] | frozenset[str]) -> str:

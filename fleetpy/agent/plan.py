@@ -159,6 +159,13 @@ class Task:
     record: Record | None = None
 
 
+def start_due(want: DesiredUnit | None, rec: Record | None) -> bool:
+    """Whether fleet has yet to start this unit: desired launched, this version not
+    launched by fleet (e.g. stopped by its fence): it starts once it is down."""
+    return (want is not None and want.target == TargetState.LAUNCHED
+            and rec != Record(want.hash, TargetState.LAUNCHED))
+
+
 def _state(cur: CurrentUnit | None) -> str:
     if cur is None:
         return "systemd does not know it"

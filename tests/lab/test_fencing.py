@@ -2,19 +2,20 @@
 
 Lab ``flfence`` (172.17.53.0/24): 3 hosts, 3 etcd members, agent_ttl 10 s. A
 fenced unit and an unfenced unit run on one host (the engine leader's, then
-another's); that host is partitioned (``Lab.partition``: no traffic to etcd
-or the other hosts, its systemd and units keep running) for longer than
+another's); that host is partitioned (``Lab.partition``: no traffic to etcd or
+the other hosts, its systemd and units keep running) for longer than
 agent_ttl, then healed. An observer inside every host samples systemd
 (ActiveState and InvocationID of both units, ~10 times a second, timestamped
-by the kernel's clock that all hosts share) for the whole test. Running intervals are counted pessimistically
-(from the last sample that saw the unit down to the first that saw it down
-again; ``deactivating`` counts as running), so an overlap is never missed by
-sampling. The fenced unit takes STOP_TAKES seconds to stop (ExecStop=), so
-that both margins matter: without the agent's stop it runs on through the
-partition; without the engine's wait its new copy starts (at the lease's
-expiry) while the old one is still stopping. A second test stops every etcd
-member for longer than agent_ttl: the fenced unit stops, and starts again in
-place once etcd is back; the unfenced one never stops; nothing moves.
+by the kernel's clock that all hosts share) for the whole test. Running
+intervals are counted pessimistically (from the last sample that saw the unit
+down to the first that saw it down again; ``deactivating`` counts as running),
+so an overlap is never missed by sampling. The fenced unit takes STOP_TAKES
+seconds to stop (ExecStop=), so that both margins matter: without the agent's
+stop it runs on through the partition; without the engine's wait its new copy
+starts (at the lease's expiry) while the old one is still stopping. A second
+test stops every etcd member for longer than agent_ttl: the fenced unit stops,
+and starts again in place once etcd is back; the unfenced one never stops;
+nothing moves.
 """
 
 from __future__ import annotations
