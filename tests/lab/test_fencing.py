@@ -247,7 +247,8 @@ def test_partition_longer_than_ttl_never_runs_a_fenced_unit_twice(
         "samples": len(observer.samples),
     }
     print("fencing figures:", json.dumps(figures))
-    journal = lab.exec(cut, ["journalctl", "-u", "fleet.service", "--no-pager", "-o", "cat"])
+    journal = lab.exec(cut, ["journalctl", "-u", "fleet.service", "--no-pager", "-o", "cat",
+                             f"--since=@{int(started) - 1}"])
     decided = [line for line in journal.stdout.splitlines()
                if "stopping the units with StopWhenDisconnected" in line]
     assert len(decided) == 1 and "f.service" in decided[0], decided  # said once, naming it
