@@ -141,9 +141,10 @@ class Observer:
         return out
 
 
-def overlap(spans: dict[str, list[tuple[float, float, str]]]) -> float:
-    """Seconds during which the unit ran on two hosts or more."""
-    edges = sorted((t, d) for ss in spans.values() for s, e, _ in ss for t, d in ((s, 1), (e, -1)))
+def overlap(spans: dict[str, list[tuple[float, float, str]]], since: float = 0.0) -> float:
+    """Seconds (after ``since``) during which the unit ran on two hosts or more."""
+    edges = sorted((t, d) for ss in spans.values() for s, e, _ in ss if e > since
+                   for t, d in ((max(s, since), 1), (e, -1)))
     total, depth, since = 0.0, 0, 0.0
     for t, d in edges:
         if depth >= 2:
@@ -168,6 +169,14 @@ def lab(fence_lab: Lab) -> Iterator[Lab]:
         names = ok(fleetctl(fence_lab, "list-unit-files", "--no-legend", "--fields=unit")).split()
         if names:
             ok(fleetctl(fence_lab, "destroy", *names))
+
+    def stopped() -> bool:  # a unit's ExecStop takes seconds: wait until every copy is down
+        return not names or not any(
+            set(fence_lab.exec(h.name, ["systemctl", "show", "-p", "ActiveState", "--value",
+                                        *names]).stdout.split()) & RUNNING
+            for h in fence_lab.hosts)
+
+    eventually(stopped, timeout=60, what="the test's units stopped on every host")
 
 
 def engine_leader(lab: Lab) -> str | None:
@@ -202,6 +211,7 @@ def test_partition_longer_than_ttl_never_runs_a_fenced_unit_twice(
         try:
             eventually(lambda: all(observer.running_on(u) == {cut} for u in UNITS),
                        timeout=60, what=f"both units running on {cut}")
+            placed = time.time()
             for other in others:  # they may move there from now on
                 ok(fleetctl(lab, "set-metadata", hosts[other].machine_id[:8], f"{key}=ok"))
             u_before = observer.now("u.service")[cut][1]
@@ -231,9 +241,9 @@ def test_partition_longer_than_ttl_never_runs_a_fenced_unit_twice(
             observer.stop()
     f_spans = observer.intervals("f.service", end)
     u_spans = observer.intervals("u.service", end)
-    f_overlap, u_overlap = overlap(f_spans), overlap(u_spans)
+    f_overlap, u_overlap = overlap(f_spans, placed), overlap(u_spans, placed)
     f_cut_stop = min(e for s, e, _ in f_spans.get(cut, []) if e > started) - started
-    f_gap = min(s for h, ss in f_spans.items() if h != cut for s, _, _ in ss) - (
+    f_gap = min(s for h, ss in f_spans.items() if h != cut for s, e, _ in ss if e > placed) - (
         started + f_cut_stop)
     figures = {
         "agent_ttl": TTL, "cut_host_led_the_engine": cut_leads,
