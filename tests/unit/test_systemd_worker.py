@@ -44,6 +44,13 @@ async def ticker(gaps: list[float], stop: asyncio.Event) -> None:
         last = now
 
 
+async def in_flight(m: DbusUnitManager, count: int) -> None:
+    """Until ``count`` calls were sent to the worker and await its answer."""
+    async with asyncio.timeout(5):
+        while len(m._pending) < count:
+            await asyncio.sleep(0.01)
+
+
 def test_ping_round_trip() -> None:
     async def t(m: DbusUnitManager) -> None:
         assert await m._call("ping") == "pong"
@@ -91,7 +98,7 @@ def test_calls_in_flight_fail_when_the_worker_dies() -> None:
         pid = m._proc.pid
         hung = asyncio.create_task(m.debug_hang(30))
         queued = asyncio.create_task(m._call("ping"))
-        await asyncio.sleep(0.3)
+        await in_flight(m, 2)
         os.kill(pid, signal.SIGKILL)
         for task in (hung, queued):
             with pytest.raises(SystemdError, match="worker exited"):
@@ -109,7 +116,7 @@ def test_close_ends_streams_and_kills_a_hung_worker() -> None:
         await m.start()
         stream = m.changes()
         hung = asyncio.create_task(m.debug_hang(30))
-        await asyncio.sleep(0.2)
+        await in_flight(m, 1)
         proc = m._proc
         began = time.monotonic()
         await m.close()
