@@ -30,6 +30,7 @@ from tests.lab.fleet_helpers import (
     reasons,
     restart_fleetd,
     running,
+    systemd_units,
     table,
     unit_files,
     via,
@@ -294,6 +295,7 @@ def test_dead_fleetd_units_move_and_its_copies_go_when_it_returns(
     paths = write_units(tmp_path, {"db.service": "", "side.service": "MachineOf=db.service"})
     ok(fleetctl(lab, "start", *paths))
     first = eventually(lambda: running(lab, ["db.service", "side.service"]))["db.service"]
+    copies = systemd_units(lab, first, ["db.service", "side.service"])
     ok(lab.exec(first, ["systemctl", "kill", "--signal=KILL", "fleet.service"]))
     ok(lab.exec(first, ["systemctl", "stop", "fleet.service"]))
     started = time.monotonic()
@@ -313,8 +315,9 @@ def test_dead_fleetd_units_move_and_its_copies_go_when_it_returns(
         # (refreshed every TTL/3), and that is what moves the units. The upper margin
         # (5 s past TTL) is the engine's pass and the start elsewhere on a noisy machine.
         assert TTL * 2 / 3 - 1 < elapsed < TTL + 5, f"moved after {elapsed:.1f}s (agent_ttl {TTL}s)"
-        # The dead fleetd's units still run there: a second copy, until it returns.
-        assert active_on(lab, first, "db.service") == "active"
+        # The dead fleetd's units still run there, untouched: a second copy, until it
+        # returns.
+        assert systemd_units(lab, first, ["db.service", "side.service"]) == copies
     finally:
         ok(lab.exec(first, ["systemctl", "start", "fleet.service"]))
     eventually(lambda: active_on(lab, first, "db.service") != "active"
