@@ -48,6 +48,7 @@ def assert_clear(error: ValueError, name: str) -> None:
 @example(name="a.service", data="#" * (MAX_UNIT_SIZE + 1))
 @example(name="../../etc/x.service", data="[Service]\nExecStart=/bin/true\n")
 @example(name="a.service", data=b"[Service]\nExecStart=\xff\n")
+@example(name="x.service\n", data="")  # the unknown type was not quoted: a 2-line error
 def test_submit_checks_accept_or_refuse_clearly(name: str, data: str | bytes) -> None:
     try:
         unit, warnings = checked_unit_file(name, data)
@@ -67,7 +68,7 @@ def test_submit_checks_accept_or_refuse_clearly(name: str, data: str | bytes) ->
         assert tree(root) == {"run", "run/fleet", "run/systemd", "run/fleet/units",
                               "run/systemd/system", f"run/fleet/units/{name}",
                               f"run/systemd/system/{name}"}
-        assert (root / "run/systemd/system" / name).read_text() == unit.contents
+        assert (root / "run/systemd/system" / name).read_bytes() == unit.contents.encode()
         assert store.hashes() == {name: unit.hash}
         store.remove(name)
         assert store.hashes() == {}
