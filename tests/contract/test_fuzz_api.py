@@ -21,9 +21,11 @@ from fleetpy.api.validation import (
     checked_unit_file,
     short_detail,
 )
+from fleetpy.model.metadata import MAX_CHANGE, MAX_KEY, MAX_VALUE
 from fleetpy.model.unitfile import MAX_UNIT_SIZE, unit_hash
 from tests.contract.fuzz_support import FuzzCluster
 from tests.fixtures.fuzz import unit_files, unit_names
+from tests.unit.test_ctl_support import M1
 
 pytestmark = pytest.mark.etcd
 
@@ -215,6 +217,17 @@ def test_huge_fields(fz: FuzzCluster, channel: grpc.Channel) -> None:
     code, detail = watch(channel, pb.WatchUnitStatesRequest(names=[long_name])
                          .SerializeToString())
     assert code == INVALID and "longer than 255 bytes" in detail
+    # metadata of a machine that exists: a 2 MB value was etcd's "request is too large"
+    # (UNAVAILABLE), a 100 kB key was stored in the machine's record
+    for change, limit in (
+        (dict(set={"k": "v" * 2_000_000}), f"longer than {MAX_VALUE} characters"),
+        (dict(set={"k" * 100_000: "v"}), f"longer than {MAX_KEY} characters"),
+        (dict(remove=["k" * 100_000]), f"longer than {MAX_KEY} characters"),
+        (dict(set={f"k{i}": "v" for i in range(200_000)}), f"the limit is {MAX_CHANGE}"),
+    ):
+        request = pb.SetMachineMetadataRequest(machine_id=M1.id, **change)  # type: ignore[arg-type]
+        code, detail = call(channel, "SetMachineMetadata", request.SerializeToString())
+        assert code == INVALID and limit in detail and len(detail) < 300, (code, detail[:300])
     # over the message limit: gRPC refuses it before any handler runs, naming both sizes
     huge = pb.PutUnitRequest(file=pb.UnitFile(name="a.service",
                                               contents="#" * (MAX_REQUEST_BYTES + 1)))

@@ -17,6 +17,7 @@ from fleetpy.api.validation import checked_unit_file
 from fleetpy.model.unitfile import MAX_UNIT_SIZE
 from tests.contract.fuzz_support import FuzzCluster
 from tests.fixtures.fuzz import unit_files, unit_names
+from tests.unit.test_ctl_support import M1
 
 pytestmark = pytest.mark.etcd
 
@@ -160,6 +161,8 @@ def test_clear_errors_for_common_mistakes(fz: FuzzCluster, files: Path) -> None:
         (("submit", "--bogus"), "No such option '--bogus'"),
         (("list-unit-files", "--fields=nope"), "nope"),
         (("frobnicate",), 'unknown subcommand: "frobnicate"'),
+        (("set-metadata", M1.id[:8], "k=" + "v" * 2_000_000), "longer than 1024 characters"),
+        (("set-metadata", "nope", "k=v"), "nope"),
     ]
     for driver in ("api", "etcd"):
         before = fz.keyspace()
