@@ -10,7 +10,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from fleetpy.api.gen import fleet_pb2 as pb
@@ -37,7 +37,7 @@ WRITES = {"CreateUnit", "PutUnit", "SetDesired", "DestroyUnit", "CreateUnits",
 OK, INVALID = grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT
 HELLO = "[Service]\nExecStart=/bin/true\n"
 LAUNCHED = pb.TARGET_STATE_LAUNCHED
-FUZZ = settings(max_examples=40, deadline=None,
+FUZZ = settings(max_examples=100, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow, HealthCheck.data_too_large])
 
@@ -122,6 +122,7 @@ def test_generated_units(
         request = pb.CreateUnitRequest(file=files[0], desired=LAUNCHED).SerializeToString()
     else:
         request = pb.PutUnitRequest(file=files[0], desired=LAUNCHED).SerializeToString()
+    event("refused" if refusals else "accepted")
     before = fz.keyspace()
     code, detail = call(channel, how, request)
     if refusals:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
-from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 
 from fleetpy.api.validation import checked_unit_file
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.etcd
 
 DRIVERS = st.sampled_from(["api", "etcd"])
 HELLO = "[Service]\nExecStart=/bin/true\n"
-CLI = settings(max_examples=25, deadline=None,
+CLI = settings(max_examples=60, deadline=None,
                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                       HealthCheck.data_too_large])
 # what may surround the error line: click's usage lines, fleet's hint
@@ -86,6 +86,7 @@ def test_submit_generated_files(
             unit, _ = checked_unit_file(name, path.read_bytes())
         except ValueError as e:
             expected = str(e)
+        event("refused" if expected else "accepted")
         before = fz.keyspace()
         r = fz.ctl(driver, "submit", str(path))
         if expected is not None:

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from fleetpy.api.validation import checked_unit_file
@@ -53,8 +53,10 @@ def test_submit_checks_accept_or_refuse_clearly(name: str, data: str | bytes) ->
     try:
         unit, warnings = checked_unit_file(name, data)
     except (InvalidUnitName, InvalidUnitFile, InvalidXFleet) as e:
+        event(type(e).__name__)
         assert_clear(e, name)
         return
+    event("accepted")
     # accepted: a name the agent can write, a file systemd parses the same way
     assert names.is_valid(name) and not name.startswith(".")
     check_unit_name(name)
