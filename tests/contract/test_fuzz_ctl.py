@@ -74,6 +74,7 @@ def file_name_ok(name: str) -> bool:
 @example(name="..service", data="#" * (MAX_UNIT_SIZE + 1), driver="etcd")  # name first
 @example(name="a.service", data=b"[Service]\n\xff\n", driver="etcd")
 @example(name="x.scope", data=HELLO, driver="api")
+@example(name="x.service\n", data="", driver="etcd")  # the type was not quoted: two lines
 def test_submit_generated_files(
     fz: FuzzCluster, files: Path, name: str, data: str | bytes, driver: str
 ) -> None:
