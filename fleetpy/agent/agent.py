@@ -229,7 +229,8 @@ class Agent:
             elif now < self._hold_until:
                 records = await self._registry.get_units(names)
                 waiting = await self._registry.get_waiting(names)
-                kept = hold.kept_after_return(names, records, waiting)
+                here = {e.name for e in await self._registry.list_schedule(self._machine_id)}
+                kept = hold.kept_after_return(names, records, waiting, here)
         for name, why in kept.items():
             if self._kept.get(name) != why:
                 self._log.info("keeping %s running although not scheduled here: %s", name, why)

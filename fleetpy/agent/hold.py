@@ -25,7 +25,7 @@ Pure: the caller reads the records and waiting reasons and the clock.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 
 from fleetpy.model.types import TargetState
 from fleetpy.model.xfleet import xfleet_of
@@ -53,11 +53,17 @@ def kept_after_return(
     names: Sequence[str],
     records: Mapping[str, UnitRecord | None],
     waiting: Mapping[str, str],
+    scheduled_here: Set[str] = frozenset(),
 ) -> dict[str, str]:
-    """Of ``names`` (running here, not scheduled here, just after this machine
-    registered again), those to keep running for now, with why."""
+    """Of ``names`` (running here, not scheduled here as far as the agent's watch
+    has told it, just after this machine registered again), those to keep running
+    for now, with why. ``records``, ``waiting`` and ``scheduled_here`` were read
+    after the watch's view: the engine may already have placed a unit here again."""
     kept: dict[str, str] = {}
     for name in names:
+        if name in scheduled_here:
+            kept[name] = "scheduled here again (the schedule watch has not said so yet)"
+            continue
         record = records.get(name)
         if record is None or record.desired == TargetState.INACTIVE:
             continue  # destroyed or unloaded: the user asked

@@ -46,6 +46,9 @@ def test_what_is_kept_after_the_machine_is_back() -> None:
     assert set(kept) == {"pinned.service", "global.service"}
     assert "MachineID=abc: no such machine" in kept["pinned.service"]
     assert "Global" in kept["global.service"]
+    # read after the watch's view: the engine already put it back here
+    again = kept_after_return(["moved.service"], records, {}, {"moved.service"})
+    assert list(again) == ["moved.service"] and "scheduled here again" in again["moved.service"]
 
 
 async def schedule_of(store: MemoryRegistry) -> dict[str, set[str]]:
