@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 SOCKET_MODE = 0o660
 SOCKET_GROUP = "fleet"
 MAX_MESSAGE = 64 * 1024 * 1024
+# fleetctl pings an open watch every few seconds (fleetpy.api.failover) to find a
+# dead member; gRPC's default would answer pings more often than every 5 min with GOAWAY.
+MIN_PING_INTERVAL = 2.0
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -278,6 +281,7 @@ async def start_api_server(
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", MAX_MESSAGE),
         ("grpc.max_send_message_length", MAX_MESSAGE),
+        ("grpc.http2.min_ping_interval_without_data_ms", int(MIN_PING_INTERVAL * 1000)),
     ])
     pb_grpc.add_FleetServicer_to_server(FleetService(registry), server)  # type: ignore[no-untyped-call]
     sockets: list[str] = []
