@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fleetpy.api.transport import parse_endpoint
+from fleetpy.registry.endpoints import unreachable_message
 
 MIN_CONNECT = 0.25  # an endpoint gets at least this long to connect (when time is left)
 NO_LIMIT_CONNECT = 2.0  # connect deadline of each endpoint but the last without a timeout
@@ -73,14 +74,9 @@ def may_fail_over(connected: bool, code: str, read: bool) -> bool:
 
 
 def tried_message(tried: Sequence[tuple[str, str]]) -> str:
-    """``cannot reach the fleet API (tried A, B): why`` when every endpoint failed alike,
-    else ``cannot reach the fleet API: tried A (why), B (why)``."""
-    reasons = list(dict.fromkeys(why for _, why in tried))
-    if len(reasons) == 1:
-        urls = ", ".join(url for url, _ in tried)
-        return f"cannot reach the fleet API (tried {urls}): {reasons[0]}"
-    return "cannot reach the fleet API: tried " + ", ".join(
-        f"{url} ({why})" for url, why in tried)
+    """``cannot reach the fleet API (tried A, B): why``, or ``...: A: why; B: why``
+    when they failed differently: the words of --driver etcd's errors."""
+    return unreachable_message(tried, "the fleet API")
 
 
 def seconds(value: float) -> str:

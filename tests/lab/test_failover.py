@@ -84,8 +84,6 @@ def test_none_left_the_error_names_every_endpoint(lab: Lab, user_env: dict[str, 
     done, elapsed = timed(user_env, "list-units")
     assert done.returncode == 1
     said = done.stderr
-    assert said.startswith("Error: cannot reach the fleet API"), said
-    assert "tried " in said, said
-    for host in lab.hosts:
-        assert f"http://{host.ip}:{FLEET_API_PORT}" in said, said
+    tried = ", ".join(f"http://{h.ip}:{FLEET_API_PORT}" for h in lab.hosts)
+    assert said.startswith(f"Error: cannot reach the fleet API (tried {tried}): "), said
     assert elapsed < 30  # the request timeout (3 s), not a hang

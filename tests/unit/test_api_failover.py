@@ -83,8 +83,8 @@ def test_may_fail_over(connected: bool, code: str, read: bool, moves_on: bool) -
 def test_tried_message_names_every_endpoint() -> None:
     assert ep.tried_message([("http://a:1", "no answer within 1s"),
                              ("http://b:1", "connection refused")]) == (
-        "cannot reach the fleet API: tried http://a:1 (no answer within 1s), "
-        "http://b:1 (connection refused)")
+        "cannot reach the fleet API (tried http://a:1, http://b:1): "
+        "http://a:1: no answer within 1s; http://b:1: connection refused")
     assert ep.tried_message([("https://a:1", "bad cert"), ("https://b:1", "bad cert")]) == (
         "cannot reach the fleet API (tried https://a:1, https://b:1): bad cert")
 
@@ -166,8 +166,8 @@ async def test_every_endpoint_down_names_each_and_why(mute: str) -> None:
             await client.list_machines()
     finally:
         await client.close()
-    assert str(info.value) == (f"cannot reach the fleet API: tried {mute} (no answer within "
-                               f"1s), {refused} (connection refused)")
+    assert str(info.value) == (f"cannot reach the fleet API (tried {mute}, {refused}): "
+                               f"{mute}: no answer within 1s; {refused}: connection refused")
     assert time.monotonic() - started < 4.0  # within the request timeout, give or take
 
 
