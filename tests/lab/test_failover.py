@@ -20,7 +20,7 @@ import pytest
 from fleetpy.lab import Lab
 from fleetpy.lab.state import FLEET_API_PORT
 from tests.lab.conftest import own_lab
-from tests.lab.fleet_helpers import SLEEPER, ok, table
+from tests.lab.fleet_helpers import SLEEPER, ok, table, write_units
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(150)]
 
@@ -56,18 +56,44 @@ def timed(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess[
     return done, elapsed
 
 
+def test_a_blocking_start_outlives_its_member(lab: Lab, user_env: dict[str, str],
+                                              tmp_path: Path) -> None:
+    """fleetctl waits on core-01's API (first in the list) for a unit no machine can
+    take yet; core-01 crashes while it waits; then core-03 gets the metadata the
+    unit asks for: the wait goes on through core-02 and ends as usual."""
+    first, _, last = lab.hosts
+    (unit,) = write_units(tmp_path, {"late.service": "MachineMetadata=role=late"})
+    waiting = subprocess.Popen(["fleetctl", "start", unit], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, **user_env})
+    try:
+        assert waiting.stderr is not None
+        said = waiting.stderr.readline()  # the wait has begun
+        assert said.startswith("Unit late.service is waiting to be scheduled: "), said
+        lab.host_stop(first.name, kill=True)
+        # from inside core-03 (its own socket): only the waiting fleetctl must fail over
+        ok(lab.exec(last.name, ["fleetctl", "set-metadata", last.machine_id, "role=late"]))
+        out, err = waiting.communicate(timeout=60)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+            waiting.communicate()
+    assert waiting.returncode == 0, err
+    assert out.endswith(f"Unit late.service launched on {last.machine_id[:8]}.../{last.ip}\n")
+
+
 def test_one_host_left_answers_and_starts_a_unit(
     lab: Lab, user_env: dict[str, str], tmp_path: Path
 ) -> None:
-    first, second, last = lab.hosts
-    assert all(h.pid is not None for h in lab.hosts)
-    lab.host_stop(first.name, kill=True)
-    lab.host_stop(second.name, kill=True)
+    *dead, last = lab.hosts
+    for host in dead:
+        if host.pid is not None:
+            lab.host_stop(host.name, kill=True)
 
     machines, _ = timed(user_env, "list-machines", "--no-legend", "--full")
     assert last.machine_id in [row[0] for row in table(ok(machines))]
-    units, _ = timed(user_env, "list-units")
-    assert ok(units).split() == ["UNIT", "MACHINE", "ACTIVE", "SUB"]
+    units, _ = timed(user_env, "list-units", "--no-legend")
+    assert ["late.service", f"{last.machine_id[:8]}.../{last.ip}", "active", "running"] in (
+        table(ok(units)))
 
     unit = tmp_path / "hello.service"
     unit.write_text(SLEEPER.format(name="hello"))
