@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE = 64 * 1024 * 1024
 KEEPALIVE_TIME = 4.0  # fleetd accepts pings this often (server.py: MIN_PING_INTERVAL)
 KEEPALIVE_TIMEOUT = 4.0
+ROUND_WITHOUT_TIMEOUT = 3.0  # connected(): one round over the members, --request-timeout=0
 PROBE = "/fleetpy.failover.Probe/Connect"  # no such service: answered without a servicer
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE),
@@ -131,43 +133,11 @@ class Members:
         for m in self.members:
             await m.channel.close(None)
 
-    async def call(self, method: str, request: Any, *, read: bool,
-                   none_on: grpc.StatusCode | None = None) -> Any:
-        """``method`` of the Fleet stub, failing over as the module docstring says;
-        None when the server answers ``none_on`` (NOT_FOUND: no such unit)."""
+    async def _reachable(self, until: float | None,
+                         failures: list[Failure]) -> AsyncGenerator[tuple[int, Member], None]:
+        """The members that connect, in attempt order, each within its connect deadline
+        (``until``: the loop time the request must end by); the others go to ``failures``."""
         loop = asyncio.get_running_loop()
-        until = None if self.timeout is None else loop.time() + self.timeout
-        failures: list[Failure] = []
-        order = attempt_order(len(self.members), self.current)
-        for n, index in enumerate(order):
-            member = self.members[index]
-            remaining = None if until is None else until - loop.time()
-            deadline = connect_deadline(remaining, len(order) - n)
-            connected = await member.connect(deadline)
-            if connected is not True:
-                error = connected if isinstance(connected, grpc.aio.AioRpcError) else None
-                failures.append(Failure(member, error, deadline))
-                continue
-            remaining = None if until is None else max(until - loop.time(), 0.01)
-            try:
-                response = await getattr(member.stub, method)(request, timeout=remaining)
-            except grpc.aio.AioRpcError as e:
-                if none_on is not None and e.code() == none_on:
-                    self._answered(index, failures)
-                    return None
-                if not may_fail_over(True, e.code().name, read):
-                    raise self.error(member, e) from None
-                failures.append(Failure(member, e, remaining))
-                continue
-            self._answered(index, failures)
-            return response
-        raise self.unreachable(failures)
-
-    async def connected(self) -> Member:
-        """A member that is READY (for a stream), trying them in order; else RegistryError."""
-        loop = asyncio.get_running_loop()
-        until = None if self.timeout is None else loop.time() + self.timeout
-        failures: list[Failure] = []
         order = attempt_order(len(self.members), self.current)
         for n, index in enumerate(order):
             member = self.members[index]
@@ -175,10 +145,44 @@ class Members:
             deadline = connect_deadline(remaining, len(order) - n)
             connected = await member.connect(deadline)
             if connected is True:
+                yield index, member
+            else:
+                error = connected if isinstance(connected, grpc.aio.AioRpcError) else None
+                failures.append(Failure(member, error, deadline))
+
+    async def call(self, method: str, request: Any, *, read: bool,
+                   none_on: grpc.StatusCode | None = None) -> Any:
+        """``method`` of the Fleet stub, failing over as the module docstring says;
+        None when the server answers ``none_on`` (NOT_FOUND: no such unit)."""
+        loop = asyncio.get_running_loop()
+        until = None if self.timeout is None else loop.time() + self.timeout
+        failures: list[Failure] = []
+        async with aclosing(self._reachable(until, failures)) as reachable:
+            async for index, member in reachable:
+                remaining = None if until is None else max(until - loop.time(), 0.01)
+                try:
+                    response = await getattr(member.stub, method)(request, timeout=remaining)
+                except grpc.aio.AioRpcError as e:
+                    if none_on is not None and e.code() == none_on:
+                        self._answered(index, failures)
+                        return None
+                    if not may_fail_over(True, e.code().name, read):
+                        raise self.error(member, e) from None
+                    failures.append(Failure(member, e, remaining))
+                    continue
+                self._answered(index, failures)
+                return response
+        raise self.unreachable(failures)
+
+    async def connected(self) -> Member:
+        """A member that is READY (for a stream), trying them in order; else RegistryError."""
+        # a round ends even without a request timeout: a watch then tries them all again
+        until = asyncio.get_running_loop().time() + (self.timeout or ROUND_WITHOUT_TIMEOUT)
+        failures: list[Failure] = []
+        async with aclosing(self._reachable(until, failures)) as reachable:
+            async for index, member in reachable:
                 self._answered(index, failures)
                 return member
-            error = connected if isinstance(connected, grpc.aio.AioRpcError) else None
-            failures.append(Failure(member, error, deadline))
         raise self.unreachable(failures)
 
     def lost(self, member: Member) -> None:
