@@ -8,7 +8,9 @@ connection, no HTTP/2 answer ever comes, as with a frozen or unreachable member.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -331,3 +333,30 @@ async def test_https_endpoints_in_a_list(certs: dict[str, pki.Cert]) -> None:
     assert str(info.value).startswith(f"cannot reach the fleet API (tried {live}, {also}): ")
     assert "client certificate" in str(info.value)
 
+
+
+def test_fleetctl_takes_a_list() -> None:
+    from click.testing import CliRunner
+
+    from fleetpy.ctl.common import CtlEnv
+    from fleetpy.ctl.main import main
+    from tests.unit.test_ctl_support import M1, Cluster
+
+    def invoke(*args: str) -> tuple[int, str, str]:
+        r = CliRunner().invoke(main, list(args), obj=CtlEnv())
+        return r.exit_code, r.stdout, r.stderr
+
+    short = Path(tempfile.mkdtemp(prefix="ffo", dir="/tmp"))
+    dead = "unix:///nonexistent/fleet.sock"
+    try:
+        with Cluster() as cluster:
+            api = cluster.start_api(str(short / "fleet.sock"))
+            code, out, err = invoke("--endpoint", f"{dead}, {api}", "list-machines", "-l")
+            assert (code, err) == (0, "")
+            assert M1.id in out
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+    code, _, err = invoke("--endpoint", f"{dead},{dead}x", "--tunnel", "h", "list-units")
+    assert code == 1 and "--tunnel reaches one endpoint from the member" in err
+    code, _, err = invoke("--endpoint", f"{dead},nohost", "list-units")
+    assert code == 1 and err.startswith("Error: Unable to initialize client: endpoint 'nohost'")
