@@ -22,6 +22,7 @@ from fleetpy.api.failover import Members
 from fleetpy.api.gen import fleet_pb2 as pb
 from fleetpy.api.snapshot import Snapshot
 from fleetpy.api.transport import TlsFiles, parse_endpoint
+from fleetpy.api.validation import CLIENT_BATCH, CLIENT_BATCH_BYTES
 from fleetpy.concurrency import each
 from fleetpy.model.metadata import MetadataChange
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
@@ -37,13 +38,32 @@ _RETRY_STREAM = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLE
 log = logging.getLogger(__name__)
 
 
-BATCH = 1000  # units per request of the many-units calls
+BATCH = CLIENT_BATCH  # units per request of the many-units calls
+BATCH_BYTES = CLIENT_BATCH_BYTES  # and bytes of names and contents per request
 IN_FLIGHT = 4  # such requests at once
 T = TypeVar("T")
 
 
+def _size(item: object) -> int:
+    """Bytes an item adds to a request: a name, or a unit's name and contents."""
+    if isinstance(item, UnitFile):
+        return len(item.name) + len(item.contents.encode("utf-8", "surrogatepass")) + 64
+    return len(str(item)) + 8
+
+
 def _batches(items: Sequence[T]) -> list[Sequence[T]]:
-    return [items[i:i + BATCH] for i in range(0, len(items), BATCH)]
+    """Runs of at most BATCH items and BATCH_BYTES (the server's limits are well above)."""
+    out: list[Sequence[T]] = []
+    start, total = 0, 0
+    for i, item in enumerate(items):
+        n = _size(item)
+        if i > start and (i - start >= BATCH or total + n > BATCH_BYTES):
+            out.append(items[start:i])
+            start, total = i, 0
+        total += n
+    if start < len(items):
+        out.append(items[start:])
+    return out
 
 
 def grpc_target(endpoint: str) -> str:

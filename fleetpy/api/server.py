@@ -2,6 +2,12 @@
 
 fleetd calls :func:`start_api_server` with its registry and the addresses to
 listen on (``unix:///var/run/fleet.sock`` and, when configured, ``host:port``).
+
+Bad input never reaches the registry and never becomes INTERNAL or UNKNOWN:
+a request that does not decode as its message, an invalid unit name or file,
+or a request over a limit (fleetpy.api.validation) is INVALID_ARGUMENT with
+the reason; a message over MAX_REQUEST_BYTES is RESOURCE_EXHAUSTED (gRPC's
+own check, naming both sizes). Error messages are cut to MAX_DETAIL characters.
 """
 
 from __future__ import annotations
@@ -23,8 +29,16 @@ from fleetpy.api.gen import fleet_pb2 as pb
 from fleetpy.api.gen import fleet_pb2_grpc as pb_grpc
 from fleetpy.api.snapshot import watch_snapshots
 from fleetpy.api.transport import TlsFiles, server_credentials
-from fleetpy.api.validation import checked_unit_file
+from fleetpy.api.validation import (
+    MAX_REQUEST_BYTES,
+    check_count,
+    checked_machine_id,
+    checked_names,
+    checked_unit_file,
+    short_detail,
+)
 from fleetpy.model.metadata import MetadataChange
+from fleetpy.model.names import validate_unit_name
 from fleetpy.model.types import UnitFile
 from fleetpy.registry.base import Registry, RegistryError
 
@@ -32,7 +46,8 @@ log = logging.getLogger(__name__)
 
 SOCKET_MODE = 0o660
 SOCKET_GROUP = "fleet"
-MAX_MESSAGE = 64 * 1024 * 1024
+MAX_MESSAGE = 64 * 1024 * 1024  # what the server sends (a list of many units)
+SERVICE = "fleetpy.v1.Fleet"
 # fleetctl pings an open watch every few seconds (fleetpy.api.failover) to find a
 # dead member; gRPC's default would answer pings more often than every 5 min with GOAWAY.
 MIN_PING_INTERVAL = 2.0
@@ -42,17 +57,43 @@ Resp = TypeVar("Resp")
 Handler = Callable[[Any, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]]
 
 
+class Malformed:
+    """A request whose bytes do not decode as the method's message (see _decoding)."""
+
+    def __init__(self, message: str, problem: str) -> None:
+        self.reason = f"malformed {message}: {problem}"
+
+
+def _decoding(decode: Callable[[bytes], Any], message: str) -> Callable[[bytes], Any]:
+    """``decode``, giving a Malformed request instead of raising (grpc would say UNKNOWN)."""
+
+    def lenient(data: bytes) -> Any:
+        try:
+            return decode(data)
+        except Exception as e:  # protobuf's DecodeError, or anything its parser raises
+            return Malformed(message, str(e) or type(e).__name__)
+
+    return lenient
+
+
+async def _refuse_malformed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    if isinstance(request, Malformed):
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, short_detail(request.reason))
+
+
 def _unary(fn: Handler[Req, Resp]) -> Handler[Req, Resp]:
     """Map registry and validation failures to gRPC status codes."""
 
     @functools.wraps(fn)
     async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext[Any, Any]) -> Resp:
+        await _refuse_malformed(request, context)
         try:
             return await fn(self, request, context)
         except RegistryError as e:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(e) or type(e).__name__)
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                short_detail(str(e) or type(e).__name__))
         except (convert.ConversionError, ValueError) as e:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, short_detail(str(e)))
         raise AssertionError("unreachable")  # context.abort raises
 
     return wrapper
@@ -89,6 +130,7 @@ class FleetService(pb_grpc.FleetServicer):
 
     @_unary
     async def GetUnit(self, request: pb.GetUnitRequest, context: Any) -> pb.GetUnitResponse:
+        validate_unit_name(request.name)
         record = await self._registry.get_unit(request.name)
         if record is None:
             await self._not_found(context, request.name)
@@ -104,6 +146,7 @@ class FleetService(pb_grpc.FleetServicer):
     async def SetDesired(
         self, request: pb.SetDesiredRequest, context: Any
     ) -> pb.SetDesiredResponse:
+        validate_unit_name(request.name)
         desired = convert.state_from_pb(request.desired)
         if not await self._registry.set_desired(request.name, desired):
             await self._not_found(context, request.name)
@@ -113,13 +156,14 @@ class FleetService(pb_grpc.FleetServicer):
     async def DestroyUnit(
         self, request: pb.DestroyUnitRequest, context: Any
     ) -> pb.DestroyUnitResponse:
+        validate_unit_name(request.name)
         if not await self._registry.destroy_unit(request.name):
             await self._not_found(context, request.name)
         return pb.DestroyUnitResponse()
 
     @_unary
     async def GetUnits(self, request: pb.GetUnitsRequest, context: Any) -> pb.GetUnitsResponse:
-        found = await self._registry.get_units(list(request.names))
+        found = await self._registry.get_units(checked_names(request.names))
         return pb.GetUnitsResponse(
             units=[convert.record_to_pb(r) for r in found.values() if r is not None],
             missing=[n for n, r in found.items() if r is None])
@@ -128,6 +172,7 @@ class FleetService(pb_grpc.FleetServicer):
     async def CreateUnits(
         self, request: pb.CreateUnitsRequest, context: Any
     ) -> pb.CreateUnitsResponse:
+        check_count(len(request.files))
         units = [_checked_unit(f) for f in request.files]  # all checked before any write
         created = await self._registry.create_units(units, convert.state_from_pb(request.desired))
         return pb.CreateUnitsResponse(created=[n for n, ok in created.items() if ok])
@@ -136,15 +181,16 @@ class FleetService(pb_grpc.FleetServicer):
     async def SetDesiredMany(
         self, request: pb.SetDesiredManyRequest, context: Any
     ) -> pb.SetDesiredManyResponse:
+        names = checked_names(request.names)
         done = await self._registry.set_desired_many(
-            list(request.names), convert.state_from_pb(request.desired))
+            names, convert.state_from_pb(request.desired))
         return pb.SetDesiredManyResponse(missing=[n for n, ok in done.items() if not ok])
 
     @_unary
     async def DestroyUnits(
         self, request: pb.DestroyUnitsRequest, context: Any
     ) -> pb.DestroyUnitsResponse:
-        gone = await self._registry.destroy_units(list(request.names))
+        gone = await self._registry.destroy_units(checked_names(request.names))
         return pb.DestroyUnitsResponse(missing=[n for n, ok in gone.items() if not ok])
 
     @_unary
@@ -159,7 +205,8 @@ class FleetService(pb_grpc.FleetServicer):
         self, request: pb.SetMachineMetadataRequest, context: Any
     ) -> pb.SetMachineMetadataResponse:
         change = MetadataChange.make(dict(request.set), list(request.remove))
-        machine = await self._registry.set_machine_metadata(request.machine_id, change)
+        machine = await self._registry.set_machine_metadata(
+            checked_machine_id(request.machine_id), change)
         if machine is None:
             await context.abort(grpc.StatusCode.NOT_FOUND,
                                 f"machine {request.machine_id} is not in the cluster")
@@ -170,14 +217,16 @@ class FleetService(pb_grpc.FleetServicer):
     async def ListUnitStates(
         self, request: pb.ListUnitStatesRequest, context: Any
     ) -> pb.ListUnitStatesResponse:
-        states = await self._registry.list_unit_states(request.machine_id or None)
+        states = await self._registry.list_unit_states(
+            checked_machine_id(request.machine_id) or None)
         return pb.ListUnitStatesResponse(states=[convert.state_msg_to_pb(s) for s in states])
 
     @_unary
     async def ListSchedule(
         self, request: pb.ListScheduleRequest, context: Any
     ) -> pb.ListScheduleResponse:
-        units = await self._registry.list_schedule(request.machine_id or None)
+        units = await self._registry.list_schedule(
+            checked_machine_id(request.machine_id) or None)
         return pb.ListScheduleResponse(units=[convert.scheduled_to_pb(u) for u in units])
 
     @_unary
@@ -199,12 +248,18 @@ class FleetService(pb_grpc.FleetServicer):
     async def WatchUnitStates(
         self, request: pb.WatchUnitStatesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.ClusterSnapshot]:
-        names = list(request.names) or None
+        await _refuse_malformed(request, context)
+        try:
+            names = checked_names(request.names) or None
+        except ValueError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, short_detail(str(e)))
+            return
         try:
             async for snap in watch_snapshots(self._registry, names):
                 yield convert.snapshot_to_pb(snap)
         except RegistryError as e:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(e) or type(e).__name__)
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                short_detail(str(e) or type(e).__name__))
 
 
 def _unix_path(address: str) -> str | None:
@@ -279,11 +334,11 @@ async def start_api_server(
     if not listen:
         raise ValueError("start_api_server: no address to listen on")
     server = grpc.aio.server(options=[
-        ("grpc.max_receive_message_length", MAX_MESSAGE),
+        ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE),
         ("grpc.http2.min_ping_interval_without_data_ms", int(MIN_PING_INTERVAL * 1000)),
     ])
-    pb_grpc.add_FleetServicer_to_server(FleetService(registry), server)  # type: ignore[no-untyped-call]
+    _add_service(FleetService(registry), server)
     sockets: list[str] = []
     for address in listen:
         path = _unix_path(address)
@@ -306,6 +361,32 @@ async def start_api_server(
     for path in sockets:
         _secure_socket(path)
     return server
+
+
+class _Handlers:
+    """Stands in for the server to catch the generated code's method handlers."""
+
+    handlers: dict[str, Any]  # method name -> grpc.RpcMethodHandler
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        pass
+
+    def add_registered_method_handlers(self, service: str, handlers: Any) -> None:
+        self.handlers = dict(handlers)
+
+
+def _add_service(service: FleetService, server: grpc.aio.Server) -> None:
+    """add_FleetServicer_to_server, with requests decoded by _decoding."""
+    caught = _Handlers()
+    pb_grpc.add_FleetServicer_to_server(service, caught)  # type: ignore[no-untyped-call]
+    methods = pb.DESCRIPTOR.services_by_name["Fleet"].methods_by_name
+    handlers = {
+        name: handler._replace(request_deserializer=_decoding(
+            handler.request_deserializer, methods[name].input_type.name))
+        for name, handler in caught.handlers.items()
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_registered_method_handlers(SERVICE, handlers)  # type: ignore[attr-defined]
 
 
 def _add_tcp(server: grpc.aio.Server, address: str, tls: TlsFiles | None) -> int:
