@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -56,6 +56,45 @@ def timed(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess[
     return done, elapsed
 
 
+def wait_through(lab: Lab, env: dict[str, str], unit: str, fault: Callable[[], None],
+                 metadata: str) -> subprocess.CompletedProcess[str]:
+    """``fleetctl start UNIT`` (whose unit asks for ``metadata``) from this machine; once
+    it waits for a machine, ``fault()``; then core-03 gets ``metadata``."""
+    last = lab.hosts[-1]
+    waiting = subprocess.Popen(["fleetctl", "start", unit], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
+    try:
+        assert waiting.stderr is not None
+        said = waiting.stderr.readline()  # the wait has begun
+        assert said.startswith(f"Unit {Path(unit).name} is waiting to be scheduled: "), said
+        started = time.monotonic()
+        fault()
+        # from inside core-03 (its own socket): only the waiting fleetctl must fail over
+        ok(lab.exec(last.name, ["fleetctl", "set-metadata", last.machine_id, metadata]))
+        out, err = waiting.communicate(timeout=60)
+        print(f"{Path(unit).name}: launched {time.monotonic() - started:.1f}s after the fault")
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+            waiting.communicate()
+    return subprocess.CompletedProcess(waiting.args, waiting.returncode, out, err)
+
+
+def test_a_blocking_start_outlives_a_frozen_member(lab: Lab, user_env: dict[str, str],
+                                                   tmp_path: Path) -> None:
+    """The member fleetctl waits on freezes (no FIN, no RST: only keepalive pings
+    tell): the wait goes on through the next member."""
+    first, _, last = lab.hosts
+    (unit,) = write_units(tmp_path, {"cold.service": "MachineMetadata=cold=yes"})
+    try:
+        done = wait_through(lab, user_env, unit, lambda: lab.pause(first.name), "cold=yes")
+    finally:
+        lab.resume(first.name)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith(
+        f"Unit cold.service launched on {last.machine_id[:8]}.../{last.ip}\n")
+
+
 def test_a_blocking_start_outlives_its_member(lab: Lab, user_env: dict[str, str],
                                               tmp_path: Path) -> None:
     """fleetctl waits on core-01's API (first in the list) for a unit no machine can
@@ -63,22 +102,11 @@ def test_a_blocking_start_outlives_its_member(lab: Lab, user_env: dict[str, str]
     unit asks for: the wait goes on through core-02 and ends as usual."""
     first, _, last = lab.hosts
     (unit,) = write_units(tmp_path, {"late.service": "MachineMetadata=role=late"})
-    waiting = subprocess.Popen(["fleetctl", "start", unit], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env={**os.environ, **user_env})
-    try:
-        assert waiting.stderr is not None
-        said = waiting.stderr.readline()  # the wait has begun
-        assert said.startswith("Unit late.service is waiting to be scheduled: "), said
-        lab.host_stop(first.name, kill=True)
-        # from inside core-03 (its own socket): only the waiting fleetctl must fail over
-        ok(lab.exec(last.name, ["fleetctl", "set-metadata", last.machine_id, "role=late"]))
-        out, err = waiting.communicate(timeout=60)
-    finally:
-        if waiting.poll() is None:
-            waiting.kill()
-            waiting.communicate()
-    assert waiting.returncode == 0, err
-    assert out.endswith(f"Unit late.service launched on {last.machine_id[:8]}.../{last.ip}\n")
+    done = wait_through(lab, user_env, unit, lambda: lab.host_stop(first.name, kill=True),
+                        "role=late")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith(
+        f"Unit late.service launched on {last.machine_id[:8]}.../{last.ip}\n")
 
 
 def test_one_host_left_answers_and_starts_a_unit(
