@@ -48,6 +48,9 @@ SOCKET_MODE = 0o660
 SOCKET_GROUP = "fleet"
 MAX_MESSAGE = 64 * 1024 * 1024  # what the server sends (a list of many units)
 SERVICE = "fleetpy.v1.Fleet"
+# fleetctl pings an open watch every few seconds (fleetpy.api.failover) to find a
+# dead member; gRPC's default would answer pings more often than every 5 min with GOAWAY.
+MIN_PING_INTERVAL = 2.0
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -333,6 +336,7 @@ async def start_api_server(
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE),
+        ("grpc.http2.min_ping_interval_without_data_ms", int(MIN_PING_INTERVAL * 1000)),
     ])
     _add_service(FleetService(registry), server)
     sockets: list[str] = []
