@@ -399,10 +399,7 @@ class Lab:
         """Start one more etcd with the lab's discovery URL (discovery.py); what it became."""
         _require_root()
         with locked(self.cfg):
-            state = self._state()
-            group = cgroups.create(f"{self.cfg.cgroup}/etcd")
-            extra = lab_secure.etcd_args(self.cfg, state.secure) if state.secure else []
-            return lab_discovery.join(self.cfg, state, fallback, group, extra,
+            return lab_discovery.join(self.cfg, self._state(), fallback,
                                       lambda s: save(self.cfg, s))[0]
 
     def discovery_status(self) -> list[str]:

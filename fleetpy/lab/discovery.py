@@ -31,7 +31,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from fleetpy.lab import cgroups as lab_cgroups
 from fleetpy.lab import etcd, procs
+from fleetpy.lab import secure as lab_secure
 from fleetpy.lab.errors import LabError
 from fleetpy.lab.state import DiscoveryRecord, LabConfig, LabState, MemberRecord
 
@@ -154,8 +156,6 @@ def join(
     cfg: LabConfig,
     state: LabState,
     fallback: str,
-    cgroups: Sequence[Path],
-    extra: Sequence[str],
     save: Callable[[LabState], None],
 ) -> tuple[str, LabState]:
     """Start one more member with the lab's discovery URL, as etcd 3.4 would be started
@@ -169,8 +169,9 @@ def join(
     used = {m.index for m in (*state.members, *disc.proxies)}
     index = next(i for i in range(1, len(used) + 2) if i not in used)
     rec = etcd.record(cfg, index, bool(state.secure))
-    rec = etcd.start(cfg, rec, "", "", cgroups, [*extra, f"--discovery-fallback={fallback}"],
-                     discovery=disc.url)
+    extra = lab_secure.etcd_args(cfg, state.secure) if state.secure else []
+    rec = etcd.start(cfg, rec, "", "", lab_cgroups.create(f"{cfg.cgroup}/etcd"),
+                     [*extra, f"--discovery-fallback={fallback}"], discovery=disc.url)
     outcome = _outcome(cfg, rec, time.monotonic() + JOIN_TIMEOUT)
     count = len(registered(disc.url))
     if outcome == "proxy":

@@ -32,7 +32,7 @@ def _record(cfg: LabConfig) -> DiscoveryRecord:
 def test_join_on_a_lab_bootstrapped_statically_names_the_problem(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path)
     with pytest.raises(LabError, match=r"not bootstrapped through discovery.*etcd-add"):
-        discovery.join(cfg, LabState(cfg.name, cfg.subnet), "proxy", [], [], _never)
+        discovery.join(cfg, LabState(cfg.name, cfg.subnet), "proxy", _never)
     assert not cfg.state_dir.exists()
 
 
@@ -40,7 +40,7 @@ def test_join_with_an_unknown_fallback_names_the_choices(tmp_path: Path) -> None
     cfg = _cfg(tmp_path)
     state = LabState(cfg.name, cfg.subnet, discovery=_record(cfg))
     with pytest.raises(LabError, match=r"--fallback=later: choose proxy or exit"):
-        discovery.join(cfg, state, "later", [], [], _never)
+        discovery.join(cfg, state, "later", _never)
     assert not cfg.state_dir.exists()
 
 
