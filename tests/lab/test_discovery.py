@@ -115,7 +115,7 @@ def test_fleet_runs_on_the_discovered_cluster(disc_lab: Lab) -> None:
     machine = disc_lab.hosts[0].machine_id
     rows = eventually(
         lambda: table(fleetctl(disc_lab, "list-machines", "--no-legend", "--full").stdout),
-        what="fleetctl list-machines")
+        timeout=30, what="fleetctl list-machines")
     assert [r[0] for r in rows] == [machine]
 
 
