@@ -46,6 +46,7 @@ FALLBACKS = ("proxy", "exit")  # etcd 3.4's --discovery-fallback values; proxy i
 JOIN_TIMEOUT = 20.0
 FULL = "cluster is full"  # etcd's error: v2discovery.ErrFullCluster
 PROXY = "falling back to proxy"  # etcd's log line when it becomes a proxy instead
+SERVING = "proxy started listening on client requests"  # ... and once it serves as one
 
 
 def server_record(cfg: LabConfig) -> MemberRecord:
@@ -145,7 +146,7 @@ def _outcome(cfg: LabConfig, rec: MemberRecord, deadline: float) -> str:
         text = logfile.read_text(errors="replace") if logfile.exists() else ""
         if not rec.proc.alive():
             return "full" if FULL in text else "exited"
-        if PROXY in text and etcd.healthy(rec.client_url, 0.5):
+        if PROXY in text and SERVING in text:
             return "proxy"
         if time.monotonic() > deadline:
             return "timeout"
