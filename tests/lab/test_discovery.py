@@ -2,7 +2,8 @@
 CoreOS cluster was through discovery.etcd.io, on the lab's own discovery service.
 
 Lab ``fldisc`` (172.17.59.0/24): 3 etcd members, 1 host. The tests run in file order:
-the 4th member tests leave a proxy behind, the last one takes the lab down.
+the 4th member tests leave a proxy behind, the down test takes the lab down, and the
+last test boots it again with --secure.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from fleetpy.lab import Lab, LabError
 from fleetpy.lab.procs import Proc
 from fleetpy.lab.state import DiscoveryRecord, LabState, load
 from tests.lab.conftest import fresh_lab, require_root, session_lock
-from tests.lab.fleet_helpers import eventually, fleetctl, table
+from tests.lab.fleet_helpers import etcdctl, eventually, fleetctl, table
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(90)]
 
@@ -40,6 +41,19 @@ def disc_lab() -> Iterator[Lab]:
         finally:
             with contextlib.suppress(LabError):
                 lab.down()
+
+
+@pytest.fixture(scope="module")
+def secure_disc_lab(disc_lab: Lab) -> Iterator[Lab]:
+    """The same lab again (``disc_lab``'s tests took it down), with TLS and auth."""
+    with contextlib.suppress(LabError):
+        disc_lab.down()
+    disc_lab.up(hosts=1, etcd_members=3, secure="cert", discovery=True)
+    try:
+        yield disc_lab
+    finally:
+        with contextlib.suppress(LabError):
+            disc_lab.down()
 
 
 def _state(lab: Lab) -> LabState:
@@ -169,3 +183,15 @@ def test_down_stops_the_discovery_service_and_removes_its_data(disc_lab: Lab) ->
     assert not [p for p in procs if p.alive()]
     assert not data.exists()
     assert not disc_lab.cfg.state_dir.exists()
+
+
+def test_a_secure_lab_bootstraps_through_discovery_and_gets_an_https_proxy(
+    secure_disc_lab: Lab,
+) -> None:
+    disc = _disc(secure_disc_lab)
+    listed = json.loads(etcdctl(secure_disc_lab, "member", "list", "-w", "json"))["members"]
+    assert sorted(m["name"] for m in listed) == ["infra1", "infra2", "infra3"]
+    assert len(_directory(disc.url)) == 3
+    done = _fleetlab("discovery-join")
+    assert done.returncode == 0, done.stderr
+    assert "runs as a proxy" in done.stdout and "https://172.17.59.1:4004" in done.stdout
