@@ -51,6 +51,9 @@ def _check(i: int, opt: UnitOption) -> None:
         if not line.endswith("\\"):
             raise InvalidOptions(f"{where}: a newline in a value must follow a backslash "
                                  "(a line continuation)")
+    if opt.value.endswith("\\"):
+        raise InvalidOptions(f"{where}: value ends in a backslash (it would continue "
+                             "onto the next line)")
     if "\r" in opt.value:
         raise InvalidOptions(f"{where}: carriage return in value")
 

@@ -8,15 +8,22 @@ fleet's API documentation; units created over HTTP are read back over gRPC
 from __future__ import annotations
 
 import asyncio
+import http.client
 import shutil
 import socket
+import ssl
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
+
+import pytest
 
 from fleetpy.api.client import ApiDriver
 from fleetpy.api.server import start_api_server
+from fleetpy.api.transport import TlsFiles
+from fleetpy.lab import pki
 from fleetpy.model.types import TargetState
 from fleetpy.model.unitfile import make_unit_file
 from fleetpy.registry.store import KVRegistry
@@ -232,10 +239,15 @@ async def test_raw_http11_chunked_expect_and_keepalive(registry: KVRegistry) -> 
     assert rest.startswith(b"HTTP/1.1 200") and b'"name":"c.service"' in rest
 
 
-async def test_tcp_serves_both_apis(registry: KVRegistry) -> None:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        port: int = s.getsockname()[1]
+    return port
+
+
+async def test_tcp_serves_both_apis(registry: KVRegistry) -> None:
+    port = free_port()
     server = await start_api_server(registry, [f"127.0.0.1:{port}"])
     http = FleetHttp(host="127.0.0.1", port=port)
     grpc = ApiDriver(f"http://127.0.0.1:{port}")
@@ -247,4 +259,43 @@ async def test_tcp_serves_both_apis(registry: KVRegistry) -> None:
     finally:
         http.close()
         await grpc.close()
+        await server.stop(None)
+
+
+def https_get(port: int, path: str, ctx: ssl.SSLContext) -> tuple[int, bytes]:
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+async def test_tls_with_client_certificates_for_both_apis(
+        registry: KVRegistry, tmp_path: Path) -> None:
+    ca = pki.make_ca(tmp_path, "http api test CA")
+    server_cert = pki.issue(ca, tmp_path, "api", "api", ips=["127.0.0.1"])
+    me = pki.issue(ca, tmp_path, "client", "client")
+    port = free_port()
+    server = await start_api_server(
+        registry, [f"https://127.0.0.1:{port}"],
+        TlsFiles(str(ca.cert), str(server_cert.cert), str(server_cert.key)))
+    try:
+        assert await registry.create_unit(unit("a.service"), TargetState.INACTIVE)
+        with_cert = ssl.create_default_context(cafile=str(ca.cert))
+        with_cert.load_cert_chain(str(me.cert), str(me.key))
+        status, body = await call(https_get, port, "/fleet/v1/units", with_cert)
+        assert status == 200 and b'"a.service"' in body
+        grpc = ApiDriver(f"https://127.0.0.1:{port}",
+                         tls=TlsFiles(str(ca.cert), str(me.cert), str(me.key)))
+        try:
+            assert [r.unit.name for r in await grpc.list_units()] == ["a.service"]
+        finally:
+            await grpc.close()
+        # no client certificate: the HTTP API is refused like the gRPC API
+        without = ssl.create_default_context(cafile=str(ca.cert))
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            await call(https_get, port, "/fleet/v1/units", without)
+    finally:
         await server.stop(None)
