@@ -2,6 +2,9 @@
 
 fleetd calls :func:`start_api_server` with its registry and the addresses to
 listen on (``unix:///var/run/fleet.sock`` and, when configured, ``host:port``).
+Those addresses serve fleet's v1 HTTP API too: fleetpy.httpapi.front listens
+on them and hands each gRPC connection to this server, which listens only on a
+socket in a private directory.
 
 Bad input never reaches the registry and never becomes INTERNAL or UNKNOWN:
 a request that does not decode as its message, an invalid unit name or file,

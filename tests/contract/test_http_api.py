@@ -141,6 +141,24 @@ async def test_units_pages_of_fleets_size(registry: KVRegistry) -> None:
     assert [u["name"] for p in pages for u in p] == names
 
 
+async def test_token_limit_sets_the_page_size(registry: KVRegistry) -> None:
+    names = [f"p{i}.service" for i in range(7)]
+    assert all((await registry.create_units([unit(n) for n in names],
+                                           TargetState.INACTIVE)).values())
+    tmp = tempfile.mkdtemp(prefix="fhttp", dir="/tmp")
+    server = await start_api_server(registry, [f"unix://{tmp}/fleet.sock"], token_limit=3)
+    http = FleetHttp(socket_path=f"{tmp}/fleet.sock")
+    try:
+        pages = await call(http.all_pages, "/fleet/v1/units", "units")
+        assert [len(p) for p in pages] == [3, 3, 1]
+        # a token of fleet's default size is refused by a server of another size
+        error(await call(http.get, "/fleet/v1/units?nextPageToken=ZAACAA=="), 400)
+    finally:
+        http.close()
+        await server.stop(None)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 async def test_state_filters_and_pages(registry: KVRegistry) -> None:
     lease = await registry.grant_lease(30)
     on_m1 = [state(f"s{i:03}.service", "m1") for i in range(PAGE + 20)]
