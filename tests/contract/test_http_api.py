@@ -27,6 +27,7 @@ from fleetpy.lab import pki
 from fleetpy.model.types import TargetState
 from fleetpy.model.unitfile import make_unit_file
 from fleetpy.registry.store import KVRegistry
+from tests.contract.conftest import Cluster
 from tests.contract.helpers import machine, state, unit
 from tests.fixtures.fleet_http import FleetHttp, Reply, fleet_hash, options, serialize
 
@@ -191,6 +192,30 @@ async def test_machines_with_metadata(registry: KVRegistry) -> None:
     assert reply.body == {"machines": [
         {"id": "m1", "primaryIP": "10.0.0.1", "metadata": {"region": "us", "disk": "ssd"}},
         {"id": "m2", "primaryIP": "10.0.0.2", "metadata": {}}]}
+
+
+async def test_machines_pages(registry: KVRegistry) -> None:
+    lease = await registry.grant_lease(30)
+    ids = [f"m{i:03}" for i in range(PAGE + 20)]
+    for mid in ids:
+        await registry.register_machine(machine(mid), lease)
+    async with serving(registry) as (http, _):
+        pages = await call(http.all_pages, "/fleet/v1/machines", "machines")
+    assert [len(p) for p in pages] == [PAGE, 20]
+    assert [m["id"] for p in pages for m in p] == ids
+
+
+async def test_a_failing_registry_is_500_and_back(own_cluster: Cluster) -> None:
+    registry = own_cluster.first
+    async with serving(registry) as (http, _):
+        await own_cluster.down()
+        assert error(await call(http.get, "/fleet/v1/units"), 500)
+        await own_cluster.up()
+        for _ in range(100):  # the client reconnects
+            if (await call(http.get, "/fleet/v1/units")).status == 200:
+                break
+            await asyncio.sleep(0.1)
+        assert (await call(http.get, "/fleet/v1/units")).status == 200
 
 
 async def test_every_error_status(registry: KVRegistry) -> None:
