@@ -160,7 +160,11 @@ async def serve_connection(reader: Buffered, writer: asyncio.StreamWriter, handl
             if got is None:
                 return
             req, keep = got
-            resp = await handler(req)
+            try:
+                resp = await handler(req)
+            except Exception:  # a bug must not cut the connection without an answer
+                log.exception("HTTP %s %s failed", req.method, req.path)
+                resp = error_response(500, "internal error")
             log.debug("HTTP %s %s -> %d", req.method, req.path, resp.status)
             writer.write(_response_bytes(resp, close=not keep))
             await writer.drain()
