@@ -357,7 +357,8 @@ async def start_api_server(
         ("grpc.http2.min_ping_interval_without_data_ms", int(MIN_PING_INTERVAL * 1000)),
     ])
     _add_service(FleetService(registry), server)
-    api = front.ApiServer(server, front.private_grpc_dir(), Resources(registry, token_limit))
+    near = next((path for _, path, _ in plan if path is not None), None)
+    api = front.ApiServer(server, front.private_grpc_dir(near), Resources(registry, token_limit))
     server.add_insecure_port(f"unix://{api.grpc_path}")
     await server.start()
     sockets: list[str] = []

@@ -132,9 +132,13 @@ class ApiServer:
         shutil.rmtree(self._grpc_dir, ignore_errors=True)
 
 
-def private_grpc_dir() -> str:
-    """A fresh 0700 directory for the gRPC server's own socket."""
-    return tempfile.mkdtemp(prefix="fleetpy-grpc-")
+def private_grpc_dir(near: str | None) -> str:
+    """A fresh 0700 directory for the gRPC server's own socket, beside the API socket
+    ``near`` (in /run: not aged away like /tmp by systemd-tmpfiles), else in $TMPDIR."""
+    parent = os.path.dirname(near) if near else None
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    return tempfile.mkdtemp(prefix=".fleetpy-grpc-", dir=parent)
 
 
 async def listen_unix(api: ApiServer, path: str) -> None:
