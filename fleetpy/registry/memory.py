@@ -10,7 +10,7 @@ fleetds share etcd::
     lease = await agent.grant_lease(30)
     agent.expire_lease(lease)         # its machine and states vanish, lease.wait_lost() returns
     agent.set_available(False)        # every call raises RegistryError, watches retry
-    agent.set_reachable(False)        # this registry alone is cut off (a partition)
+    agent.partition(True)             # only this registry is cut off (one host partitioned)
     engine.compact()                  # a watcher that was cut off gets a reset
 
 Leases expire on the event loop's clock when not refreshed (the keepalive
@@ -37,7 +37,7 @@ class MemoryClient:
         self.store = store
         self.requests: collections.Counter[str] = collections.Counter()
         self._closed = False
-        self.reachable = True
+        self.cut_off = False
 
     @property
     def description(self) -> str:
@@ -46,9 +46,15 @@ class MemoryClient:
     def _count(self, what: str) -> None:
         if self._closed:
             raise RegistryError("etcd client is closed")
-        if not self.reachable:
-            raise RegistryError(f"{URL}: no route to host (this client is partitioned)")
+        if self.cut_off:
+            raise RegistryError("etcd unreachable from this client (partitioned)")
         self.requests[what] += 1
+
+    def partition(self, cut_off: bool) -> None:
+        """Cut this client off from the store (True) or heal it; the others go on."""
+        self.cut_off = cut_off
+        if cut_off:
+            self.store.break_watches(owner=self, why="partitioned")
 
     async def range(self, key: bytes, range_end: bytes | None = None) -> RangeResult:
         self._count("range")
@@ -122,13 +128,10 @@ class MemoryRegistry(KVRegistry):
         """Expire a lease now: its keys vanish in one revision, its holder sees it lost."""
         self.store.expire_lease(lease if isinstance(lease, int) else lease.id)
 
-    def set_reachable(self, reachable: bool) -> None:
-        """Cut this registry alone off the store (False) and back (True), as a network
-        partition of one machine: its calls fail, its watches break, its leases expire
-        unless renewed in time; the other registries on the store go on."""
-        self.client.reachable = reachable
-        if not reachable:
-            self.store.break_watches(owner=self.client, why="partitioned (test)")
+    def partition(self, cut_off: bool) -> None:
+        """Cut this registry's connection off (True) or heal it, like one host
+        partitioned from etcd: the other registries on the store go on."""
+        self.client.partition(cut_off)
 
     def set_available(self, available: bool) -> None:
         """Simulate an etcd outage (False) and its end (True); shared by the whole store."""

@@ -1,6 +1,6 @@
 """StopWhenDisconnected with the agent and engine loops: nodes on the in-memory registry.
 
-One machine is cut off the store (``MemoryRegistry.set_reachable``, a
+One machine is cut off the store (``MemoryRegistry.partition``, a
 partition of that machine alone) while an observer samples every machine's
 fake systemd: a fenced unit never runs on two machines at once and runs
 elsewhere after the move; an unfenced one keeps running on the cut-off
@@ -111,14 +111,14 @@ async def test_partition_longer_than_ttl_moves_the_fenced_unit_without_overlap(
         async with cluster(tmp_path, ttl) as c:
             loop = asyncio.get_running_loop()
             cut_at = loop.time()
-            c.registries[0].set_reachable(False)
+            c.registries[0].partition(True)
             await c.until(lambda: c.running("f.service") - {0})  # moved and started elsewhere
             moved_after = loop.time() - cut_at
             await c.until(lambda: c.running("u.service") - {0})
             # the unfenced unit kept running on the cut-off machine all along
             assert all(0 in s["u.service"] for s in c.samples), "u.service stopped on node 0"
             assert 0 not in c.running("f.service")
-            c.registries[0].set_reachable(True)
+            c.registries[0].partition(False)
             # back: the stale copy of the unfenced unit is stopped; f is not started there
             await c.until(lambda: 0 not in c.running("u.service"))
             await c.until(lambda: c.nodes[0].registered and not c.nodes[0].agent.fencing.cut)
@@ -142,12 +142,12 @@ async def test_a_short_disconnection_stops_the_fenced_unit_and_starts_it_again_i
 ) -> None:
     ttl = 6  # stop at 4 s without renewal; the lease lasts 6 s
     async with cluster(tmp_path, ttl) as c:
-        c.registries[0].set_reachable(False)
+        c.registries[0].partition(True)
         stopping = c.managers[0].units
         await c.until(lambda: stopping["f.service"].active_state == "deactivating")
         fencing = c.nodes[0].agent.fencing
         assert fencing is not None and fencing.cut
-        c.registries[0].set_reachable(True)  # before the lease ran out, while f is stopping
+        c.registries[0].partition(False)  # before the lease ran out, while f is stopping
         await c.until(lambda: not fencing.cut)
         starts = len([call for call in c.managers[0].calls if call == ("start", "f.service")])
         # started again once its stop finished (nothing else wakes the agent meanwhile)
