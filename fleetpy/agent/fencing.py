@@ -39,6 +39,10 @@ def fenced(name: str, contents: str) -> bool:
         return False
 
 
+def tick_of(ttl: float) -> float:
+    return min(TICK, ttl / 20)
+
+
 def _names(names: set[str] | frozenset[str]) -> str:
     return ", ".join(sorted(names)) or "none"
 
@@ -82,7 +86,7 @@ class Fencing:
     async def run(self) -> None:
         """Connected: sleep until the cut-off would come (renewals push it back, so this
         wakes about once per keepalive interval). Cut off or unconfirmed: every tick."""
-        tick = min(TICK, self.ttl / 20)
+        tick = tick_of(self.ttl)
         last_read = 0.0
         loop = asyncio.get_running_loop()
         while True:
@@ -112,9 +116,11 @@ class Fencing:
 
     async def _confirm(self, since: float) -> None:
         """Read this machine's schedule (after the renewal): which fenced units may run."""
-        try:
-            entries = await self._registry.list_schedule(self._machine_id)
-        except RegistryError as exc:
+        try:  # never past the next cut-off: this loop must be free to see it
+            async with asyncio.timeout(max(tick_of(self.ttl), STOP_AT * self.ttl - since)):
+                entries = await self._registry.list_schedule(self._machine_id)
+        except (RegistryError, TimeoutError) as exc:
+            exc = exc if str(exc) else RegistryError("no answer before the next cut-off")
             if str(exc) != self._said_error:
                 self._said_error = str(exc)
                 self._log.warning("lease renewed, but this machine's schedule cannot be read "
