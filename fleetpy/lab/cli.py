@@ -75,6 +75,10 @@ pass_lab = click.make_pass_decorator(Lab)
               type=click.Choice(["cert", "password"]),
               help="etcd with TLS and auth, fleetd's API with TLS; --secure: client "
                    "certificates, --secure=password: user names and passwords.")
+@click.option("--local-ip", default=None, metavar="ADDR",
+              help="Loopback address etcd members also serve clients on, at ports 4001.. "
+                   "where free [default: 127.0.0.1 for lab fleetlab, none for others]; "
+                   "--local-ip '' for none.")
 @pass_lab
 def up(
     lab: Lab,
@@ -83,12 +87,13 @@ def up(
     metadata: tuple[str, ...],
     fleet_env: tuple[str, ...],
     secure: str | None,
+    local_ip: str | None,
 ) -> None:
     """Start etcd members and boot the hosts."""
     from fleetpy.lab import fleetopts
 
     lab.up(hosts=hosts, etcd_members=etcd_members, metadata=fleetopts.host_metadata(metadata),
-           fleet_env=fleetopts.fleet_env(fleet_env), secure=secure or "")
+           fleet_env=fleetopts.fleet_env(fleet_env), secure=secure or "", local_ip=local_ip)
 
 
 @main.command()

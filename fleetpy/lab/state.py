@@ -115,6 +115,7 @@ class MemberRecord:
     client_url: str
     peer_url: str
     proc: Proc | None = None
+    local_url: str = ""  # also listens here for clients (127.0.0.1:400N in lab fleetlab)
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,7 @@ class LabState:
     fleet_env: dict[str, str] = field(default_factory=dict)  # extra FLEET_* for every fleetd
     secure: str = ""  # "", "cert" or "password": see secure.py
     hollow: tuple[HollowRecord, ...] = ()  # hollow machine workers (fleetlab hollow)
+    local_ip: str = ""  # loopback address members also serve clients on (etcd.local_url)
 
     def host(self, name: str) -> HostRecord:
         for h in self.hosts:
@@ -208,6 +210,7 @@ def load(cfg: LabConfig) -> LabState | None:
         secure=data.get("secure", ""),
         hollow=tuple(HollowRecord(**{**w, "proc": Proc.from_json(w["proc"])})
                      for w in data.get("hollow", [])),
+        local_ip=data.get("local_ip", ""),
     )
 
 
