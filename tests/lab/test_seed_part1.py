@@ -56,7 +56,8 @@ def seed() -> Iterator[Lab]:
 
 
 def v2env(lab: Lab) -> dict[str, str]:
-    return {**os.environ, "ETCDCTL_API": "2", "ETCDCTL_ENDPOINTS": ",".join(lab.etcd_endpoints)}
+    """eval "$(fleetlab env)"; export ETCDCTL_API=2"""
+    return {**os.environ, **lab.env(), "ETCDCTL_API": "2"}
 
 
 def run(argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -229,11 +230,12 @@ def test_exec_watch_and_swap_with_value(seed: Lab) -> None:
 
 
 def newmember(data: Path, cluster: str, log: Path) -> subprocess.Popen[bytes]:
-    """The seed's newmember/Procfile: infra4, client 4004, peer 7004 (on the lab's bridge)."""
+    """The seed's newmember/Procfile: infra4, client 4004, peer 7004 on the loopback
+    address (the members all run on this machine, so they reach each other there)."""
     argv = ["etcd", "-name", "infra4", "--data-dir", str(data), "--enable-v2",
-            "-listen-client-urls", f"http://{GW}:4004", "-advertise-client-urls",
-            f"http://{GW}:4004", "-listen-peer-urls", f"http://{GW}:7004",
-            "-initial-advertise-peer-urls", f"http://{GW}:7004",
+            "-listen-client-urls", f"http://{LOCAL}:4004", "-advertise-client-urls",
+            f"http://{LOCAL}:4004", "-listen-peer-urls", f"http://{LOCAL}:7004",
+            "-initial-advertise-peer-urls", f"http://{LOCAL}:7004",
             "-initial-cluster", cluster, "-initial-cluster-state", "existing"]
     with log.open("ab") as out:
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
@@ -262,27 +264,27 @@ def retry_unhealthy(call: Callable[[], subprocess.CompletedProcess[str]]
 def test_member_add_and_remove_as_the_seed_does(seed: Lab, tmp_path: Path) -> None:
     assert sorted(members(seed)) == ["infra1", "infra2", "infra3"]
     added = ok(retry_unhealthy(lambda: ctl2(seed, "member", "add", "infra4",
-                                            f"http://{GW}:7004")))
+                                            f"http://{LOCAL}:7004")))
     m = re.search(r"Added member named infra4 with ID ([0-9a-f]+) to cluster", added)
     assert m, added
     member_id = m.group(1)
-    assert members(seed)["unstarted"] == f"{member_id}[unstarted]: peerURLs=http://{GW}:7004"
+    assert members(seed)["unstarted"] == f"{member_id}[unstarted]: peerURLs=http://{LOCAL}:7004"
     env = dict(re.findall(r'^(ETCD_\w+)="(.*)"$', added, re.M))
     assert env["ETCD_NAME"] == "infra4" and env["ETCD_INITIAL_CLUSTER_STATE"] == "existing"
-    assert f"infra4=http://{GW}:7004" in env["ETCD_INITIAL_CLUSTER"].split(",")
+    assert f"infra4=http://{LOCAL}:7004" in env["ETCD_INITIAL_CLUSTER"].split(",")
 
     data, log = tmp_path / "infra4.etcd", tmp_path / "infra4.log"
     proc = newmember(data, env["ETCD_INITIAL_CLUSTER"], log)
     try:
         deadline = time.monotonic() + 30
-        while f"clientURLs=http://{GW}:4004" not in members(seed).get("infra4", ""):
+        while f"clientURLs=http://{LOCAL}:4004" not in members(seed).get("infra4", ""):
             assert proc.poll() is None, log.read_text()[-2000:]
             assert time.monotonic() < deadline, members(seed)
             time.sleep(0.2)
-        assert f"peerURLs=http://{GW}:7004" in members(seed)["infra4"]
+        assert f"peerURLs=http://{LOCAL}:7004" in members(seed)["infra4"]
         assert members(seed)["infra4"].startswith(f"{member_id}: ")
         ok(ctl2(seed, "set", "/app01/username", "alex"))
-        assert node(curl(f"http://{GW}:4004/v2/keys/app01/username"))["value"] == "alex"
+        assert node(curl(f"http://{LOCAL}:4004/v2/keys/app01/username"))["value"] == "alex"
 
         removed = ok(retry_unhealthy(lambda: ctl2(seed, "member", "remove", member_id)))
         assert removed.strip() == f"Removed member {member_id} from cluster"
