@@ -399,10 +399,12 @@ class Lab:
         refuses a removed member's data."""
         running = rec.proc is not None and rec.proc.alive()
         etcd.member_remove(endpoints, rec, access)
+        removed = time.monotonic()
         if not running:
             log.info("etcd member %s removed (it was not running)", rec.name)
         elif etcd.exits_when_removed(rec, wait):
-            log.info("etcd member %s removed: its etcd exited by itself", rec.name)
+            log.info("etcd member %s removed: its etcd exited by itself after %.1fs",
+                     rec.name, time.monotonic() - removed)
         else:
             log.info("etcd member %s removed but still running after %.0fs: stopping it",
                      rec.name, wait)
