@@ -24,8 +24,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from fleetpy.lab import Lab, LabError, state
+from fleetpy.lab.cli import main
 from tests.lab.conftest import fresh_lab, require_root, session_lock
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(240)]
@@ -195,6 +197,19 @@ def test_etcdctl_v2_basics(seed: Lab) -> None:
     assert missing.returncode != 0 and "Key not found (/app01/nobody)" in missing.stderr
 
 
+def test_the_same_from_inside_a_host(seed: Lab) -> None:
+    """The seed's part 2: "we could do exactly the same demo" inside a CoreOS machine;
+    here etcd is $ETCDCTL_ENDPOINTS (the bridge address) from /etc/environment."""
+    script = ('. /etc/environment; export ETCDCTL_API=2 ETCDCTL_ENDPOINTS; '
+              'etcdctl set /app01/username from-core-01 && etcdctl cluster-health && '
+              'curl -sL "${ETCDCTL_ENDPOINTS%%,*}/v2/keys/app01/username"')
+    done = seed.exec("core-01", ["sh", "-c", script])
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "from-core-01" and "cluster is healthy" in lines
+    assert node(json.loads(lines[-1]))["value"] == "from-core-01"
+
+
 def test_watch_forever_recursive_sees_two_changes(seed: Lab) -> None:
     watch = Lines(["etcdctl", "watch", "/app01", "--forever", "--recursive"], v2env(seed))
     try:
@@ -357,6 +372,11 @@ def test_up_refuses_a_local_ip_that_is_not_loopback(seed: Lab, tmp_path: Path) -
     try:
         with pytest.raises(LabError, match=r"--local-ip '172\.17\.58\.1': give an IPv4 loopback"):
             lab.up(hosts=1, local_ip=GW)
+        assert not (tmp_path / "state").exists()
+        cli = CliRunner().invoke(main, ["--name", "flseedbad", "--subnet", SUBNET, "--state-dir",
+                                        str(tmp_path / "state"), "up", "--local-ip", "::1"])
+        assert cli.exit_code == 1
+        assert "fleetlab: --local-ip '::1': give an IPv4 loopback address" in cli.output
         assert not (tmp_path / "state").exists()
     finally:
         if lab.is_up():
