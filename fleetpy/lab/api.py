@@ -388,27 +388,10 @@ class Lab:
             save(self.cfg, state.without_member(name))
 
     def _drop_member(
-        self,
-        endpoints: Sequence[str],
-        rec: MemberRecord,
-        access: Mapping[str, str],
+        self, endpoints: Sequence[str], rec: MemberRecord, access: Mapping[str, str],
         wait: float = 10.0,
     ) -> None:
-        """``member remove``, then (as in the seed) its process exits by itself; one
-        that has not within ``wait`` seconds is stopped. Its data dir goes: etcd
-        refuses a removed member's data."""
-        running = rec.proc is not None and rec.proc.alive()
-        etcd.member_remove(endpoints, rec, access)
-        removed = time.monotonic()
-        if not running:
-            log.info("etcd member %s removed (it was not running)", rec.name)
-        elif etcd.exits_when_removed(rec, wait):
-            log.info("etcd member %s removed: its etcd exited by itself after %.1fs",
-                     rec.name, time.monotonic() - removed)
-        else:
-            log.info("etcd member %s removed but still running after %.0fs: stopping it",
-                     rec.name, wait)
-        etcd.stop([rec])
+        etcd.remove_member(endpoints, rec, access, wait)
         shutil.rmtree(self.cfg.member_dir(rec.name), ignore_errors=True)
         etcd.log_path(self.cfg, rec.name).unlink(missing_ok=True)
 

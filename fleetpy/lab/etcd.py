@@ -312,3 +312,23 @@ def member_remove(
         if rec.peer_url in m.peer_urls:
             etcdctl(endpoints, "member", "remove", f"{m.id:x}", retry_unhealthy=15, env=env)
             return
+
+
+def remove_member(
+    endpoints: Sequence[str], rec: MemberRecord, env: Mapping[str, str], wait: float = 10.0
+) -> None:
+    """``member remove``, then (as in the seed) its process exits by itself; one
+    still running after ``wait`` seconds is stopped. (Its data dir is of no more
+    use: etcd refuses a removed member's data.)"""
+    running = rec.proc is not None and rec.proc.alive()
+    member_remove(endpoints, rec, env)
+    removed = time.monotonic()
+    if not running:
+        log.info("etcd member %s removed (it was not running)", rec.name)
+    elif exits_when_removed(rec, wait):
+        log.info("etcd member %s removed: its etcd exited by itself after %.1fs",
+                 rec.name, time.monotonic() - removed)
+    else:
+        log.info("etcd member %s removed but still running after %.0fs: stopping it",
+                 rec.name, wait)
+    stop([rec])
