@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -39,7 +40,7 @@ def load(confdir: Path, prefix: str) -> list[tuple[Resource, Path]]:
             text = path.read_text()
         except (OSError, UnicodeDecodeError) as e:
             raise ConfdError(f"{path}: cannot read: {e}") from None
-        res = parse_resource(text, str(path), prefix)
+        res = replace(parse_resource(text, str(path), prefix), name=path.name)  # logs: name
         template = Path(res.src) if res.src.startswith("/") else confdir / "templates" / res.src
         if not template.is_file():
             raise ConfdError(f"{path}: src {template} does not exist")
