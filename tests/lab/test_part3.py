@@ -237,3 +237,22 @@ def test_with_etcd_stopped_the_lb_serves_its_last_good_config(lb: Balancer) -> N
     journal = confd_journal(lb)
     assert "watch /services/web: back after" in journal
     assert journal.count(": watching /services/web on ") == 1  # confd never restarted
+
+
+def test_a_config_nginx_refuses_is_never_swapped_in(lb: Balancer) -> None:
+    """A key nginx -t refuses (port 99999): check_cmd stops it on the staged file."""
+    lab = lb.lab
+    env = {**os.environ, **lab.env()}
+    conf = lb.conf.read_text()
+    put = ["etcdctl", "put", "/services/web/bogus", "172.17.62.250:99999"]
+    subprocess.run(put, env=env, check=True, capture_output=True, timeout=30)
+    try:
+        eventually(lambda: "invalid port in upstream" in confd_journal(lb), timeout=10,
+                   what="confd's check failing")
+        assert lb.conf.read_text() == conf
+        assert not [p for p in lb.conf.parent.iterdir() if p.name.startswith(".nginx.conf")]
+        assert {page(lb.ip).split(" (")[1].rstrip(")\n") for _ in range(6)} == set(
+            lb.backends.values())
+    finally:
+        subprocess.run(["etcdctl", "del", "/services/web/bogus"], env=env, check=True,
+                       capture_output=True, timeout=30)
