@@ -256,3 +256,29 @@ def test_a_config_nginx_refuses_is_never_swapped_in(lb: Balancer) -> None:
     finally:
         subprocess.run(["etcdctl", "del", "/services/web/bogus"], env=env, check=True,
                        capture_output=True, timeout=30)
+
+
+def test_a_watch_on_a_member_that_lost_its_leader_does_not_stay_silent(lb: Balancer) -> None:
+    """The two etcd members confd's watch is not on stop: its member has no leader
+    (no quorum). The watch requires one (hasleader=true), so etcd cancels it and confd
+    says so; a watch without that would stay open on the member, silently stale."""
+    lab = lb.lab
+    journal = confd_journal(lb)
+    switches = [line.split("now using ")[1].split()[0] for line in journal.splitlines()
+                if "etcd: now using " in line]
+    using = switches[-1] if switches else lab.etcd_endpoints[0]
+    members = {m.client_url: m.name for m in lab.status()[1]}
+    others = [name for url, name in members.items() if url != using]
+    assert len(others) == 2, (using, members)
+    failures = journal.count("retrying quietly while it fails")
+    for name in others:
+        lab.etcd_stop(name)
+    try:
+        eventually(lambda: confd_journal(lb).count("retrying quietly while it fails") > failures,
+                   timeout=20, what=f"confd's watch on {using} cancelled (no leader)")
+        assert {page(lb.ip).split(" (")[1].rstrip(")\n") for _ in range(6)} == set(
+            lb.backends.values())
+    finally:
+        lab.etcd_start(None)
+    eventually(lambda: confd_journal(lb).count("watch /services/web: back after") >= 2,
+               timeout=20, what="confd's watch back")
