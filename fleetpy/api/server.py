@@ -2,6 +2,9 @@
 
 fleetd calls :func:`start_api_server` with its registry and the addresses to
 listen on (``unix:///var/run/fleet.sock`` and, when configured, ``host:port``).
+Those addresses serve fleet's v1 HTTP API too: fleetpy.httpapi.front listens
+on them and hands each gRPC connection to this server, which listens only on a
+socket in a private directory.
 
 Bad input never reaches the registry and never becomes INTERNAL or UNKNOWN:
 a request that does not decode as its message, an invalid unit name or file,
@@ -16,10 +19,11 @@ import functools
 import grp
 import logging
 import os
+import ssl
 import stat
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 import grpc.aio
@@ -28,7 +32,7 @@ from fleetpy.api import convert
 from fleetpy.api.gen import fleet_pb2 as pb
 from fleetpy.api.gen import fleet_pb2_grpc as pb_grpc
 from fleetpy.api.snapshot import watch_snapshots
-from fleetpy.api.transport import TlsFiles, server_credentials
+from fleetpy.api.transport import TlsFiles
 from fleetpy.api.validation import (
     MAX_REQUEST_BYTES,
     check_count,
@@ -37,10 +41,14 @@ from fleetpy.api.validation import (
     checked_unit_file,
     short_detail,
 )
+from fleetpy.httpapi.pages import TOKEN_LIMIT
 from fleetpy.model.metadata import MetadataChange
 from fleetpy.model.names import validate_unit_name
 from fleetpy.model.types import UnitFile
 from fleetpy.registry.base import Registry, RegistryError
+
+if TYPE_CHECKING:
+    from fleetpy.httpapi.front import ApiServer
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +56,9 @@ SOCKET_MODE = 0o660
 SOCKET_GROUP = "fleet"
 MAX_MESSAGE = 64 * 1024 * 1024  # what the server sends (a list of many units)
 SERVICE = "fleetpy.v1.Fleet"
+# fleetctl pings an open watch every few seconds (fleetpy.api.failover) to find a
+# dead member; gRPC's default would answer pings more often than every 5 min with GOAWAY.
+MIN_PING_INTERVAL = 2.0
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -315,48 +326,79 @@ def _secure_socket(path: str) -> None:
 
 
 async def start_api_server(
-    registry: Registry, listen: Sequence[str], tls: TlsFiles | None = None
-) -> grpc.aio.Server:
+    registry: Registry, listen: Sequence[str], tls: TlsFiles | None = None,
+    token_limit: int = TOKEN_LIMIT,
+) -> ApiServer:
     """Serve the Fleet API on every address in ``listen`` and return the started server.
 
-    Addresses: ``unix:///path/to.sock`` (parent directory created, a stale
-    socket replaced; created 0600 and then given mode 0660 and group
-    ``fleet``) or TCP ``host:port``: TLS with ``tls`` (its cert and key; with
-    its CA, client certificates signed by it are required), plain without
-    (warned: labs only). ``https://host:port`` insists on TLS,
+    Each address serves fleetpy's gRPC API and fleet's v1 HTTP API alike
+    (fleetpy.httpapi.front tells them apart per connection; ``token_limit`` is
+    the HTTP API's page size). Addresses: ``unix:///path/to.sock`` (parent
+    directory created, a stale socket replaced; created 0600 and then given mode
+    0660 and group ``fleet``) or TCP ``host:port``: TLS with ``tls`` (its cert
+    and key; with its CA, client certificates signed by it are required), plain
+    without (warned: labs only). ``https://host:port`` insists on TLS,
     ``http://host:port`` on plain. Raises ValueError for a malformed address or
     missing TLS files and RuntimeError when an address cannot be bound. Stop it
     with ``await server.stop(grace)``.
     """
+    from fleetpy.httpapi import front
+    from fleetpy.httpapi.resources import Resources
+
     if not listen:
         raise ValueError("start_api_server: no address to listen on")
+    plan: list[tuple[str, str | None, tuple[str, ssl.SSLContext | None] | None]] = []
+    for address in listen:  # every address checked before anything is bound
+        path = _unix_path(address)
+        plan.append((address, path, None if path is not None else _tcp_plan(address, tls)))
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE),
+        ("grpc.http2.min_ping_interval_without_data_ms", int(MIN_PING_INTERVAL * 1000)),
     ])
     _add_service(FleetService(registry), server)
-    sockets: list[str] = []
-    for address in listen:
-        path = _unix_path(address)
-        try:
-            if path is not None:
-                _prepare_socket(path)
-                sockets.append(path)
-                old_umask = os.umask(0o177)  # no window in which others may connect
-                try:
-                    port = server.add_insecure_port(f"unix://{path}")
-                finally:
-                    os.umask(old_umask)
-            else:
-                port = _add_tcp(server, address, tls)
-        except RuntimeError as e:
-            raise RuntimeError(f"cannot listen on {address}: {e}") from e
-        if path is None and port == 0:
-            raise RuntimeError(f"cannot listen on {address}")
+    near = next((path for _, path, _ in plan if path is not None), None)
+    api = front.ApiServer(server, front.private_grpc_dir(near), Resources(registry, token_limit))
+    server.add_insecure_port(f"unix://{api.grpc_path}")
     await server.start()
+    sockets: list[str] = []
+    try:
+        for address, path, tcp in plan:
+            try:
+                if path is not None:
+                    _prepare_socket(path)
+                    await front.listen_unix(api, path)
+                    sockets.append(path)
+                else:
+                    assert tcp is not None
+                    await front.listen_tcp(api, *tcp)
+            except OSError as e:
+                raise RuntimeError(f"cannot listen on {address}: {e.strerror or e}") from e
+    except BaseException:
+        await front.close_on_error(api, listen)
+        raise
     for path in sockets:
         _secure_socket(path)
-    return server
+    return api
+
+
+def _tcp_plan(address: str, tls: TlsFiles | None) -> tuple[str, ssl.SSLContext | None]:
+    """-> (host:port, TLS context or None), logged; ValueError for a bad address or TLS."""
+    from fleetpy.httpapi.front import tls_context
+
+    target, want_tls = _tcp_address(address)
+    have = tls is not None and bool(tls.cert_file)
+    if want_tls and not have:
+        raise ValueError(f"API address {address}: https needs api_certfile and api_keyfile")
+    if have and want_tls is not False:
+        assert tls is not None
+        ctx = tls_context(tls)
+        clients = "client certificates required" if tls.ca_file else "no client certificates"
+        log.info("API listening on %s (TLS, %s)", address, clients)
+        return target, ctx
+    log.warning("API listening on %s WITHOUT TLS: anyone who reaches it controls the "
+                "cluster (labs only; set api_certfile and api_keyfile)", address)
+    return target, None
 
 
 class _Handlers:
@@ -383,21 +425,3 @@ def _add_service(service: FleetService, server: grpc.aio.Server) -> None:
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     server.add_registered_method_handlers(SERVICE, handlers)  # type: ignore[attr-defined]
-
-
-def _add_tcp(server: grpc.aio.Server, address: str, tls: TlsFiles | None) -> int:
-    target, want_tls = _tcp_address(address)
-    have = tls is not None and bool(tls.cert_file)
-    if want_tls and not have:
-        raise ValueError(f"API address {address}: https needs api_certfile and api_keyfile")
-    if have and want_tls is not False:
-        assert tls is not None
-        creds = server_credentials(tls.cert_file, tls.key_file, tls.ca_file)
-        port = server.add_secure_port(target, creds)
-        clients = "client certificates required" if tls.ca_file else "no client certificates"
-        log.info("API listening on %s (TLS, %s)", address, clients)
-        return port
-    port = server.add_insecure_port(target)
-    log.warning("API listening on %s WITHOUT TLS: anyone who reaches it controls the "
-                "cluster (labs only; set api_certfile and api_keyfile)", address)
-    return port
