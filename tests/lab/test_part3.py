@@ -25,7 +25,7 @@ import pytest
 
 from fleetpy.lab import Lab
 from tests.lab.conftest import own_lab
-from tests.lab.fleet_helpers import UNIT_FILES, eventually, fleetctl, ok, running
+from tests.lab.fleet_helpers import UNIT_FILES, active_on, eventually, fleetctl, ok, running
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(150)]
 
@@ -178,6 +178,8 @@ def test_the_lb_follows_a_web_server_out_and_back_without_a_failed_request(
         ok(fleetctl(lab, "stop", stopped))
         eventually(lambda: addr not in lb.servers(), timeout=5, every=0.05,
                    what=f"{addr} out of nginx-lb's config")
+        host = next(h.name for h in lab.hosts if h.ip == addr.split(":")[0])
+        eventually(lambda: active_on(lab, host, stopped) == "inactive", what="it stopped")
         out_at = time.monotonic()
         eventually(lambda: len(load.since(out_at)) >= 20, what="20 answers without it")
         assert all(other_addr in text for text in load.since(out_at))
