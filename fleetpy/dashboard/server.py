@@ -41,6 +41,8 @@ KEEPALIVE = 15.0  # seconds between SSE comments on a quiet cluster
 JOURNAL_LINES = 50
 JOURNAL_TIMEOUT = 5.0
 MAX_BODY = 64 * 1024
+FIRST_LISTING = 5.0  # seconds a request waits for the feed's first listing of the registry
+NOT_YET = "the dashboard has not read the registry yet (is etcd reachable?)"
 
 
 def static_file(name: str) -> bytes:
@@ -64,12 +66,20 @@ class Dashboard:
             name = path[len("/static/"):]
             return Response(200, static_file(name), STATIC[name])
         if path == "/api/state":
-            return Response(200, (await self.feed.current()).encode())
+            text = await self._current()
+            return error_response(503, NOT_YET) if text is None else Response(200, text.encode())
         if path == "/events":
             return StreamResponse(self._events())
         if path.startswith("/api/journal/"):
             return await self._journal(path[len("/api/journal/"):])
         return error_response(404, f"no such page: {path}")
+
+    async def _current(self) -> str | None:
+        try:
+            async with asyncio.timeout(FIRST_LISTING):
+                return await self.feed.current()
+        except TimeoutError:
+            return None
 
     async def _events(self) -> AsyncIterator[bytes]:
         seen = 0
@@ -88,7 +98,10 @@ class Dashboard:
             validate_unit_name(name)
         except InvalidUnitName as exc:
             return error_response(400, str(exc))
-        state = json.loads(await self.feed.current())
+        text = await self._current()
+        if text is None:
+            return error_response(503, NOT_YET)
+        state = json.loads(text)
         unit = next((u for u in state["units"] if u["name"] == name), None)
         if unit is None:
             return error_response(404, f"unit {name} not found")

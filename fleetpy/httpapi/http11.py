@@ -4,7 +4,8 @@ Persistent connections (HTTP/1.1 default; ``Connection: close`` honoured;
 HTTP/1.0 closes unless keep-alive), request bodies by Content-Length or
 chunked transfer coding, ``Expect: 100-continue`` (curl sends it for larger
 bodies). A malformed request gets 400 and the connection is closed; a body over
-``max_body`` gets 413. Responses always carry Content-Length.
+``max_body`` gets 413. Responses always carry Content-Length, but for a
+:class:`StreamResponse` (server-sent events): written as it comes, then closed.
 """
 
 from __future__ import annotations

@@ -76,6 +76,7 @@ async def test_changes_reach_an_open_event_stream_within_a_second(
             "name": "web.service", "desired": "launched", "hash": unit("web.service").hash,
             "placements": [], "waiting": ""}
         assert took < LIVE
+        print(f"create_unit -> event on the stream: {took * 1000:.0f} ms")
 
         lease = await registry.grant_lease(10)
         start = time.monotonic()

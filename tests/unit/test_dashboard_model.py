@@ -75,7 +75,7 @@ def test_placements_from_schedule_changes() -> None:
     _, rehashed = _sched("web.service", "m1", TargetState.LOADED, "h2")
     changes = [(key, None, placed), (key, placed, loaded), (key, loaded, rehashed),
                (key, rehashed, rehashed), (key, rehashed, None),
-               _unit("x.service")[:1] + (None, b"{}"), ("schedule/m1/bad", None, b"x")]
+               (_unit("x.service")[0], None, b"{}"), ("schedule/m1/bad", None, b"x")]
     assert [(p["unit"], p["machine"], p["action"], p["at"]) for p in
             placements_of(changes, 5.0)] == [
         ("web.service", "m1", "placed", 5.0), ("web.service", "m1", "target loaded", 5.0),
