@@ -5,14 +5,19 @@ placements), with no reload."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fleetpy.api.transport import TlsFiles
 from fleetpy.dashboard import DashboardService
+from fleetpy.lab import pki
 from fleetpy.model.types import TargetState
 from fleetpy.registry.etcd import EtcdRegistry
 from tests.contract.helpers import machine, scheduled, state, unit
@@ -146,6 +151,40 @@ async def test_state_page_and_static_files_are_served(
         assert json.loads(body)["here"] is False  # not scheduled here: no journalctl
         head, body = await get("/api/journal/-x")
         assert head.startswith(b"HTTP/1.1 400")
+    finally:
+        await service.stop()
+        await registry.close()
+
+
+def _https_get(port: int, path: str, ctx: ssl.SSLContext) -> tuple[int, bytes, str | None]:
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read(), conn.sock.selected_alpn_protocol()  # type: ignore[union-attr]
+    finally:
+        conn.close()
+
+
+async def test_tls_and_client_certificates_as_the_api(
+    etcd_server: EtcdProcess, etcd_prefix: str, tmp_path: Path
+) -> None:
+    ca = pki.make_ca(tmp_path, "dashboard test CA")
+    server_cert = pki.issue(ca, tmp_path, "api", "api", ips=["127.0.0.1"])
+    me = pki.issue(ca, tmp_path, "client", "client")
+    registry = EtcdRegistry(etcd_server.endpoint, etcd_prefix)
+    tls = TlsFiles(str(ca.cert), str(server_cert.cert), str(server_cert.key))
+    service = await DashboardService.start(registry, "m1", "127.0.0.1:0", tls)
+    try:
+        with_cert = ssl.create_default_context(cafile=str(ca.cert))
+        with_cert.load_cert_chain(str(me.cert), str(me.key))
+        with_cert.set_alpn_protocols(["h2", "http/1.1"])  # as a browser offers
+        status, body, alpn = await asyncio.to_thread(_https_get, service.port, "/", with_cert)
+        assert status == 200 and b"/static/app.js" in body
+        assert alpn == "http/1.1"  # never h2: the page is served over HTTP/1.1
+        without = ssl.create_default_context(cafile=str(ca.cert))
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            await asyncio.to_thread(_https_get, service.port, "/", without)
     finally:
         await service.stop()
         await registry.close()
