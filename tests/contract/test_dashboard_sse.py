@@ -161,7 +161,7 @@ def _https_get(port: int, path: str, ctx: ssl.SSLContext) -> tuple[int, bytes, s
     try:
         conn.request("GET", path)
         resp = conn.getresponse()
-        return resp.status, resp.read(), conn.sock.selected_alpn_protocol()  # type: ignore[union-attr]
+        return resp.status, resp.read(), conn.sock.selected_alpn_protocol()
     finally:
         conn.close()
 
