@@ -9,6 +9,7 @@ a unit put on a machine, taken off one, or given another target there.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -35,7 +36,12 @@ Snapshot = Mapping[str, bytes]
 Change = tuple[str, bytes | None, bytes | None]
 
 READY = "ready"
-MACHINE_STATE_PREFIX = "machine-state/"  # hook: cordon/drain's flag (not on main yet)
+# The cordon/drain flag, as the `cordon` branch writes it (not on main yet):
+# cordoned/<machine_id> = {"state": "cordoned" | "draining", ...}. Read here
+# without its codec so that this module does not wait for it; once merged,
+# fleetpy.registry.codec.decode_cordon can replace _flag.
+CORDONED = "cordoned/"
+MACHINE_STATES = ("cordoned", "draining")
 
 
 def fold(snapshot: dict[str, bytes], update: WatchUpdate) -> list[Change]:
@@ -55,17 +61,19 @@ def _decoded(snapshot: Snapshot, prefix: str,
     return out
 
 
-def machine_state(snapshot: Snapshot, machine_id: str) -> str:
-    """``ready``, or what a cordon/drain flag says (``cordoned``, ``draining``).
+def _flag(value: bytes) -> str:
+    try:
+        obj = json.loads(value)
+    except (ValueError, UnicodeDecodeError):
+        return "cordoned"  # a flag is there, whatever else it says
+    state = obj.get("state") if isinstance(obj, dict) else None
+    return state if state in MACHINE_STATES else "cordoned"
 
-    The flag's key is the hook for fleetctl cordon; until it exists every
-    machine is ready.
-    """
-    value = snapshot.get(MACHINE_STATE_PREFIX + machine_id)
-    if value is None:
-        return READY
-    text = value.decode("utf-8", "replace").strip().strip('"')
-    return text or READY
+
+def machine_state(snapshot: Snapshot, machine_id: str) -> str:
+    """``ready``, or what the machine's cordon flag says: ``cordoned``, ``draining``."""
+    value = snapshot.get(CORDONED + machine_id)
+    return READY if value is None else _flag(value)
 
 
 def placements_of(changes: Sequence[Change], at: float) -> list[dict[str, Any]]:

@@ -92,9 +92,14 @@ def test_fold_follows_resets_and_events() -> None:
     assert snap == {"a": b"9"} and changes == [("a", b"1", b"9"), ("b", b"2", None)]
 
 
-def test_machine_state_is_ready_unless_flagged() -> None:
+def test_machine_state_is_ready_unless_cordoned_or_draining() -> None:
     assert machine_state({}, "m1") == "ready"
-    assert machine_state({"machine-state/m1": b'"cordoned"'}, "m1") == "cordoned"
+    assert machine_state({"cordoned/m2": b'{"state":"draining"}'}, "m1") == "ready"
+    assert machine_state({"cordoned/m1": b'{"state":"cordoned","by":"me"}'}, "m1") == "cordoned"
+    assert machine_state({"cordoned/m1": b'{"state":"draining"}'}, "m1") == "draining"
+    assert machine_state({"cordoned/m1": b"garbage"}, "m1") == "cordoned"
+    snap = {**snapshot(), "cordoned/m2": b'{"state":"draining","move":[]}'}
+    assert [m["state"] for m in view(snap, [], "m1")["machines"]] == ["ready", "draining"]
 
 
 def test_dashboard_address_setting() -> None:
