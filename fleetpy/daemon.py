@@ -65,7 +65,8 @@ def _lock(path: Path) -> IO[str]:
 
 
 class Daemon:
-    """fleetd's process around a :class:`fleetpy.node.Node`: lock, API, metrics, signals."""
+    """fleetd's process around a :class:`fleetpy.node.Node`: lock, API, metrics,
+    dashboard, signals."""
 
     def __init__(self, config: Config, state_dir: Path = STATE_DIR) -> None:
         self.config = config

@@ -3,7 +3,7 @@
 Served by fleetd on ``dashboard_address`` (off unless set) with the small
 HTTP/1.1 server of :mod:`fleetpy.httpapi.http11`; TLS and client
 certificates as the API's (api_certfile, api_keyfile, api_cafile) when they
-are configured. Read-only: only GET (and HEAD) is answered.
+are configured. Read-only: only GET is answered.
 
 - ``/``, ``/static/<file>``: the page (files shipped in the package, no CDN).
 - ``/api/state``: the current view (JSON, :mod:`fleetpy.dashboard.model`).
@@ -57,7 +57,7 @@ class Dashboard:
         self._connections: set[asyncio.Task[None]] = set()
 
     async def handle(self, req: Request) -> Response | StreamResponse:
-        if req.method not in ("GET", "HEAD"):
+        if req.method != "GET":
             return error_response(405, "the dashboard is read-only")
         path = req.path
         if path in ("/", "/index.html"):
