@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -68,11 +69,31 @@ def browser() -> Iterator[WebDriver]:
 
 
 def _text(driver: WebDriver, css: str) -> list[str]:
-    return [e.text for e in driver.find_elements(By.CSS_SELECTOR, css)]
+    """The elements' text; read again when the page re-rendered them meanwhile (each
+    update replaces the tables' rows)."""
+    for _ in range(20):
+        try:
+            return [e.text for e in driver.find_elements(By.CSS_SELECTOR, css)]
+        except StaleElementReferenceException:
+            continue
+    raise AssertionError(f"{css}: re-rendered 20 times while being read")
 
 
 def _attrs(driver: WebDriver, css: str, name: str) -> set[str | None]:
-    return {e.get_attribute(name) for e in driver.find_elements(By.CSS_SELECTOR, css)}
+    for _ in range(20):
+        try:
+            return {e.get_attribute(name) for e in driver.find_elements(By.CSS_SELECTOR, css)}
+        except StaleElementReferenceException:
+            continue
+    raise AssertionError(f"{css}: re-rendered 20 times while being read")
+
+
+def _click(driver: WebDriver, css: str) -> bool:
+    try:
+        driver.find_element(By.CSS_SELECTOR, css).click()
+        return True
+    except StaleElementReferenceException:  # re-rendered between finding and clicking
+        return False
 
 
 def _wait(driver: WebDriver, what: str, check: Callable[[WebDriver], object],
@@ -125,7 +146,8 @@ def test_dashboard_lists_the_cluster_and_shows_a_started_unit_live(
     SCREENSHOT.parent.mkdir(exist_ok=True)
     driver.save_screenshot(str(SCREENSHOT))
 
-    driver.find_element(By.CSS_SELECTOR, "#units a[href='#unit/hello.service']").click()
+    _wait(driver, "a link to hello.service's page", lambda d: _click(
+        d, "#units a[href='#unit/hello.service']"), 5)
     _wait(driver, "hello.service's journal", lambda d: "Started" in " ".join(
         _text(d, "#journal")), 15)
     assert _text(driver, "#unit-name") == ["hello.service"]
