@@ -1,0 +1,68 @@
+"""fleetctl cordon / uncordon and list-machines' STATE, with --driver etcd and through the API."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+
+from fleetpy.model.cordon import MachineState
+from tests.unit.test_ctl_support import M1, M2, Cluster
+
+
+@pytest.fixture(params=["etcd", "api"])
+def ctl(request: pytest.FixtureRequest) -> Iterator[tuple[Cluster, str | None]]:
+    short = Path(tempfile.mkdtemp(prefix="fcord", dir="/tmp"))
+    try:
+        with Cluster(machines=(M1, M2), simulate=False) as cluster:
+            api = cluster.start_api(str(short / "fleet.sock")) if request.param == "api" else None
+            yield cluster, api
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+
+
+def run(ctl: tuple[Cluster, str | None], *args: str) -> Result:
+    cluster, api = ctl
+    return cluster.ctl(*args, api=api)
+
+
+def test_cordon_shows_in_list_machines_and_uncordon_clears_it(
+    ctl: tuple[Cluster, str | None],
+) -> None:
+    cluster, _ = ctl
+    plain = run(ctl, "list-machines", "--no-legend").stdout
+    assert "ready" not in plain  # fleet's three columns while every machine is ready
+    done = run(ctl, "cordon", "ca54", "--reason", "disk swap")
+    assert (done.exit_code, done.stdout) == (0, "Machine ca541338.../172.17.8.102 cordoned\n")
+    cordons = cluster.run(cluster.registry.list_cordons())
+    assert list(cordons) == [M2.id] and cordons[M2.id].state == MachineState.CORDONED
+    assert cordons[M2.id].reason == "disk swap" and "@" in cordons[M2.id].by
+    table = run(ctl, "list-machines").stdout.splitlines()
+    assert table[0].split() == ["MACHINE", "IP", "METADATA", "STATE"]
+    assert table[1].split()[-1] == "ready" and table[2].split()[-1] == "cordoned"
+    rows = json.loads(run(ctl, "list-machines", "-o", "json").stdout)
+    assert [r["state"] for r in rows] == ["ready", "cordoned"]
+    assert run(ctl, "list-machines", "--no-legend", "--fields", "state").stdout == (
+        "ready\ncordoned\n")
+    again = run(ctl, "cordon", "172.17.8.102")
+    assert (again.exit_code, again.stdout) == (
+        0, "Machine ca541338.../172.17.8.102 already cordoned\n")
+    done = run(ctl, "uncordon", "ca54")
+    assert (done.exit_code, done.stdout) == (0, "Machine ca541338.../172.17.8.102 uncordoned\n")
+    assert cluster.run(cluster.registry.list_cordons()) == {}
+    done = run(ctl, "uncordon", "ca54")
+    assert done.stdout == "Machine ca541338.../172.17.8.102 was not cordoned\n"
+
+
+def test_cordon_of_an_unknown_machine_fails_and_writes_nothing(
+    ctl: tuple[Cluster, str | None],
+) -> None:
+    cluster, _ = ctl
+    done = run(ctl, "cordon", "zz")
+    assert done.exit_code == 1 and "no machine matches 'zz'" in done.stderr
+    assert cluster.run(cluster.registry.list_cordons()) == {}
