@@ -40,6 +40,7 @@ from tests.lab.fleet_helpers import (
     table,
     write_units,
 )
+from tests.lab.fleet_helpers import waiting as waiting_units
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(240)]
 
@@ -93,8 +94,7 @@ def test_cordon_keeps_new_units_away_and_says_why_they_wait(lab: Lab, tmp_path: 
     spread = ["spread@1.service", "spread@2.service"]
     where = eventually(lambda: running(lab, spread), timeout=60, what="two spread units active")
     assert sorted(where.values()) == ["core-01", "core-02"]  # never the cordoned core-03
-    why = eventually(lambda: (r := reasons(lab)) if len(r) == 2 else None, timeout=30,
-                     what="two units waiting")
+    why = eventually(lambda: waiting_units(lab, 2), timeout=30, what="two units waiting")
     assert why["pinned.service"] == f"machine {c3[:8]} is cordoned"
     assert f"machine {c3[:8]} is cordoned" in why["spread@3.service"]
     assert "Conflicts: spread@*" in why["spread@3.service"]
