@@ -137,21 +137,27 @@ def plan_drain(
     ask = [n for g in queued[:slots] for n in g]
     moving.update(ask)
     still_queued = tuple(n for g in queued[slots:] for n in g)
-    stop: set[str] = {n for n in cordon.stop if n in here}
+    # a unit asked to stop is stopping while scheduled here or reported running here
+    alive = {s.name for s in states if s.machine_id == machine
+             and s.active_state in ("active", "activating", "deactivating", "reloading")}
+    stop: set[str] = {n for n in cordon.stop if n in here or n in alive}
     quiet = not moving and not still_queued
     stop_global = cordon.stop_global and quiet
     if deadline_passed:
         stop |= set(movable)
+        stop -= {n for n in stop if n not in here and n not in alive}
         stop_global = cordon.stop_global
     if stop_global:
         stop |= set(staying)
     stopping = tuple(sorted(stop))
     new = replace(
         cordon, state=MachineState.DRAINING,
-        move=tuple(sorted(asked | set(ask))), stop=stopping or cordon.stop,
+        move=tuple(sorted(asked | set(ask))), stop=tuple(sorted(set(cordon.stop) | stop)),
     )
     shown_staying = () if cordon.stop_global else staying
-    finished = (not (set(here) - set(shown_staying)) and not moving) or (
+    # after the deadline, units that left but do not run yet are not waited for
+    finished = (not (set(here) - set(shown_staying)) and not stopping
+                and (not moving or deadline_passed)) or (
         not deadline_passed and quiet and not stopping
         and set(here) - set(shown_staying) <= set(stuck) | set(pinned))
     return DrainStep(

@@ -61,8 +61,10 @@ def test_pinned_unit_is_reported_and_never_asked_and_a_deadline_stops_it() -> No
     assert step.cordon.move == () and step.finished and step.left == ("pinned.service",)
     late = plan_drain(step.cordon, [PINNED], [], {}, deadline_passed=True)
     assert late.cordon.stop == ("pinned.service",) and not late.finished
-    gone = plan_drain(late.cordon, [], [], {"pinned.service": "machine a1b2c3d4 is draining"},
-                      deadline_passed=True)
+    why = {"pinned.service": "machine a1b2c3d4 is draining"}
+    unscheduled = plan_drain(late.cordon, [], [active(PINNED)], why, deadline_passed=True)
+    assert unscheduled.stopping == ("pinned.service",) and not unscheduled.finished
+    gone = plan_drain(late.cordon, [], [active(PINNED, "inactive")], why, deadline_passed=True)
     assert gone.finished and gone.left == ()
 
 
