@@ -66,3 +66,24 @@ def test_cordon_of_an_unknown_machine_fails_and_writes_nothing(
     done = run(ctl, "cordon", "zz")
     assert done.exit_code == 1 and "no machine matches 'zz'" in done.stderr
     assert cluster.run(cluster.registry.list_cordons()) == {}
+
+
+def test_drain_no_block_marks_the_machine_draining(ctl: tuple[Cluster, str | None]) -> None:
+    cluster, _ = ctl
+    done = run(ctl, "drain", "4f4a", "--no-block", "--stop-global")
+    assert done.exit_code == 0, done.output
+    assert done.stdout.startswith("Machine 4f4a4289.../172.17.8.101 draining\n")
+    cordon = cluster.run(cluster.registry.list_cordons())[M1.id]
+    assert cordon.state == MachineState.DRAINING and cordon.stop_global
+    assert run(ctl, "list-machines", "--no-legend", "--fields", "state").stdout == (
+        "draining\nready\n")
+
+
+@pytest.mark.parametrize("deadline", ["5x", "-1s", "1h5", "m"])
+def test_drain_with_a_bad_deadline_fails_and_writes_nothing(
+    ctl: tuple[Cluster, str | None], deadline: str
+) -> None:
+    cluster, _ = ctl
+    done = run(ctl, "drain", "4f4a", "--deadline", deadline)
+    assert done.exit_code == 1 and f"invalid duration {deadline!r}" in done.stderr
+    assert cluster.run(cluster.registry.list_cordons()) == {}
