@@ -87,3 +87,43 @@ def test_drain_with_a_bad_deadline_fails_and_writes_nothing(
     done = run(ctl, "drain", "4f4a", "--deadline", deadline)
     assert done.exit_code == 1 and f"invalid duration {deadline!r}" in done.stderr
     assert cluster.run(cluster.registry.list_cordons()) == {}
+
+
+def test_ctrl_c_leaves_the_machine_draining_and_says_so(tmp_path: Path) -> None:
+    """A real fleetctl process, through the API, interrupted while it waits."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from fleetpy.model.types import ScheduledUnit, TargetState
+
+    short = Path(tempfile.mkdtemp(prefix="fcint", dir="/tmp"))
+    try:
+        with Cluster(machines=(M1, M2), simulate=False) as cluster:
+            api = cluster.start_api(str(short / "fleet.sock"))
+            text = f"[Service]\nExecStart=/bin/true\n[X-Fleet]\nMachineID={M1.id[:8]}\n"
+            entry = ScheduledUnit("pinned.service", M1.id, TargetState.LAUNCHED, "h", text)
+            cluster.run(cluster.registry.apply_schedule(cluster.token, [entry], []))
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "fleetpy.ctl", "--endpoint", api, "drain", "4f4a",
+                 "--deadline", "1h"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            assert proc.stdout is not None
+            seen = []
+            for line in proc.stdout:  # blocks until fleetctl reports the pinned unit
+                seen.append(line)
+                if "cannot move" in line:
+                    break
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGINT)
+            rest, errors = proc.communicate(timeout=20)
+            assert proc.returncode == 130, (seen, rest, errors)
+            assert ("Machine 4f4a4289.../172.17.8.101 stays draining (0 moved, 1 left); "
+                    "fleetctl drain 4f4a continues, fleetctl uncordon 4f4a ends it") in errors
+            cordon = cluster.run(cluster.registry.list_cordons())[M1.id]
+            assert cordon.state == MachineState.DRAINING
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
