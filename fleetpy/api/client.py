@@ -24,6 +24,7 @@ from fleetpy.api.snapshot import Snapshot
 from fleetpy.api.transport import TlsFiles, parse_endpoint
 from fleetpy.api.validation import CLIENT_BATCH, CLIENT_BATCH_BYTES
 from fleetpy.concurrency import each
+from fleetpy.model.cordon import Cordon
 from fleetpy.model.metadata import MetadataChange
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
 from fleetpy.registry.base import RegistryError, UnitRecord
@@ -33,7 +34,8 @@ RECONNECT_DELAY = 0.5
 # Requests that change nothing: tried on the next endpoint even after one that
 # connected failed in transport (see fleetpy.api.endpoints.may_fail_over).
 READS = frozenset({"GetUnit", "GetUnits", "ListUnits", "ListMachines", "ListUnitStates",
-                   "ListSchedule", "ListWaiting", "ListUnreadable"})
+                   "ListSchedule", "ListWaiting", "ListUnreadable",
+                   "ListCordons"})
 _RETRY_STREAM = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 log = logging.getLogger(__name__)
 
@@ -212,6 +214,18 @@ class ApiDriver:
         resp: pb.ListScheduleResponse = await self._call(
             "ListSchedule", pb.ListScheduleRequest(machine_id=machine_id or ""))
         return [convert.scheduled_from_pb(s) for s in resp.units]
+
+    async def put_cordon(self, cordon: Cordon) -> None:
+        await self._call("PutCordon", pb.PutCordonRequest(cordon=convert.cordon_to_pb(cordon)))
+
+    async def delete_cordon(self, machine_id: str) -> bool:
+        resp: pb.DeleteCordonResponse = await self._call(
+            "DeleteCordon", pb.DeleteCordonRequest(machine_id=machine_id))
+        return resp.existed
+
+    async def list_cordons(self) -> dict[str, Cordon]:
+        resp: pb.ListCordonsResponse = await self._call("ListCordons", pb.ListCordonsRequest())
+        return {c.machine_id: convert.cordon_from_pb(c) for c in resp.cordons}
 
     async def list_waiting(self) -> dict[str, str]:
         resp: pb.ListWaitingResponse = await self._call(

@@ -222,6 +222,34 @@ class FleetService(pb_grpc.FleetServicer):
         return pb.SetMachineMetadataResponse(machine=convert.machine_to_pb(machine))
 
     @_unary
+    async def PutCordon(
+        self, request: pb.PutCordonRequest, context: Any
+    ) -> pb.PutCordonResponse:
+        cordon = convert.cordon_from_pb(request.cordon)
+        checked_machine_id(cordon.machine_id)
+        if not cordon.machine_id:
+            raise ValueError("invalid machine ID: empty")
+        await self._registry.put_cordon(cordon)
+        return pb.PutCordonResponse()
+
+    @_unary
+    async def DeleteCordon(
+        self, request: pb.DeleteCordonRequest, context: Any
+    ) -> pb.DeleteCordonResponse:
+        machine_id = checked_machine_id(request.machine_id)
+        if not machine_id:
+            raise ValueError("invalid machine ID: empty")
+        return pb.DeleteCordonResponse(existed=await self._registry.delete_cordon(machine_id))
+
+    @_unary
+    async def ListCordons(
+        self, request: pb.ListCordonsRequest, context: Any
+    ) -> pb.ListCordonsResponse:
+        cordons = await self._registry.list_cordons()
+        return pb.ListCordonsResponse(
+            cordons=[convert.cordon_to_pb(c) for _, c in sorted(cordons.items())])
+
+    @_unary
     async def ListUnitStates(
         self, request: pb.ListUnitStatesRequest, context: Any
     ) -> pb.ListUnitStatesResponse:

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from fleetpy.api.snapshot import Snapshot, SnapshotSource, watch_snapshots
 from fleetpy.ctl.common import Settings
+from fleetpy.model.cordon import Cordon
 from fleetpy.model.metadata import MetadataChange
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
 from fleetpy.registry.base import Registry, UnitRecord
@@ -51,6 +52,12 @@ class FleetClient(SnapshotSource, Protocol):
     async def set_machine_metadata(
         self, machine_id: str, change: MetadataChange
     ) -> Machine | None: ...
+
+    async def put_cordon(self, cordon: Cordon) -> None: ...
+
+    async def delete_cordon(self, machine_id: str) -> bool: ...
+
+    async def list_cordons(self) -> dict[str, Cordon]: ...
 
     async def list_unreadable(self) -> list[Unreadable]:
         """Registry entries every reader skips, with what is wrong with each."""
@@ -117,6 +124,15 @@ class EtcdDriver:
 
     async def list_schedule(self, machine_id: str | None = None) -> list[ScheduledUnit]:
         return await self.registry.list_schedule(machine_id)
+
+    async def put_cordon(self, cordon: Cordon) -> None:
+        await self.registry.put_cordon(cordon)
+
+    async def delete_cordon(self, machine_id: str) -> bool:
+        return await self.registry.delete_cordon(machine_id)
+
+    async def list_cordons(self) -> dict[str, Cordon]:
+        return await self.registry.list_cordons()
 
     async def list_waiting(self) -> dict[str, str]:
         return await self.registry.list_waiting()

@@ -17,6 +17,7 @@ from fleetpy.ctl.render import OUTPUTS, parse_fields, render
 if TYPE_CHECKING:
     from fleetpy.api.snapshot import Snapshot
     from fleetpy.ctl.client import FleetClient
+    from fleetpy.model.cordon import Cordon
     from fleetpy.model.types import Machine, UnitState
     from fleetpy.registry.unreadable import Unreadable
 
@@ -26,7 +27,7 @@ UNITS_FIELDS = ("unit", "machine", "load", "active", "sub", "hash")
 UNITS_DEFAULT = "unit,machine,active,sub"
 UNIT_FILES_FIELDS = ("unit", "hash", "dstate", "state", "target", "global", "desc", "reason")
 UNIT_FILES_DEFAULT = "unit,hash,dstate,state,target"
-MACHINES_FIELDS = ("machine", "ip", "metadata")
+MACHINES_FIELDS = ("machine", "ip", "metadata", "state")
 MACHINES_DEFAULT = "machine,ip,metadata"
 
 
@@ -97,16 +98,23 @@ def unreadable_report(entries: Sequence[Unreadable], output: str) -> str:
     return "\n".join(lines)
 
 
-def machine_rows(machines: Iterable[Machine], full: bool) -> list[Row]:
+def machine_rows(
+    machines: Iterable[Machine], full: bool, cordons: Mapping[str, Cordon] | None = None
+) -> list[Row]:
+    """One row per machine; STATE ready, cordoned or draining (fleetpy.model.cordon).
+    A cordoned machine whose lease is gone is listed too (IP -): its cordon stays."""
+    from fleetpy.ctl.cordon import known_machines
     from fleetpy.ctl.state import format_metadata, machine_id_legend
 
+    cordons = cordons or {}
     return [
         {
             "machine": machine_id_legend(m.id, full),
             "ip": m.public_ip or None,
             "metadata": format_metadata(m.metadata) or None,
+            "state": cordons[m.id].state.value if m.id in cordons else "ready",
         }
-        for m in sorted(machines, key=lambda m: m.id)
+        for m in sorted(known_machines(list(machines), cordons), key=lambda m: m.id)
     ]
 
 
@@ -192,11 +200,21 @@ def list_unit_files(env: CtlEnv, full: bool, no_legend: bool, fields: str, outpu
 @_table_options(MACHINES_DEFAULT, MACHINES_FIELDS)
 @pass_env
 def list_machines(env: CtlEnv, full: bool, no_legend: bool, fields: str, output: str) -> None:
-    """Enumerate the current hosts in the cluster"""
+    """Enumerate the current hosts in the cluster.
+
+    STATE (--fields state, always in -o json) is ready, cordoned or draining
+    (fleetctl cordon, drain); the default columns add it when some machine is
+    not ready, so fleet's three columns stay as they were otherwise.
+    """
     cols = _fields(fields, MACHINES_FIELDS)
 
     async def action(client: FleetClient) -> int:
-        rows = machine_rows(await client.list_machines(), full or output == "json")
+        import asyncio
+
+        machines, cordons = await asyncio.gather(client.list_machines(), client.list_cordons())
+        if fields == MACHINES_DEFAULT and (cordons or output == "json"):
+            cols.append("state")
+        rows = machine_rows(machines, full or output == "json", cordons)
         out(render(cols, rows, output=output, legend=not no_legend), nl=False)
         return 0
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from fleetpy.ctl import lists, machines, remote, status, units
+from fleetpy.ctl import cordon, drain, lists, machines, remote, status, units
 from fleetpy.ctl.common import (
     DEFAULT_ENDPOINT,
     DEFAULT_KNOWN_HOSTS,
@@ -176,5 +176,5 @@ def _register(group: click.Group, commands: list[click.Command]) -> None:
 
 
 _register(main, units.COMMANDS + lists.COMMANDS + status.COMMANDS + remote.COMMANDS
-          + machines.COMMANDS)
+          + machines.COMMANDS + cordon.COMMANDS + drain.COMMANDS)
 

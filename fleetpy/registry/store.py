@@ -30,6 +30,7 @@ from fleetpy.registry.base import (
     UnitRecord,
     WatchUpdate,
 )
+from fleetpy.registry.cordons import CordonStore
 from fleetpy.registry.kv import (
     Compare,
     Delete,
@@ -52,7 +53,7 @@ DEFAULT_MAX_TXN_OPS = 128
 _CAS_ATTEMPTS = 10
 
 
-class KVRegistry:
+class KVRegistry(CordonStore):
     """Implements ``base.Registry`` on a ``KVBackend``."""
 
     def __init__(
