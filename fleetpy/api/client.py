@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 
 BATCH = 1000  # units per request of the many-units calls
+PAGE = 500  # entries per message of the paged listings
 IN_FLIGHT = 4  # such requests at once
 T = TypeVar("T")
 
@@ -199,6 +200,40 @@ class ApiDriver:
         resp: pb.ListMachinesResponse = await self._call(
             self._stub.ListMachines, pb.ListMachinesRequest())
         return [convert.machine_from_pb(m) for m in resp.machines]
+
+    async def machine_pages(self, page_size: int = PAGE) -> AsyncGenerator[list[Machine], None]:
+        """Live machines in pages (StreamMachines); one page from a fleetd without it."""
+        call = self._stub.StreamMachines(pb.StreamMachinesRequest(page_size=page_size),
+                                         timeout=self._timeout)
+        async for msg in self._pages(call, self._stub.ListMachines, pb.ListMachinesRequest()):
+            yield [convert.machine_from_pb(m) for m in msg.machines]
+
+    async def unit_state_pages(
+        self, machine_id: str | None = None, page_size: int = PAGE
+    ) -> AsyncGenerator[list[UnitState], None]:
+        """Reported unit states in pages (StreamUnitStates); one page from an older fleetd."""
+        call = self._stub.StreamUnitStates(
+            pb.StreamUnitStatesRequest(machine_id=machine_id or "", page_size=page_size),
+            timeout=self._timeout)
+        older = pb.ListUnitStatesRequest(machine_id=machine_id or "")
+        async for msg in self._pages(call, self._stub.ListUnitStates, older):
+            yield [convert.state_msg_from_pb(s) for s in msg.states]
+
+    async def _pages(self, call: Any, unary: Any, request: Any) -> AsyncGenerator[Any, None]:
+        """The messages of a server stream; a fleetd that does not have that stream
+        (UNIMPLEMENTED, before any message) is asked the unary way instead."""
+        got = False
+        try:
+            async for msg in call:
+                got = True
+                yield msg
+            return
+        except grpc.aio.AioRpcError as e:
+            if got or e.code() != grpc.StatusCode.UNIMPLEMENTED:
+                self._fail(e)
+        finally:
+            call.cancel()
+        yield await self._call(unary, request)
 
     async def set_machine_metadata(
         self, machine_id: str, change: MetadataChange

@@ -21,6 +21,8 @@ from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, U
 from fleetpy.registry.base import Registry, UnitRecord
 from fleetpy.registry.unreadable import Unreadable
 
+PAGE = 500  # entries per page of the paged listings (etcd range limit, API message)
+
 
 class FleetClient(SnapshotSource, Protocol):
     """What fleetctl needs: the user-facing half of the Registry, plus a watch."""
@@ -57,6 +59,16 @@ class FleetClient(SnapshotSource, Protocol):
 
     def watch_units(self, names: Sequence[str]) -> AsyncGenerator[Snapshot, None]:
         """A snapshot of ``names`` now, then after every change."""
+        ...
+
+    def machine_pages(self, page_size: int = PAGE) -> AsyncGenerator[list[Machine], None]:
+        """Live machines by ID, a page at a time (list-machines: no whole copy)."""
+        ...
+
+    def unit_state_pages(
+        self, machine_id: str | None = None, page_size: int = PAGE
+    ) -> AsyncGenerator[list[UnitState], None]:
+        """Reported unit states, a page at a time (list-units)."""
         ...
 
 
@@ -110,6 +122,14 @@ class EtcdDriver:
         self, machine_id: str, change: MetadataChange
     ) -> Machine | None:
         return await self.registry.set_machine_metadata(machine_id, change)
+
+    def machine_pages(self, page_size: int = PAGE) -> AsyncGenerator[list[Machine], None]:
+        return self.registry.machine_pages(page_size)
+
+    def unit_state_pages(
+        self, machine_id: str | None = None, page_size: int = PAGE
+    ) -> AsyncGenerator[list[UnitState], None]:
+        return self.registry.unit_state_pages(machine_id, page_size)
 
     async def list_unit_states(self, machine_id: str | None = None) -> list[UnitState]:
         return await self.registry.list_unit_states(machine_id)
