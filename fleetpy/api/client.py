@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Callable, Sequence
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import grpc
 import grpc.aio
@@ -20,10 +20,12 @@ from fleetpy.api.gen import fleet_pb2_grpc as pb_grpc
 from fleetpy.api.snapshot import Snapshot
 from fleetpy.api.transport import TlsFiles, client_credentials, explain, parse_endpoint
 from fleetpy.concurrency import each
-from fleetpy.model.metadata import MetadataChange
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
 from fleetpy.registry.base import RegistryError, UnitRecord
-from fleetpy.registry.unreadable import Unreadable
+
+if TYPE_CHECKING:
+    from fleetpy.model.metadata import MetadataChange
+    from fleetpy.registry.unreadable import Unreadable
 
 MAX_MESSAGE = 64 * 1024 * 1024
 RECONNECT_DELAY = 0.5
@@ -266,6 +268,8 @@ class ApiDriver:
             if e.code() == grpc.StatusCode.UNIMPLEMENTED:
                 return []  # a fleetd from before ListUnreadable
             self._fail(e)
+        from fleetpy.registry.unreadable import Unreadable
+
         return [Unreadable(e.key, e.problem, e.revision) for e in resp.entries]
 
     async def watch_units(self, names: Sequence[str]) -> AsyncGenerator[Snapshot, None]:

@@ -12,14 +12,16 @@ when a client is opened.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from fleetpy.api.snapshot import Snapshot, SnapshotSource, watch_snapshots
 from fleetpy.ctl.common import Settings
-from fleetpy.model.metadata import MetadataChange
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
 from fleetpy.registry.base import Registry, UnitRecord
-from fleetpy.registry.unreadable import Unreadable
+
+if TYPE_CHECKING:  # annotations only (no etcd client, no model parsing for list-units)
+    from fleetpy.model.metadata import MetadataChange
+    from fleetpy.registry.unreadable import Unreadable
 
 PAGE = 500  # entries per page of the paged listings (etcd range limit, API message)
 

@@ -2,7 +2,10 @@
 
 Global flags are also read from ``FLEETCTL_<FLAG>`` (``FLEETCTL_ENDPOINT``,
 ``FLEETCTL_DRIVER``, ``FLEETCTL_ETCD_ENDPOINTS``...). Only click is imported
-here; commands import what they need when they run.
+here; a command's module (fleetpy.ctl.units, .lists...) is imported when that
+command runs (or help lists it), and it imports the rest (gRPC, the etcd
+client, ssh) when it talks to the cluster. A cold ``fleetctl list-units``
+pays for Python, click, gRPC and protobuf, little else (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ from typing import Any
 
 import click
 
-from fleetpy.ctl import lists, machines, remote, status, units
 from fleetpy.ctl.common import (
     DEFAULT_ENDPOINT,
     DEFAULT_KNOWN_HOSTS,
@@ -28,8 +30,32 @@ def _version() -> str:
     return __version__
 
 
+# Each command's module in fleetpy.ctl (its COMMANDS): imported when the command is used.
+COMMAND_MODULES = {
+    **dict.fromkeys(["submit", "load", "start", "stop", "unload", "destroy", "restart", "cat"],
+                    "units"),
+    **dict.fromkeys(["list-units", "list-unit-files", "list-machines"], "lists"),
+    **dict.fromkeys(["status", "journal"], "status"),
+    **dict.fromkeys(["ssh", "fd-forward"], "remote"),
+    "set-metadata": "machines",
+}
+
+
 class FleetGroup(click.Group):
-    """fleet's wording for an unknown command; ``--version`` as in fleet."""
+    """fleet's wording for an unknown command; ``--version`` as in fleet; commands
+    loaded from their modules when first asked for (COMMAND_MODULES)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(COMMAND_MODULES))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMAND_MODULES.get(cmd_name)
+        if cmd_name not in self.commands and module is not None:
+            import importlib
+
+            for cmd in importlib.import_module(f"fleetpy.ctl.{module}").COMMANDS:
+                self.add_command(cmd)
+        return super().get_command(ctx, cmd_name)
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -165,13 +191,3 @@ def help_cmd(ctx: click.Context, command: str | None) -> None:
         raise click.UsageError(f'unknown subcommand: "{command}"', ctx)
     with click.Context(cmd, info_name=command, parent=parent) as sub:
         click.echo(cmd.get_help(sub))
-
-
-def _register(group: click.Group, commands: list[click.Command]) -> None:
-    for cmd in commands:
-        group.add_command(cmd)
-
-
-_register(main, units.COMMANDS + lists.COMMANDS + status.COMMANDS + remote.COMMANDS
-          + machines.COMMANDS)
-

@@ -36,10 +36,9 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from fleetpy.model.metadata import MetadataChange
-from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: fleetctl imports this module on every command
+    from fleetpy.model.metadata import MetadataChange
+    from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
     from fleetpy.registry.unreadable import Unreadable
 
 DEFAULT_PREFIX = "/fleetpy/"
