@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from fleetpy.ctl import main as ctl_main
-from tests.unit.test_ctl_support import Cluster
+from fleetpy.model.types import UnitState
+from tests.unit.test_ctl_support import M1, M2, Cluster
 
 RUN = """
 import json, sys
@@ -108,3 +109,44 @@ def test_every_command_is_in_the_lazy_table() -> None:
     found = {cmd.name: module for module in set(ctl_main.COMMAND_MODULES.values())
              for cmd in importlib.import_module(f"fleetpy.ctl.{module}").COMMANDS}
     assert found == ctl_main.COMMAND_MODULES
+
+
+QUICK_EXIT = """
+import atexit, sys
+atexit.register(lambda: sys.stderr.write("python teardown\\n"))
+from fleetpy.ctl.main import run
+run()
+"""
+
+
+def test_the_command_ends_without_pythons_teardown_with_its_status_and_output(
+    tmp_path: Path,
+) -> None:
+    """``run`` (the console script) ends a command that loaded gRPC with os._exit after
+    flushing: all of its output (more than a pipe holds), its status, no teardown."""
+    short = Path(tempfile.mkdtemp(prefix="fimp", dir="/tmp"))
+    with Cluster(machines=(M1, M2), simulate=False) as cluster:
+        cluster.report(*[UnitState(f"u{i:04}.service", (M1, M2)[i % 2].id, "loaded", "active",
+                                   "running", f"{i:040x}") for i in range(2000)])
+        try:
+            api = cluster.start_api(str(short / "fleet.sock"))
+            p = subprocess.run([sys.executable, "-c", QUICK_EXIT, "--endpoint", api,
+                                "list-units", "--fields", "unit,hash", "--full"],
+                               capture_output=True, text=True, timeout=60)
+        finally:
+            shutil.rmtree(short, ignore_errors=True)
+    assert p.returncode == 0, p.stderr
+    assert p.stderr == ""  # no teardown
+    lines = p.stdout.splitlines()
+    assert len(p.stdout) > 65536 and len(lines) == 2001
+    assert lines[-1].split() == ["u1999.service", f"{1999:040x}"]
+    p = subprocess.run([sys.executable, "-c", QUICK_EXIT, "--endpoint",
+                        f"unix://{tmp_path}/none.sock", "list-units"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1
+    assert p.stderr.startswith("Error: cannot reach the fleet API at unix://")
+    assert "python teardown" not in p.stderr
+    p = subprocess.run([sys.executable, "-c", QUICK_EXIT, "--help"], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0 and "list-units" in p.stdout
+    assert p.stderr == "python teardown\n"  # no gRPC loaded: Python ends as usual
