@@ -36,11 +36,13 @@ PAGE = 500  # rows per page read (etcd range limit; API message)
 StateRow = tuple[str, str, str, str, str, str]
 
 
-def state_row(s: UnitState, share: dict[str, str]) -> StateRow:
-    """A state as plain strings; the few distinct load/active/sub values are shared."""
-    return (s.name, s.machine_id, share.setdefault(s.load_state, s.load_state),
+def state_row(s: UnitState, share: dict[str, str], with_hash: bool = True) -> StateRow:
+    """A state as plain strings; the few distinct machine IDs and load/active/sub values
+    are shared, the hash is kept only when shown."""
+    return (s.name, share.setdefault(s.machine_id, s.machine_id),
+            share.setdefault(s.load_state, s.load_state),
             share.setdefault(s.active_state, s.active_state),
-            share.setdefault(s.sub_state, s.sub_state), s.hash)
+            share.setdefault(s.sub_state, s.sub_state), s.hash if with_hash else "")
 
 
 def state_cells(
@@ -172,7 +174,7 @@ def list_units(env: CtlEnv, full: bool, no_legend: bool, fields: str, output: st
             share: dict[str, str] = {}
             async with aclosing(client.unit_state_pages(None, PAGE)) as pages:
                 async for page in pages:
-                    rows.extend(state_row(s, share) for s in page)
+                    rows.extend(state_row(s, share, "hash" in cols) for s in page)
 
         await asyncio.gather(read_states(), *([read_machines()] if "machine" in cols else []))
         cells = state_cells(rows, machines, full or output == "json")
