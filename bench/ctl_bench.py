@@ -33,9 +33,10 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from bench.ctl_lists import Run, fill, run_fleetctl, server_peak_mib, serving, unary_command
-from bench.ctl_start import blocking_starts, spans
+from bench.ctl_start import UNIT, blocking_starts, spans
 from bench.report import write_section
 from bench.scale_watch import other_labs
 
@@ -44,6 +45,7 @@ FLEETCTL = str(Path(sys.executable).with_name("fleetctl"))
 LAB, SUBNET = "flcli", "172.17.56.0/24"
 # prefix -> (machines, unit states)
 DATA = {"/ctl300/": (3, 300), "/ctl1k/": (100, 1000), "/ctl10k/": (1003, 10000)}
+LAB_ROWS = 300  # units running when list-units is timed on the lab
 FLOOR = "import click, grpc.aio; from fleetpy.api.gen import fleet_pb2_grpc"
 
 
@@ -110,22 +112,25 @@ def lists(runs: int, tmp: Path, before: tuple[str, Path] | None) -> list[str]:
         for prefix, args, label, aim, limit in measures:
             with serving(etcd.endpoint, prefix, tmp / f"{prefix.strip('/')}.sock") as api:
                 env = {**os.environ, "FLEETCTL_ENDPOINT": f"unix://{api.socket}"}
-                got = [run_fleetctl(FLEETCTL, [*args, "--no-legend"], env) for _ in range(runs)]
+                new_cmd = (FLEETCTL, [*args, "--no-legend"], env)
+                compare = before is not None and prefix != "/ctl1k/"
+                got, old = [], []
+                for _ in range(runs):  # the baseline's runs alternate with these: same load
+                    got.append(run_fleetctl(*new_cmd))
+                    if compare and before is not None:
+                        old.append(run_fleetctl(sys.executable, ["-m", "fleetpy.ctl", *args,
+                                                                 "--no-legend"],
+                                                {**env, "PYTHONPATH": str(before[1])}))
                 lines.append(row(f"`fleetctl {' '.join(args)}` (API), {got[0].rows:,} rows",
                                  f"started -> exited; {label}", got, aim, limit))
+                if old and before is not None:
+                    lines.append(row(f"the same, fleetctl of {before[0]}", "started -> exited "
+                                     "(one message, whole copies; runs alternated)", old))
                 if prefix == "/ctl10k/":
                     api_url = f"unix://{api.socket}"
                     method = "list_" + ("unit_states" if args == ["list-units"] else "machines")
                     peaks.append((args[0], server_peak_mib([FLEETCTL, *args], env),
                                   server_peak_mib(unary_command(api_url, method), env)))
-                if before is not None and prefix != "/ctl1k/":
-                    rev, tree = before
-                    old = {**env, "PYTHONPATH": str(tree)}
-                    got = [run_fleetctl(sys.executable, ["-m", "fleetpy.ctl", *args,
-                                                         "--no-legend"], old)
-                           for _ in range(runs)]
-                    lines.append(row(f"the same, fleetctl of {rev}", "started -> exited "
-                                     "(one message, whole copies)", got))
         env = {**os.environ, "FLEETCTL_DRIVER": "etcd", "FLEETCTL_ETCD_ENDPOINTS": etcd.endpoint,
                "FLEETCTL_ETCD_KEY_PREFIX": "/ctl10k/"}
         got = [run_fleetctl(FLEETCTL, ["list-units", "--no-legend"], env) for _ in range(runs)]
@@ -144,7 +149,24 @@ def lists(runs: int, tmp: Path, before: tuple[str, Path] | None) -> list[str]:
     return lines
 
 
-def lab_starts(starts: int, tmp: Path) -> tuple[list[str], list[str]]:
+async def fill_lab(registry: Any, env: dict[str, str], tmp: Path, total: int) -> None:
+    """``fleetctl start --no-block`` of unit files until ``total`` units run."""
+    have = len(await registry.list_unit_states())
+    names = [f"fill-{i:03}.service" for i in range(total - have)]
+    for n in names:
+        (tmp / n).write_text(UNIT.format(name=n))
+    proc = await asyncio.create_subprocess_exec(FLEETCTL, "start", "--no-block", *names,
+                                                cwd=tmp, env=env,
+                                                stdout=asyncio.subprocess.DEVNULL)
+    if await proc.wait():
+        raise RuntimeError("fleetctl start --no-block failed")
+    async with asyncio.timeout(60):
+        while len([s for s in await registry.list_unit_states()
+                   if s.active_state == "active"]) < total:
+            await asyncio.sleep(0.2)
+
+
+def lab_starts(starts: int, runs: int, tmp: Path) -> tuple[list[str], list[str]]:
     from fleetpy.lab import Lab
     from fleetpy.registry.etcd import EtcdRegistry
 
@@ -158,11 +180,15 @@ def lab_starts(starts: int, tmp: Path) -> tuple[list[str], list[str]]:
         async def go() -> list[dict[str, float]]:
             registry = EtcdRegistry(",".join(lab.etcd_endpoints), "/fleetpy/")
             try:
-                return await blocking_starts(registry, FLEETCTL, env, tmp, starts)
+                timelines = await blocking_starts(registry, FLEETCTL, env, tmp, starts)
+                await fill_lab(registry, env, tmp, LAB_ROWS)
+                return timelines
             finally:
                 await registry.close()
 
         timelines = asyncio.run(go())
+        listed = [run_fleetctl(FLEETCTL, ["list-units", "--no-legend"], env)
+                  for _ in range(runs)]
     finally:
         lab.down()
     total = [t["returned"] for t in timelines]
@@ -170,6 +196,12 @@ def lab_starts(starts: int, tmp: Path) -> tuple[list[str], list[str]]:
     lines = [f"| `fleetctl start UNITFILE` (blocking), {starts} new units in turn | command "
              f"started -> returned (unit launched on its host) | p50 {ms(median)}, max "
              f"{ms(max(total))} | p50 < 300 ms: {'met' if median < 0.3 else '**missed**'} |"]
+    walls = [r.wall for r in listed]
+    lines.append(f"| `fleetctl list-units`, {listed[0].rows} rows, through the lab's API | "
+                 f"command started -> exited, {runs} runs | median {ms(statistics.median(walls))}"
+                 f", best {ms(min(walls))} (CPU median "
+                 f"{ms(statistics.median(r.cpu for r in listed))}) | < 150 ms: "
+                 f"{'met' if statistics.median(walls) < 0.15 else '**missed**'} |")
     steps = [f"| {label} | {p50:.0f} ms | {top:.0f} ms |" for label, p50, top in spans(timelines)]
     return lines, steps
 
@@ -196,7 +228,7 @@ def main() -> int:
         started_units: list[str] = []
         steps: list[str] = []
         if not args.no_lab:
-            started_units, steps = lab_starts(args.starts, Path(tmp))
+            started_units, steps = lab_starts(args.starts, args.runs, Path(tmp))
             loads.append(load())
     others |= set(other_labs(LAB))
     runs = args.runs
