@@ -90,6 +90,10 @@ def baseline(rev: str, tmp: Path) -> Path:
                              capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
     compileall.compile_dir(str(where / "fleetpy"), quiet=1)
+    found = subprocess.run([sys.executable, "-c", "import fleetpy; print(fleetpy.__file__)"],
+                           cwd=where, env={**os.environ, "PYTHONPATH": str(where)},
+                           capture_output=True, text=True, check=True).stdout
+    assert found.startswith(str(where)), f"the baseline imports {found}"
     return where
 
 
@@ -118,9 +122,11 @@ def lists(runs: int, tmp: Path, before: tuple[str, Path] | None) -> list[str]:
                 for _ in range(runs):  # the baseline's runs alternate with these: same load
                     got.append(run_fleetctl(*new_cmd))
                     if compare and before is not None:
+                        # cwd: ``python -m`` puts it first on sys.path, before PYTHONPATH
                         old.append(run_fleetctl(sys.executable, ["-m", "fleetpy.ctl", *args,
                                                                  "--no-legend"],
-                                                {**env, "PYTHONPATH": str(before[1])}))
+                                                {**env, "PYTHONPATH": str(before[1])},
+                                                cwd=before[1]))
                 lines.append(row(f"`fleetctl {' '.join(args)}` (API), {got[0].rows:,} rows",
                                  f"started -> exited; {label}", got, aim, limit))
                 if old and before is not None:
@@ -245,7 +251,7 @@ def main() -> int:
         "",
         "Lists: one local etcd 3.4 member holding the rows (written straight into the "
         "registry), the Fleet API served from the bench's process on a unix socket; "
-        "fleetctl reads them in pages of 500 (StreamUnitStates / StreamMachines, etcd "
+        "fleetctl reads them in pages of 1,000 (StreamUnitStates / StreamMachines, etcd "
         "ranges with a limit at one revision) and keeps each row as its cells only.",
     ]
     if started_units:

@@ -144,14 +144,15 @@ def serving(endpoint: str, prefix: str, socket: Path) -> Iterator[ApiThread]:
 MEASURE = Path(__file__).with_name("spawn_measure.py")
 
 
-def run_fleetctl(fleetctl: str, args: Sequence[str], env: dict[str, str]) -> Run:
+def run_fleetctl(fleetctl: str, args: Sequence[str], env: dict[str, str],
+                 cwd: Path | None = None) -> Run:
     """One cold fleetctl process, measured by a small process of its own (its peak RSS
     is then fleetctl's, not this process's); it must succeed."""
     with tempfile.TemporaryDirectory(prefix="ctl-run-") as tmp:
         out, err = Path(tmp, "out"), Path(tmp, "err")
         done = subprocess.run(
             [sys.executable, "-I", "-S", str(MEASURE), str(out), str(err), "--", fleetctl,
-             *args], env=env, capture_output=True, text=True, check=True)
+             *args], env=env, capture_output=True, text=True, check=True, cwd=cwd)
         got = json.loads(done.stdout)
         if got["code"]:
             raise RuntimeError(f"fleetctl {' '.join(args)} exited {got['code']}: "

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 BATCH = 1000  # units per request of the many-units calls
-PAGE = 500  # entries per message of the paged listings
+PAGE = 1000  # entries per message of the paged listings
 IN_FLIGHT = 4  # such requests at once
 T = TypeVar("T")
 

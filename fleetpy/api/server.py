@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 SOCKET_MODE = 0o660
 SOCKET_GROUP = "fleet"
 MAX_MESSAGE = 64 * 1024 * 1024
-DEFAULT_PAGE = 500  # entries per message of the Stream* listings
+DEFAULT_PAGE = 1000  # entries per message of the Stream* listings
 MAX_PAGE = 5000
 
 Req = TypeVar("Req")

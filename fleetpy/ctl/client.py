@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # annotations only (no etcd client, no model parsing for list
     from fleetpy.model.metadata import MetadataChange
     from fleetpy.registry.unreadable import Unreadable
 
-PAGE = 500  # entries per page of the paged listings (etcd range limit, API message)
+PAGE = 1000  # entries per page of the paged listings (etcd range limit, API message)
 
 
 class FleetClient(SnapshotSource, Protocol):

@@ -29,7 +29,7 @@ UNIT_FILES_FIELDS = ("unit", "hash", "dstate", "state", "target", "global", "des
 UNIT_FILES_DEFAULT = "unit,hash,dstate,state,target"
 MACHINES_FIELDS = ("machine", "ip", "metadata")
 MACHINES_DEFAULT = "machine,ip,metadata"
-PAGE = 500  # rows per page read (etcd range limit; API message)
+PAGE = 1000  # rows per page read (etcd range limit; API message)
 
 
 # One list-units row while the pages arrive: (unit, machine id, load, active, sub, hash).

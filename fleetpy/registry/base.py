@@ -211,13 +211,13 @@ class Registry(Protocol):
     async def list_unit_states(self, machine_id: str | None = None) -> list[UnitState]: ...
 
     def unit_state_pages(
-        self, machine_id: str | None = None, page_size: int = 500
+        self, machine_id: str | None = None, page_size: int = 1000
     ) -> AsyncGenerator[list[UnitState], None]:
         """``list_unit_states`` in pages of at most ``page_size`` (by machine, then name),
         all read at one revision (fleetpy.registry.pages)."""
         ...
 
-    def machine_pages(self, page_size: int = 500) -> AsyncGenerator[list[Machine], None]:
+    def machine_pages(self, page_size: int = 1000) -> AsyncGenerator[list[Machine], None]:
         """``list_machines`` in pages of at most ``page_size``, by ID, at one revision."""
         ...
 

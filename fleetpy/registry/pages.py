@@ -1,7 +1,8 @@
 """Listings read in pages: what ``fleetctl list-units`` of 10,000 rows needs.
 
 A page is one range request of at most ``page_size`` keys; the next one starts
-after the last key seen. Every page after the first is read at the first
+after the last key seen, and is asked for while the consumer uses the current
+one. Every page after the first is read at the first
 one's revision, so the pages together are one consistent listing (as one big
 range would be) while neither etcd, the API server nor fleetctl holds all of
 it at once. Should that revision be compacted while the pages are read (etcd
@@ -12,18 +13,20 @@ RegistryError saying so; run it again. Called by KVRegistry
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from fleetpy.model.types import Machine, UnitState
 from fleetpy.registry import codec
 from fleetpy.registry.base import RegistryError
-from fleetpy.registry.kv import KeyValue, prefix_end
+from fleetpy.registry.kv import KeyValue, RangeResult, prefix_end
 
 if TYPE_CHECKING:
     from fleetpy.registry.store import KVRegistry
 
-DEFAULT_PAGE = 500
+DEFAULT_PAGE = 1000
 T = TypeVar("T")
 
 
@@ -36,30 +39,44 @@ async def kv_pages(
     start = registry._key(relative_prefix)
     end = prefix_end(start)
     revision = 0
-    while True:
+
+    async def page(first: bytes) -> RangeResult:
         try:
-            result = await registry.backend.range(start, end, limit=page_size, revision=revision)
+            return await registry.backend.range(first, end, limit=page_size, revision=revision)
         except RegistryError as e:
             if revision:
                 raise RegistryError(f"listing {registry.prefix}{relative_prefix} at revision "
                                     f"{revision} failed part way ({e}); run it again") from None
             raise
-        revision = revision or result.revision
-        if result.kvs:
-            yield list(result.kvs)
-        if not result.more or not result.kvs:
-            return
-        start = result.kvs[-1].key + b"\0"
+
+    result = await page(start)
+    revision = result.revision
+    ahead: asyncio.Task[RangeResult] | None = None
+    try:
+        while True:
+            if result.more and result.kvs:  # ask for the next page while this one is used
+                ahead = asyncio.ensure_future(page(result.kvs[-1].key + b"\0"))
+            if result.kvs:
+                yield list(result.kvs)
+            if ahead is None:
+                return
+            result, ahead = await ahead, None
+    finally:
+        if ahead is not None:
+            ahead.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RegistryError):
+                await ahead
 
 
 async def _decoded_pages(
     registry: KVRegistry, relative_prefix: str, page_size: int,
     decode: Callable[[KeyValue], T],
 ) -> AsyncGenerator[list[T], None]:
-    async for kvs in kv_pages(registry, relative_prefix, page_size):
-        page = registry._decoded(kvs, decode)
-        if page:
-            yield page
+    async with contextlib.aclosing(kv_pages(registry, relative_prefix, page_size)) as pages:
+        async for kvs in pages:
+            page = registry._decoded(kvs, decode)
+            if page:
+                yield page
 
 
 def unit_state_pages(

@@ -8,6 +8,7 @@ unpaged listing (and fleetctl's table exactly the table of the unpaged rows).
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -106,6 +107,28 @@ async def test_pages_are_read_at_the_first_pages_revision(
         assert got == expected
         now = await registry.list_unit_states()
         assert len(now) == 12 + 5 - 1 and now != expected
+    finally:
+        await registry.close()
+
+
+async def test_stopping_early_leaves_no_read_ahead_behind(
+    make_registry: Callable[[], Registry],
+) -> None:
+    """The next page is asked for while one is used; a reader that stops there leaves
+    no request running."""
+    registry = make_registry()
+    try:
+        lease = await registry.grant_lease(60)
+        await registry.register_machine(MACHINES[0], lease)
+        await registry.put_unit_states(states(9, MACHINES[:1]), lease)
+        before = asyncio.all_tasks()
+        async with aclosing(registry.unit_state_pages(None, 3)) as pages:
+            async for _ in pages:
+                assert len(asyncio.all_tasks() - before) == 1  # the next page, asked for
+                break
+        assert asyncio.all_tasks() - before == set()
+        assert [s for p in await collect(registry.unit_state_pages(None, 3)) for s in p] == (
+            await registry.list_unit_states())
     finally:
         await registry.close()
 

@@ -227,7 +227,7 @@ class FleetServicer:
 
     def StreamMachines(self, request, context):
         """The same two listings in pages (server-streamed): each message holds at
-        most page_size entries (default 500, at most 5000), read from etcd one
+        most page_size entries (default 1000, at most 5000), read from etcd one
         page at a time, all pages at one revision, so neither fleetd nor the
         client holds the whole listing in one message. fleetctl list-units and
         list-machines use these.
