@@ -200,8 +200,9 @@ def lab_starts(starts: int, runs: int, tmp: Path) -> tuple[list[str], list[str]]
     total = [t["returned"] for t in timelines]
     median = statistics.median(total)
     lines = [f"| `fleetctl start UNITFILE` (blocking), {starts} new units in turn | command "
-             f"started -> returned (unit launched on its host) | p50 {ms(median)}, max "
-             f"{ms(max(total))} | p50 < 300 ms: {'met' if median < 0.3 else '**missed**'} |"]
+             f"started -> returned (unit launched on its host) | p50 {ms(median)}, best "
+             f"{ms(min(total))}, max {ms(max(total))} | p50 < 300 ms: "
+             f"{'met' if median < 0.3 else '**missed**'} |"]
     walls = [r.wall for r in listed]
     lines.append(f"| `fleetctl list-units`, {listed[0].rows} rows, through the lab's API | "
                  f"command started -> exited, {runs} runs | median {ms(statistics.median(walls))}"
