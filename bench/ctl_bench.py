@@ -72,11 +72,18 @@ def python_runs(code: str, runs: int) -> list[Run]:
     return [run_fleetctl(sys.executable, ["-c", code], dict(os.environ)) for _ in range(runs)]
 
 
+# figures the conclusions quote: name -> seconds
+FACTS: dict[str, float] = {}
+
+
 def startup(runs: int) -> list[str]:
+    floor = python_runs(FLOOR, runs)
+    FACTS["floor"] = statistics.median(r.wall for r in floor)
+    FACTS["floor_cpu"] = statistics.median(r.cpu for r in floor)
     return [
         row("Python alone", "`python -c pass` started -> exited", python_runs("pass", runs)),
         row("imports fleetctl cannot avoid", "`python -c '" + FLOOR + "'` started -> exited",
-            python_runs(FLOOR, runs)),
+            floor),
         row("`fleetctl --help`", "started -> exited (click only)",
             [run_fleetctl(FLEETCTL, ["--help"], dict(os.environ)) for _ in range(runs)]),
     ]
@@ -127,6 +134,9 @@ def lists(runs: int, tmp: Path, before: tuple[str, Path] | None) -> list[str]:
                                                                  "--no-legend"],
                                                 {**env, "PYTHONPATH": str(before[1])},
                                                 cwd=before[1]))
+                if prefix == "/ctl300/":
+                    FACTS["list300"] = statistics.median(r.wall for r in got)
+                    FACTS["list300_cpu"] = statistics.median(r.cpu for r in got)
                 lines.append(row(f"`fleetctl {' '.join(args)}` (API), {got[0].rows:,} rows",
                                  f"started -> exited; {label}", got, aim, limit))
                 if old and before is not None:
@@ -210,6 +220,9 @@ def lab_starts(starts: int, runs: int, tmp: Path) -> tuple[list[str], list[str]]
                  f"{ms(statistics.median(r.cpu for r in listed))}) | < 150 ms: "
                  f"{'met' if statistics.median(walls) < 0.15 else '**missed**'} |")
     steps = [f"| {label} | {p50:.0f} ms | {top:.0f} ms |" for label, p50, top in spans(timelines)]
+    FACTS["start"] = median
+    FACTS["settle"] = statistics.median(t["launched"] - t["reported"] for t in timelines)
+    FACTS["startup"] = statistics.median(t["created"] for t in timelines)
     return lines, steps
 
 
@@ -272,6 +285,25 @@ def main() -> int:
             "|---|---|---|",
             *steps,
         ]
+    body += ["", "What the figures say:", ""]
+    if "list300" in FACTS:
+        f = FACTS
+        body.append(
+            f"- list-units with 300 rows: {ms(f['list300'])} median ({ms(f['list300_cpu'])} "
+            f"CPU), of which Python with the imports no fleetctl can avoid (click, gRPC, "
+            f"protobuf and the API's stubs) is {ms(f['floor'])} ({ms(f['floor_cpu'])} CPU); "
+            "fleetctl's own modules, the two streamed requests and the table are the rest. "
+            + ("The 150 ms aim is below what those imports alone cost here."
+               if f["floor"] >= 0.15 else
+               f"That leaves {ms(0.15 - f['floor'])} of the 150 ms aim for fleetctl itself."))
+    if "start" in FACTS:
+        f = FACTS
+        body.append(
+            f"- Blocking start: p50 {ms(f['start'])}; the agent's settle (a start counts once "
+            f"the unit stayed up 0.2 s, so that `fleetctl start` of a unit that fails at once "
+            f"fails) is {ms(f['settle'])} of it, fleetctl's start-up to its first write "
+            f"{ms(f['startup'])}. The settle alone is two thirds of the 300 ms aim: with it "
+            "kept, the aim is missed by design.")
     body += [
         "",
         f"- Load average (1 min) along the bench: {' -> '.join(loads)} on 2 cores; other "
