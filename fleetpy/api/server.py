@@ -21,7 +21,8 @@ import logging
 import os
 import ssl
 import stat
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import aclosing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -59,9 +60,12 @@ SERVICE = "fleetpy.v1.Fleet"
 # fleetctl pings an open watch every few seconds (fleetpy.api.failover) to find a
 # dead member; gRPC's default would answer pings more often than every 5 min with GOAWAY.
 MIN_PING_INTERVAL = 2.0
+DEFAULT_PAGE = 1000  # entries per message of the Stream* listings
+MAX_PAGE = 5000
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
+T = TypeVar("T")
 Handler = Callable[[Any, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]]
 
 
@@ -113,6 +117,23 @@ def _checked_unit(msg: pb.UnitFile) -> UnitFile:
     if msg.hash and msg.hash != unit.hash:
         raise ValueError(f"unit {msg.name}: hash {msg.hash} does not match its contents")
     return unit
+
+
+def _page_size(asked: int) -> int:
+    """A stream's page size: the default for 0, at most MAX_PAGE."""
+    return min(asked, MAX_PAGE) if asked else DEFAULT_PAGE
+
+
+async def _streamed(
+    pages: AsyncGenerator[list[T], None], context: grpc.aio.ServicerContext[Any, Any]
+) -> AsyncGenerator[list[T], None]:
+    """The registry's pages, one at a time; a registry failure is UNAVAILABLE."""
+    try:
+        async with aclosing(pages):
+            async for page in pages:
+                yield page
+    except RegistryError as e:
+        await context.abort(grpc.StatusCode.UNAVAILABLE, str(e) or type(e).__name__)
 
 
 class FleetService(pb_grpc.FleetServicer):
@@ -256,6 +277,21 @@ class FleetService(pb_grpc.FleetServicer):
         states = await self._registry.list_unit_states(
             checked_machine_id(request.machine_id) or None)
         return pb.ListUnitStatesResponse(states=[convert.state_msg_to_pb(s) for s in states])
+
+    async def StreamUnitStates(
+        self, request: pb.StreamUnitStatesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.ListUnitStatesResponse]:
+        pages = self._registry.unit_state_pages(request.machine_id or None,
+                                                _page_size(request.page_size))
+        async for page in _streamed(pages, context):
+            yield pb.ListUnitStatesResponse(states=[convert.state_msg_to_pb(s) for s in page])
+
+    async def StreamMachines(
+        self, request: pb.StreamMachinesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.ListMachinesResponse]:
+        pages = self._registry.machine_pages(_page_size(request.page_size))
+        async for page in _streamed(pages, context):
+            yield pb.ListMachinesResponse(machines=[convert.machine_to_pb(m) for m in page])
 
     @_unary
     async def ListSchedule(

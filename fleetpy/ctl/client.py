@@ -13,15 +13,19 @@ when a client is opened.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from fleetpy.api.snapshot import Snapshot, SnapshotSource, watch_snapshots
 from fleetpy.ctl.common import Settings
-from fleetpy.model.cordon import Cordon
-from fleetpy.model.metadata import MetadataChange
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
 from fleetpy.registry.base import Registry, UnitRecord
-from fleetpy.registry.unreadable import Unreadable
+
+if TYPE_CHECKING:  # annotations only (no etcd client, no model parsing for list-units)
+    from fleetpy.model.cordon import Cordon
+    from fleetpy.model.metadata import MetadataChange
+    from fleetpy.registry.unreadable import Unreadable
+
+PAGE = 1000  # entries per page of the paged listings (etcd range limit, API message)
 
 
 class FleetClient(SnapshotSource, Protocol):
@@ -65,6 +69,16 @@ class FleetClient(SnapshotSource, Protocol):
 
     def watch_units(self, names: Sequence[str]) -> AsyncGenerator[Snapshot, None]:
         """A snapshot of ``names`` now, then after every change."""
+        ...
+
+    def machine_pages(self, page_size: int = PAGE) -> AsyncGenerator[list[Machine], None]:
+        """Live machines by ID, a page at a time (list-machines: no whole copy)."""
+        ...
+
+    def unit_state_pages(
+        self, machine_id: str | None = None, page_size: int = PAGE
+    ) -> AsyncGenerator[list[UnitState], None]:
+        """Reported unit states, a page at a time (list-units)."""
         ...
 
 
@@ -118,6 +132,14 @@ class EtcdDriver:
         self, machine_id: str, change: MetadataChange
     ) -> Machine | None:
         return await self.registry.set_machine_metadata(machine_id, change)
+
+    def machine_pages(self, page_size: int = PAGE) -> AsyncGenerator[list[Machine], None]:
+        return self.registry.machine_pages(page_size)
+
+    def unit_state_pages(
+        self, machine_id: str | None = None, page_size: int = PAGE
+    ) -> AsyncGenerator[list[UnitState], None]:
+        return self.registry.unit_state_pages(machine_id, page_size)
 
     async def list_unit_states(self, machine_id: str | None = None) -> list[UnitState]:
         return await self.registry.list_unit_states(machine_id)

@@ -38,11 +38,10 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from fleetpy.model.cordon import Cordon
-from fleetpy.model.metadata import MetadataChange
-from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: fleetctl imports this module on every command
+    from fleetpy.model.cordon import Cordon
+    from fleetpy.model.metadata import MetadataChange
+    from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
     from fleetpy.registry.unreadable import Unreadable
 
 DEFAULT_PREFIX = "/fleetpy/"
@@ -222,6 +221,17 @@ class Registry(Protocol):
     async def delete_unit_states(self, machine_id: str, names: Sequence[str]) -> None: ...
 
     async def list_unit_states(self, machine_id: str | None = None) -> list[UnitState]: ...
+
+    def unit_state_pages(
+        self, machine_id: str | None = None, page_size: int = 1000
+    ) -> AsyncGenerator[list[UnitState], None]:
+        """``list_unit_states`` in pages of at most ``page_size`` (by machine, then name),
+        all read at one revision (fleetpy.registry.pages)."""
+        ...
+
+    def machine_pages(self, page_size: int = 1000) -> AsyncGenerator[list[Machine], None]:
+        """``list_machines`` in pages of at most ``page_size``, by ID, at one revision."""
+        ...
 
     async def put_refusals(
         self, machine_id: str, changes: Mapping[str, str | None], lease: Lease

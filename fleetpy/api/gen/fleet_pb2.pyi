@@ -310,6 +310,20 @@ class ListUnitStatesResponse(_message.Message):
     states: _containers.RepeatedCompositeFieldContainer[UnitState]
     def __init__(self, states: _Optional[_Iterable[_Union[UnitState, _Mapping]]] = ...) -> None: ...
 
+class StreamMachinesRequest(_message.Message):
+    __slots__ = ("page_size",)
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    def __init__(self, page_size: _Optional[int] = ...) -> None: ...
+
+class StreamUnitStatesRequest(_message.Message):
+    __slots__ = ("machine_id", "page_size")
+    MACHINE_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    machine_id: str
+    page_size: int
+    def __init__(self, machine_id: _Optional[str] = ..., page_size: _Optional[int] = ...) -> None: ...
+
 class ListScheduleRequest(_message.Message):
     __slots__ = ("machine_id",)
     MACHINE_ID_FIELD_NUMBER: _ClassVar[int]

@@ -114,6 +114,16 @@ class FleetStub:
                 request_serializer=fleetpy_dot_v1_dot_fleet__pb2.ListCordonsRequest.SerializeToString,
                 response_deserializer=fleetpy_dot_v1_dot_fleet__pb2.ListCordonsResponse.FromString,
                 _registered_method=True)
+        self.StreamMachines = channel.unary_stream(
+                '/fleetpy.v1.Fleet/StreamMachines',
+                request_serializer=fleetpy_dot_v1_dot_fleet__pb2.StreamMachinesRequest.SerializeToString,
+                response_deserializer=fleetpy_dot_v1_dot_fleet__pb2.ListMachinesResponse.FromString,
+                _registered_method=True)
+        self.StreamUnitStates = channel.unary_stream(
+                '/fleetpy.v1.Fleet/StreamUnitStates',
+                request_serializer=fleetpy_dot_v1_dot_fleet__pb2.StreamUnitStatesRequest.SerializeToString,
+                response_deserializer=fleetpy_dot_v1_dot_fleet__pb2.ListUnitStatesResponse.FromString,
+                _registered_method=True)
         self.ListSchedule = channel.unary_unary(
                 '/fleetpy.v1.Fleet/ListSchedule',
                 request_serializer=fleetpy_dot_v1_dot_fleet__pb2.ListScheduleRequest.SerializeToString,
@@ -251,6 +261,23 @@ class FleetServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamMachines(self, request, context):
+        """The same two listings in pages (server-streamed): each message holds at
+        most page_size entries (default 1000, at most 5000), read from etcd one
+        page at a time, all pages at one revision, so neither fleetd nor the
+        client holds the whole listing in one message. fleetctl list-units and
+        list-machines use these.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamUnitStates(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListSchedule(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -363,6 +390,16 @@ def add_FleetServicer_to_server(servicer, server):
                     servicer.ListCordons,
                     request_deserializer=fleetpy_dot_v1_dot_fleet__pb2.ListCordonsRequest.FromString,
                     response_serializer=fleetpy_dot_v1_dot_fleet__pb2.ListCordonsResponse.SerializeToString,
+            ),
+            'StreamMachines': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamMachines,
+                    request_deserializer=fleetpy_dot_v1_dot_fleet__pb2.StreamMachinesRequest.FromString,
+                    response_serializer=fleetpy_dot_v1_dot_fleet__pb2.ListMachinesResponse.SerializeToString,
+            ),
+            'StreamUnitStates': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamUnitStates,
+                    request_deserializer=fleetpy_dot_v1_dot_fleet__pb2.StreamUnitStatesRequest.FromString,
+                    response_serializer=fleetpy_dot_v1_dot_fleet__pb2.ListUnitStatesResponse.SerializeToString,
             ),
             'ListSchedule': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSchedule,
@@ -817,6 +854,60 @@ class Fleet:
             '/fleetpy.v1.Fleet/ListCordons',
             fleetpy_dot_v1_dot_fleet__pb2.ListCordonsRequest.SerializeToString,
             fleetpy_dot_v1_dot_fleet__pb2.ListCordonsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamMachines(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/fleetpy.v1.Fleet/StreamMachines',
+            fleetpy_dot_v1_dot_fleet__pb2.StreamMachinesRequest.SerializeToString,
+            fleetpy_dot_v1_dot_fleet__pb2.ListMachinesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamUnitStates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/fleetpy.v1.Fleet/StreamUnitStates',
+            fleetpy_dot_v1_dot_fleet__pb2.StreamUnitStatesRequest.SerializeToString,
+            fleetpy_dot_v1_dot_fleet__pb2.ListUnitStatesResponse.FromString,
             options,
             channel_credentials,
             insecure,
