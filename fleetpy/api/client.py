@@ -20,9 +20,9 @@ from fleetpy.api import convert
 from fleetpy.api.endpoints import split_endpoints
 from fleetpy.api.failover import Members
 from fleetpy.api.gen import fleet_pb2 as pb
+from fleetpy.api.limits import CLIENT_BATCH, CLIENT_BATCH_BYTES
 from fleetpy.api.snapshot import Snapshot
 from fleetpy.api.transport import TlsFiles, parse_endpoint
-from fleetpy.api.validation import CLIENT_BATCH, CLIENT_BATCH_BYTES
 from fleetpy.concurrency import each
 from fleetpy.model.cordon import Cordon
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState

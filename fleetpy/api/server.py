@@ -32,10 +32,10 @@ import grpc.aio
 from fleetpy.api import convert
 from fleetpy.api.gen import fleet_pb2 as pb
 from fleetpy.api.gen import fleet_pb2_grpc as pb_grpc
+from fleetpy.api.limits import MAX_REQUEST_BYTES
 from fleetpy.api.snapshot import watch_snapshots
 from fleetpy.api.transport import TlsFiles
 from fleetpy.api.validation import (
-    MAX_REQUEST_BYTES,
     check_count,
     checked_machine_id,
     checked_names,
