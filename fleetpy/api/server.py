@@ -133,7 +133,7 @@ async def _streamed(
             async for page in pages:
                 yield page
     except RegistryError as e:
-        await context.abort(grpc.StatusCode.UNAVAILABLE, str(e) or type(e).__name__)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, short_detail(str(e) or type(e).__name__))
 
 
 class FleetService(pb_grpc.FleetServicer):
@@ -281,6 +281,7 @@ class FleetService(pb_grpc.FleetServicer):
     async def StreamUnitStates(
         self, request: pb.StreamUnitStatesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.ListUnitStatesResponse]:
+        await _refuse_malformed(request, context)
         pages = self._registry.unit_state_pages(request.machine_id or None,
                                                 _page_size(request.page_size))
         async for page in _streamed(pages, context):
@@ -289,6 +290,7 @@ class FleetService(pb_grpc.FleetServicer):
     async def StreamMachines(
         self, request: pb.StreamMachinesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.ListMachinesResponse]:
+        await _refuse_malformed(request, context)
         pages = self._registry.machine_pages(_page_size(request.page_size))
         async for page in _streamed(pages, context):
             yield pb.ListMachinesResponse(machines=[convert.machine_to_pb(m) for m in page])
