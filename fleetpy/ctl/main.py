@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from fleetpy.ctl import lists, machines, remote, status, units
+from fleetpy.ctl import lists, machines, remote, rollcmd, status, units
 from fleetpy.ctl.common import (
     DEFAULT_ENDPOINT,
     DEFAULT_KNOWN_HOSTS,
@@ -177,4 +177,5 @@ def _register(group: click.Group, commands: list[click.Command]) -> None:
 
 _register(main, units.COMMANDS + lists.COMMANDS + status.COMMANDS + remote.COMMANDS
           + machines.COMMANDS)
+_register(main, rollcmd.COMMANDS)
 
