@@ -112,16 +112,16 @@ def health(watch: Watch, now: float, min_healthy: float, deadline: float) -> Hea
     return Health.WAITING
 
 
-def describe(name: str, digest: str, state: UnitState | None, waiting: str = "") -> str:
-    """Why ``name`` is not healthy, in a sentence: its state, sub-state and last error."""
+def describe(digest: str, state: UnitState | None, waiting: str = "") -> str:
+    """Why a unit is not healthy, in a sentence: its state, sub-state and last error."""
     if state is None:
-        where = f"waiting for a machine: {waiting}" if waiting else "no machine reports it"
-        return f"{name}: {where}"
+        return f"waiting for a machine: {waiting}" if waiting else "no machine reports it"
     if state.hash != digest:
-        text = (f"{name}: still reported with hash {short_hash(state.hash)}, "
+        text = (f"still reported with hash {short_hash(state.hash)}, "
                 f"not {short_hash(digest)} ({state.active_state}/{state.sub_state})")
     else:
-        text = f"{name}: {state.active_state}/{state.sub_state} (load {state.load_state})"
+        text = (f"{state.active_state}/{state.sub_state} (load {state.load_state}) "
+                f"on {state.machine_id[:8]}")
     if state.error:
         text += f"; last error: {state.error}"
     return text

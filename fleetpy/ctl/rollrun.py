@@ -52,12 +52,14 @@ class _Follower:
 
     snap: Snapshot = field(default_factory=Snapshot)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    first: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def follow(self, client: FleetClient, watched: Sequence[str]) -> None:
         async with aclosing(client.watch_units(watched)) as snaps:
             async for snap in snaps:
                 self.snap = snap
                 self.changed.set()
+                self.first.set()
 
     async def tick(self, task: asyncio.Task[None]) -> None:
         with contextlib.suppress(TimeoutError):
@@ -127,7 +129,7 @@ async def _roll(
             elif verdict is Health.FAILED:
                 del flight[name]
                 failed.append(name)
-                why = describe(name, watch.hash, state, snap.waiting.get(name, ""))
+                why = describe(watch.hash, state, snap.waiting.get(name, ""))
                 err(f"{name}: not healthy {opts.deadline:g}s after its update: {why}")
     return written, failed
 
@@ -172,6 +174,9 @@ async def rolling_update(client: FleetClient, path: str, opts: Options) -> int:
     follower = _Follower()
     task = asyncio.create_task(follower.follow(client, list(plan.launched)))
     try:
+        waiter = asyncio.create_task(follower.first.wait())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
         written, failed = await _roll(client, follower, task, new_units, records,
                                       plan.launched, opts, "updating")
         if failed:

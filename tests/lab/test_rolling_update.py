@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.timeout(150)]
 TEMPLATE = "web@.service"
 V1 = "[Unit]\nDescription=web %i v1\n\n[Service]\nExecStart=/bin/sleep infinity\n"
 V2 = ("[Unit]\nDescription=web %i v2\n\n[Service]\nExecStart=/bin/sleep infinity\n"
-      "ExecStartPost=/bin/sleep 0.3\n")
+      "ExecStartPost=/bin/sleep 2\n")
 BROKEN = "[Unit]\nDescription=web %i v3\n\n[Service]\nExecStart=/bin/false\n"
 
 
@@ -100,7 +100,7 @@ def test_rolling_update_keeps_five_of_six_running_and_ends_on_the_new_hash(
     new = tmp_path / "v2" / TEMPLATE
     new.parent.mkdir()
     new.write_text(V2)
-    proc = start_update(lab, new, "--max-parallel", "1", "--min-healthy-time", "2s",
+    proc = start_update(lab, new, "--max-parallel", "1", "--min-healthy-time", "1s",
                         "--healthy-deadline", "30s")
     fewest, polls, mixed = 6, 0, False
     deadline = time.monotonic() + 90

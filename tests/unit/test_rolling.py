@@ -93,13 +93,10 @@ def test_not_healthy_by_the_deadline_fails() -> None:
 def test_describe_names_state_sub_state_and_error() -> None:
     new = make_unit_file("web@1.service", NEW).hash
     old = make_unit_file("web@1.service", OLD).hash
-    text = describe("web@1.service", new,
-                    state("web@1.service", new, "failed", "failed", error="exit code 1"))
-    assert text == "web@1.service: failed/failed (load loaded); last error: exit code 1"
-    assert "still reported with hash " + old[:7] in describe(
-        "web@1.service", new, state("web@1.service", old))
-    assert describe("web@1.service", new, None, "no machine fits") == \
-        "web@1.service: waiting for a machine: no machine fits"
+    text = describe(new, state("web@1.service", new, "failed", "failed", error="exit code 1"))
+    assert text == "failed/failed (load loaded) on m1; last error: exit code 1"
+    assert "still reported with hash " + old[:7] in describe(new, state("web@1.service", old))
+    assert describe(new, None, "no machine fits") == "waiting for a machine: no machine fits"
 
 
 def test_revert_puts_the_failing_ones_first_then_latest_first() -> None:
