@@ -71,7 +71,9 @@ class _Follower:
 
 
 def _machine_of(snap: Snapshot, name: str) -> str | None:
-    return next((s.machine_id for s in snap.schedule if s.name == name), None)
+    """Where ``name`` is scheduled (else where a machine reports it; None: nowhere)."""
+    found = next((s.machine_id for s in snap.schedule if s.name == name), None)
+    return found or next((s.machine_id for s in snap.states if s.name == name), None)
 
 
 def _short_machine(machine: str | None) -> str:
