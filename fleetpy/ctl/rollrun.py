@@ -90,6 +90,7 @@ async def _roll(
     opts: Options,
     verb: str,
     keep_going: bool = False,
+    written: list[str] | None = None,
 ) -> tuple[list[str], list[str]]:
     """Put ``units[n]`` for each of ``order``, max_parallel at a time, each health-gated.
 
@@ -99,7 +100,7 @@ async def _roll(
     loop = asyncio.get_running_loop()
     pending = list(order)
     flight: dict[str, Watch] = {}
-    written: list[str] = []
+    written = [] if written is None else written
     failed: list[str] = []
     before = {n: _machine_of(follower.snap, n) for n in order}
     while pending or flight:
