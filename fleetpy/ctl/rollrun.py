@@ -62,8 +62,12 @@ class _Follower:
                 self.first.set()
 
     async def tick(self, task: asyncio.Task[None]) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.changed.wait(), TICK)
+        # asyncio.wait, not wait_for: on 3.11 wait_for can turn Ctrl-C's cancel into a timeout
+        waiter = asyncio.ensure_future(self.changed.wait())
+        try:
+            await asyncio.wait({waiter, task}, timeout=TICK, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
         self.changed.clear()
         if task.done():
             task.result()  # the watch failed: its error ends the update
@@ -180,8 +184,14 @@ async def rolling_update(client: FleetClient, path: str, opts: Options) -> int:
         waiter = asyncio.create_task(follower.first.wait())
         await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
-        written, failed = await _roll(client, follower, task, new_units, records,
-                                      plan.launched, opts, "updating")
+        written: list[str] = []
+        try:
+            written, failed = await _roll(client, follower, task, new_units, records,
+                                          plan.launched, opts, "updating", written=written)
+        except asyncio.CancelledError:  # Ctrl-C: say what it leaves behind
+            err(f"rolling-update {name}: interrupted; new contents written to "
+                f"{', '.join(written) or 'no instance'}; the others keep theirs")
+            raise
         if failed:
             err(f"rolling-update {name}: stopped at {', '.join(failed)}; "
                 f"{len(written) - len(failed)} instance(s) updated and healthy, "
