@@ -4,6 +4,7 @@ time while the others keep running, and a broken version stopped and reverted.
 Lab ``flroll`` (172.17.65.0/24): 3 hosts, 3 etcd members. What runs is observed
 on the hosts' own systemd (``systemctl show`` inside each host), polled while
 fleetctl works; hashes come from fleetctl (the registry and the agents' reports).
+The broken-version test runs over both drivers (gRPC API, etcd).
 Every test leaves the cluster without units.
 """
 
@@ -86,8 +87,10 @@ def file_hashes(lab: Lab) -> dict[str, str]:
     return {row[0]: row[1] for row in table(out)}
 
 
-def start_update(lab: Lab, path: Path, *flags: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(["fleetctl", "rolling-update", *flags, str(path)],
+def start_update(lab: Lab, path: Path, *flags: str, driver: str = "api"
+                 ) -> subprocess.Popen[str]:
+    """fleetctl [--driver etcd] rolling-update FLAGS PATH, running."""
+    return subprocess.Popen(["fleetctl", "--driver", driver, "rolling-update", *flags, str(path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **lab.env()})
 
@@ -127,15 +130,16 @@ def test_rolling_update_keeps_five_of_six_running_and_ends_on_the_new_hash(
         "instances changed machines"
 
 
+@pytest.mark.parametrize("driver", ["api", "etcd"])
 def test_broken_version_stops_at_the_first_instance_and_auto_revert_restores_it(
-        lab: Lab, tmp_path: Path) -> None:
+        lab: Lab, tmp_path: Path, driver: str) -> None:
     names = launch(lab, tmp_path, 3)
     eventually(lambda: all(active_on_hosts(lab, names).values()), 30, "3 instances active")
     bad = tmp_path / "broken" / TEMPLATE
     bad.parent.mkdir()
     bad.write_text(BROKEN)
     proc = start_update(lab, bad, "--max-parallel", "1", "--min-healthy-time", "2s",
-                        "--healthy-deadline", "8s", "--auto-revert")
+                        "--healthy-deadline", "8s", "--auto-revert", driver=driver)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode != 0, stdout
     assert "web@1.service: not healthy" in stderr and "failed" in stderr, stderr
