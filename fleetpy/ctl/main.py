@@ -42,6 +42,7 @@ COMMAND_MODULES = {
     "set-metadata": "machines",
     **dict.fromkeys(["cordon", "uncordon"], "cordon"),
     "drain": "drain",
+    "rolling-update": "rollcmd",
 }
 
 
