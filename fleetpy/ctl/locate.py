@@ -19,6 +19,7 @@ def _legends(machines: Sequence[Machine], snap: Snapshot) -> str:
 
 
 def machines_by_prefix(prefix: str, snap: Snapshot) -> list[Machine]:
+    prefix = prefix.removesuffix("...")  # as list-machines shows it: "605c0ca8..."
     if not prefix:
         return []
     return sorted((m for m in snap.machines.values() if m.id.startswith(prefix)),

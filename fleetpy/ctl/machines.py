@@ -25,7 +25,8 @@ def find_machine(arg: str, machines: Sequence[Machine]) -> Machine:
     from fleetpy.ctl.files import BadInput
     from fleetpy.ctl.state import machine_legend
 
-    found = [m for m in machines if arg and m.id.startswith(arg)]
+    prefix = arg.removesuffix("...")  # as list-machines shows it: "605c0ca8..."
+    found = [m for m in machines if prefix and m.id.startswith(prefix)]
     found = found or [m for m in machines if m.public_ip == arg]
     if not found:
         raise BadInput(f"Unable to proceed: no machine matches {arg!r} "

@@ -52,7 +52,7 @@ def test_cordon_shows_in_list_machines_and_uncordon_clears_it(
     again = run(ctl, "cordon", "172.17.8.102")
     assert (again.exit_code, again.stdout) == (
         0, "Machine ca541338.../172.17.8.102 already cordoned\n")
-    done = run(ctl, "uncordon", "ca54")
+    done = run(ctl, "uncordon", "ca541338...")  # as list-machines shows it
     assert (done.exit_code, done.stdout) == (0, "Machine ca541338.../172.17.8.102 uncordoned\n")
     assert cluster.run(cluster.registry.list_cordons()) == {}
     done = run(ctl, "uncordon", "ca54")
