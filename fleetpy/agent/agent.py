@@ -368,7 +368,10 @@ class Agent:
             except SystemdError as exc:
                 self._log.warning("cannot read the state of %s after their start: %s", due, exc)
                 statuses = {}
+            now = loop.time()
             for name in due:
+                if self._settling.still_queued(statuses.get(name), now):
+                    continue  # its start job waits (After= a unit still starting)
                 self._settle(name, statuses.get(name))
 
     def _settle(self, name: str, status: UnitStatus | None) -> None:
@@ -380,7 +383,7 @@ class Agent:
 
     def _follow_start(self, status: UnitStatus) -> None:
         """A settling unit that went up, then down (or reached active/exited), settles now."""
-        if self._settling.settles_now(status):
+        if self._settling.settles_now(status, asyncio.get_running_loop().time()):
             self._settle(status.name, status)
 
     # state reporting ---------------------------------------------------------

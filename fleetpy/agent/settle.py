@@ -17,6 +17,11 @@ from fleetpy.agent.plan import UP_STATES
 from fleetpy.systemd.base import UnitStatus
 
 SETTLE_S = 0.2  # a start is "launched" once the unit stayed up this long
+# A start still inactive at its due time, never seen up, most likely waits for its
+# start job (ordered After= a unit that is itself starting, e.g. started by the same
+# fleetctl start): it is given up to this long to go up before it counts as finished
+# (a unit whose Condition failed stays inactive: it is reported finished then).
+QUEUED_MAX_S = 5.0
 
 
 class Settling:
@@ -25,6 +30,7 @@ class Settling:
     def __init__(self) -> None:
         self._at: dict[str, float] = {}  # name -> when its start counts as settled
         self._seen_up: set[str] = set()  # of those, the ones systemd reported up since
+        self._first: dict[str, float] = {}  # name -> when its start was made
         self._wake = asyncio.Event()
 
     def __contains__(self, name: object) -> bool:
@@ -32,20 +38,39 @@ class Settling:
 
     def started(self, name: str, now: float) -> None:
         self._at[name] = now + SETTLE_S
+        self._first[name] = now
         self._seen_up.discard(name)
         self._wake.set()
 
     def settled(self, name: str) -> None:
         self._at.pop(name, None)
+        self._first.pop(name, None)
         self._seen_up.discard(name)
 
-    def settles_now(self, status: UnitStatus) -> bool:
-        """A settling unit that went up, then down (or reached active/exited)."""
+    def settles_now(self, status: UnitStatus, now: float | None = None) -> bool:
+        """A settling unit that went up, then down (or reached active/exited). One seen
+        up for the first time after it waited for its start job stays up SETTLE_S from
+        now before it counts as launched."""
         up = status.active_state in UP_STATES and status.sub_state != "auto-restart"
         if up and status.sub_state != "exited":
+            first = self._first.get(status.name)
+            if (now is not None and first is not None and status.name not in self._seen_up
+                    and now - first > SETTLE_S):
+                self._at[status.name] = max(self._at.get(status.name, now), now + SETTLE_S)
             self._seen_up.add(status.name)
             return False
         return (up and status.active_state == "active") or status.name in self._seen_up
+
+    def still_queued(self, status: UnitStatus | None, now: float) -> bool:
+        """At its due time: NAME is still inactive and was never seen up since its
+        start, so its start job most likely waits (QUEUED_MAX_S): due again later."""
+        if status is None or status.name in self._seen_up or status.active_state != "inactive":
+            return False
+        first = self._first.get(status.name)
+        if first is None or now - first >= QUEUED_MAX_S:
+            return False
+        self._at[status.name] = now + SETTLE_S
+        return True
 
     async def next_due(self, clock: Callable[[], float]) -> list[str]:
         """Wait until some starts are due; their names, sorted."""

@@ -217,6 +217,25 @@ async def test_a_start_that_fails_at_once_is_never_reported_launched_and_running
         assert any(r.fleet == "starting" for r in n.reports)
 
 
+class QueuedStart(FakeUnitManager):
+    """A start whose job waits 0.6 s (After= a unit still starting): inactive/dead
+    until then, as systemd shows a unit with a queued start job."""
+
+    async def start_unit(self, name: str) -> None:
+        await super().start_unit(name)
+        self._set(name, "loaded", "inactive", "dead")
+        asyncio.get_running_loop().call_later(0.6, self.set_state, name, "active", "running")
+
+
+async def test_a_start_whose_job_waits_is_not_reported_finished(tmp_path: Path) -> None:
+    async with node(tmp_path) as n:
+        n.manager.__class__ = QueuedStart
+        await n.schedule("app.service", LAUNCHED)
+        await n.until_state("app.service", launched)
+        # never "launched" while still inactive (fleetctl start would say "finished")
+        assert not [r for r in n.reports if r.fleet == "launched" and r.active_state != "active"]
+
+
 async def test_a_start_settles_after_the_settle_time(tmp_path: Path) -> None:
     async with node(tmp_path) as n:
         loop = asyncio.get_running_loop()
