@@ -189,11 +189,22 @@ def _stretch(seq: Sequence[Sample], first: int, last: int, widen: bool) -> tuple
     return a, b
 
 
+def merged(intervals: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The union of one host's intervals, as disjoint intervals."""
+    out: list[tuple[float, float]] = []
+    for a, b in sorted(intervals):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
 def doubled(intervals: Sequence[Sequence[tuple[float, float]]]) -> float:
-    """Seconds during which at least two of the hosts' interval lists overlap."""
+    """Seconds during which at least two hosts (one interval list each) overlap."""
     points: list[tuple[float, int]] = []
     for host in intervals:
-        for a, b in host:
+        for a, b in merged(host):
             points += [(a, 1), (b, -1)]
     points.sort(key=lambda p: (p[0], p[1]))
     total, depth, since = 0.0, 0, 0.0

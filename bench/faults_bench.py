@@ -74,7 +74,9 @@ def settle(ctx: Ctx, units: frozenset[str], timeout: float,
     before: dict[str, frozenset[str]] | None = None
     hosts = {h.name for h in ctx.lab.hosts if h.pid is not None}
     why = "not asked"
+    checks = 0
     for _ in poll(0.3, timeout):
+        checks += 1
         try:
             desired, target = ctx.reg.desired(), ctx.reg.placement()
         except Exception as exc:  # etcd not back yet
@@ -91,13 +93,15 @@ def settle(ctx: Ctx, units: frozenset[str], timeout: float,
             + [f"{h}: {u} {'runs' if s.running(u) else 'does not run'}"
                for h, s in sorted(latest.items()) for u in sorted(units)
                if not matches(s, target, [u])])
-        ok = not why
-        if not ok or target != before:
-            since, before = (now if ok else None), target
+        if why or target != before:  # out of place, or the engine still placing
+            since, before = (None if why else now), target
             continue
-        if since is not None and now - since >= stable:
+        since = since or now
+        if now - since >= stable:
             return now, target
-    return why
+    if since is not None:
+        why = why or f"in place only for the last {time.time() - since:.1f} s"
+    return f"{why or 'nothing checked'} (after {checks} checks)"
 
 
 def run_rep(ctx: Ctx, units: UnitSet, sc: Scenario, rep: int) -> Rep:

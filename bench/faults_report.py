@@ -195,8 +195,10 @@ def render(reps: Sequence[Rep], units: UnitSet, ttl: int, quick: bool,
 def details(sums: Sequence[Summary]) -> list[str]:
     out: list[str] = []
     for s in sums:
+        control = next(x.control for x in SCENARIOS if x.key == s.key)
         for r, e in s.unexpected[:5]:
-            out.append(f"- {s.key} repetition {r.rep + 1}: {e.describe(r.start)} (unexpected)")
+            out.append(f"- {s.key} repetition {r.rep + 1}: {e.describe(r.start)} "
+                       + ("(the control's own restart)" if control else "(unexpected)"))
         for x in s.lost[:5]:
             out.append(f"- {s.key}: desired state lost, {x}")
         for x in s.errors[:3]:

@@ -158,6 +158,16 @@ def test_doubled_counts_time_on_two_hosts_or_more() -> None:
     assert doubled([[(0, 10)], [(5, 20)]]) == 5
     assert doubled([[(0, 10)], [(10, 20)]]) == 0
     assert doubled([[(0, 10)], [(2, 4), (6, 8)], [(3, 7)]]) == pytest.approx(6)
+    # one host's own intervals never overlap each other (a restart, widened)
+    assert doubled([[(0, 10), (9, 20)], [(30, 40)]]) == 0
+
+
+def test_a_restart_on_one_host_is_no_overlap() -> None:
+    samples = [s for s in calm() if s.host == "h2"] + timeline(
+        "h1", 0, 40, lambda t: {"a.service": run("a1" if t < 15 else "a2"),
+                                "g.service": run("g1")})
+    f = analyze(samples, window(TARGET))
+    assert f.overlap["a.service"] == 0 and f.overlap_possible["a.service"] == 0
 
 
 def test_lost_desired_names_what_changed_or_vanished() -> None:
