@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
-from fleetpy.lab import access, cgroups, etcd, fleetopts, network, status, teardown
+from fleetpy.lab import access, cgroups, etcd, faults, fleetopts, network, status, teardown
 from fleetpy.lab import hollow as lab_hollow
 from fleetpy.lab import hosts as host_ops
 from fleetpy.lab import secure as lab_secure
@@ -55,6 +55,8 @@ class HostInfo:
     machine_id: str
     ip: str
     pid: int | None  # its systemd (PID 1 inside), in the root pid namespace; None if stopped
+    partitioned: bool = False  # `fleetlab partition`: cut off the network
+    paused: bool = False  # `fleetlab pause`: every process frozen
 
 
 def _parallel(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
@@ -100,7 +102,8 @@ class Lab:
         state = load(self.cfg)
         if state is None:
             return []
-        return [HostInfo(h.name, h.machine_id, h.ip, host_ops.running_pid(h)) for h in state.hosts]
+        return [HostInfo(h.name, h.machine_id, h.ip, host_ops.running_pid(h), h.partitioned,
+                         h.paused) for h in state.hosts]
 
     @property
     def etcd_endpoints(self) -> list[str]:
@@ -267,7 +270,8 @@ class Lab:
             if host_ops.running_pid(rec) is None:
                 raise LabError(f"host {host} is already stopped: `fleetlab host-start {host}`")
             host_ops.stop(self.cfg, [rec], grace=0 if kill else POWEROFF_GRACE)
-            save(self.cfg, state.with_host(replace(rec, proc=None)))
+            save(self.cfg, state.with_host(replace(rec, proc=None, partitioned=False,
+                                                   paused=False)))
             log.info("host %s %s", host, "killed" if kill else "powered off")
 
     def host_add(self, metadata: str = "") -> str:
@@ -382,6 +386,38 @@ class Lab:
         etcd.stop([rec])
         shutil.rmtree(self.cfg.member_dir(rec.name), ignore_errors=True)
         etcd.log_path(self.cfg, rec.name).unlink(missing_ok=True)
+
+    # -- faults (fleetpy.lab.faults) ---------------------------------------------------
+
+    def partition(self, host: str) -> None:
+        """Cut ``host`` off: all its traffic dropped silently, both ways; it runs on."""
+        self._fault(lambda st: faults.partition(self.cfg, st, host))
+
+    def heal(self, host: str) -> None:
+        """Give ``host`` its network back (a healthy host: nothing to do)."""
+        self._fault(lambda st: faults.heal(self.cfg, st, host))
+
+    def pause(self, host: str) -> None:
+        """Freeze every process of ``host``, like a stalled VM."""
+        self._fault(lambda st: faults.pause(self.cfg, st, host))
+
+    def resume(self, host: str) -> None:
+        self._fault(lambda st: faults.resume(self.cfg, st, host))
+
+    def etcd_stop(self, member: str | None) -> None:
+        """Stop etcd ``member`` (None: all) with SIGTERM, then SIGKILL; data kept."""
+        self._fault(lambda st: faults.etcd_stop(self.cfg, st, member))
+
+    def etcd_start(self, member: str | None) -> None:
+        """Start ``member`` (None: all stopped) on its data; wait until healthy, or
+        until it runs when too few members run for a quorum."""
+        self._fault(lambda st: faults.etcd_start(
+            self.cfg, st, member, lambda new: save(self.cfg, new)))
+
+    def _fault(self, change: Callable[[LabState], LabState]) -> None:
+        _require_root()
+        with locked(self.cfg):
+            save(self.cfg, change(self._state()))
 
     # -- hollow machines (fleetpy.lab.hollow) -------------------------------------------
 

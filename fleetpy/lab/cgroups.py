@@ -142,3 +142,85 @@ def memory_bytes(rel: str) -> int | None:
             if path.exists():
                 return int(path.read_text())
     return None
+
+
+# -- the freezer: a stalled machine (fleetlab pause/resume) ---------------------------
+
+
+def _freezer(rel: str) -> tuple[str, Path] | None:
+    """("v1", freezer.state) in a v1 freezer hierarchy, else ("v2", cgroup.freeze)."""
+    hiers = hierarchies()
+    for h in hiers:
+        v1_freezer = h.kind == "cgroup" and "freezer" in h.options.split(",")
+        if v1_freezer and (h.path / rel / "freezer.state").exists():
+            return "v1", h.path / rel
+    for h in hiers:
+        if h.kind == "cgroup2" and (h.path / rel / "cgroup.freeze").exists():
+            return "v2", h.path / rel
+    return None
+
+
+def _is_frozen(kind: str, path: Path) -> bool:
+    if kind == "v1":
+        return (path / "freezer.state").read_text().strip() == "FROZEN"
+    return "frozen 1" in (path / "cgroup.events").read_text().splitlines()
+
+
+def _self_frozen(kind: str, path: Path) -> bool:
+    """Frozen by its own switch (not only by a frozen parent)."""
+    if kind == "v1":
+        return (path / "freezer.self_freezing").read_text().strip() == "1"
+    return (path / "cgroup.freeze").read_text().strip() == "1"
+
+
+def _set_frozen(kind: str, path: Path, on: bool, timeout: float) -> None:
+    if kind == "v1":
+        (path / "freezer.state").write_text("FROZEN" if on else "THAWED")
+    else:
+        (path / "cgroup.freeze").write_text("1" if on else "0")
+    deadline = time.monotonic() + timeout
+    while _is_frozen(kind, path) != on:
+        if time.monotonic() > deadline:
+            what = "freeze" if on else "thaw"
+            raise LabError(f"cgroup {path} did not {what} within {timeout:.0f}s")
+        time.sleep(0.01)
+
+
+def frozen(rel: str) -> bool:
+    """Whether every process of the subtree ``rel`` is frozen."""
+    found = _freezer(rel)
+    return found is not None and _is_frozen(*found)
+
+
+def freeze(rel: str, timeout: float = 10.0) -> None:
+    """Freeze the subtree ``rel`` and wait until all its processes are frozen.
+
+    Uses the v1 freezer hierarchy when the machine has one, else cgroup2's
+    cgroup.freeze (kernel 5.2 and later); both freeze every descendant.
+    """
+    found = _freezer(rel)
+    if found is None:
+        raise LabError(
+            f"no cgroup freezer for {rel}: needs a v1 freezer hierarchy or cgroup2 "
+            "with cgroup.freeze (Linux 5.2+)"
+        )
+    _set_frozen(*found, True, timeout)
+
+
+def thaw_tree(rel: str, timeout: float = 10.0) -> None:
+    """Thaw every cgroup of the subtree ``rel`` frozen by its own switch.
+
+    Before killing: a task frozen by the v1 freezer does not die of SIGKILL
+    until it is thawed.
+    """
+    found = _freezer(rel)
+    if found is None:
+        return
+    kind, top = found
+    for dirpath, _dirs, _files in os.walk(top):
+        path = Path(dirpath)
+        try:
+            if _self_frozen(kind, path):
+                _set_frozen(kind, path, False, timeout)
+        except FileNotFoundError:
+            continue

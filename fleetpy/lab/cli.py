@@ -110,7 +110,8 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def _host_row(h: HostStatus) -> list[str]:
-    return [h.name, h.machine_id, h.ip, str(h.pid or "-"), h.systemd, h.fleetd, _mib(h.memory)]
+    return [h.name, h.machine_id, h.ip, str(h.pid or "-"), h.systemd, h.fleetd, _mib(h.memory),
+            h.fault]
 
 
 def _member_row(m: MemberStatus) -> list[str]:
@@ -122,7 +123,7 @@ def _member_row(m: MemberStatus) -> list[str]:
 def status(lab: Lab) -> None:
     """Hosts and etcd members, with their states."""
     hosts, members = lab.status()
-    head = ["HOST", "MACHINE-ID", "IP", "PID", "SYSTEMD", "FLEETD", "MEMORY"]
+    head = ["HOST", "MACHINE-ID", "IP", "PID", "SYSTEMD", "FLEETD", "MEMORY", "FAULT"]
     click.echo(_table([head, *map(_host_row, hosts)]))
     click.echo()
     click.echo(
@@ -195,6 +196,62 @@ def etcd_add(lab: Lab) -> None:
 def etcd_remove(lab: Lab, name: str) -> None:
     """Remove etcd member NAME from the cluster and stop it."""
     lab.etcd_remove(name)
+
+
+@main.command()
+@click.argument("host")
+@pass_lab
+def partition(lab: Lab, host: str) -> None:
+    """Cut HOST off: every packet to or from it is dropped (it runs on)."""
+    lab.partition(host)
+
+
+@main.command()
+@click.argument("host")
+@pass_lab
+def heal(lab: Lab, host: str) -> None:
+    """Give a partitioned HOST its network back."""
+    lab.heal(host)
+
+
+@main.command()
+@click.argument("host")
+@pass_lab
+def pause(lab: Lab, host: str) -> None:
+    """Freeze every process of HOST (cgroup freezer), like a stalled VM."""
+    lab.pause(host)
+
+
+@main.command()
+@click.argument("host")
+@pass_lab
+def resume(lab: Lab, host: str) -> None:
+    """Thaw a paused HOST."""
+    lab.resume(host)
+
+
+def _member_arg(member: str | None, all_: bool) -> str | None:
+    if (member is None) == (not all_):
+        raise click.UsageError("give one etcd member name or --all")
+    return member
+
+
+@main.command("etcd-stop")
+@click.argument("member", required=False)
+@click.option("--all", "all_", is_flag=True, help="Every member.")
+@pass_lab
+def etcd_stop(lab: Lab, member: str | None, all_: bool) -> None:
+    """Stop etcd MEMBER (SIGTERM, then SIGKILL); its data is kept."""
+    lab.etcd_stop(_member_arg(member, all_))
+
+
+@main.command("etcd-start")
+@click.argument("member", required=False)
+@click.option("--all", "all_", is_flag=True, help="Every stopped member.")
+@pass_lab
+def etcd_start(lab: Lab, member: str | None, all_: bool) -> None:
+    """Start a stopped etcd MEMBER on its data; wait until it is healthy."""
+    lab.etcd_start(_member_arg(member, all_))
 
 
 @main.group()

@@ -153,7 +153,7 @@ def start(cfg: LabConfig, state: LabState, rec: HostRecord) -> HostRecord:
     }
     argv = [*UNSHARE, "--mount-proc", "/bin/sh", str(d / "init.sh")]
     proc = procs.spawn(argv, d / "console.log", group, env)
-    rec = replace(rec, proc=proc)
+    rec = replace(rec, proc=proc, partitioned=False, paused=False)  # a new link, a new cgroup
     network.add_veth(cfg, rec.index, init_pid(cfg, rec, timeout=5.0))
     return rec
 
@@ -246,8 +246,11 @@ def kill(rec: HostRecord) -> None:
 
 def stop(cfg: LabConfig, recs: Sequence[HostRecord], grace: float) -> None:
     """Power hosts off together, killing those still up after ``grace`` seconds
-    (0: kill at once); then remove their veths and cgroups."""
+    (0: kill at once); then remove their veths and cgroups. A paused host is
+    thawed first (frozen tasks ignore SIGKILL until thawed)."""
     running = [r for r in recs if r.proc is not None and r.proc.alive()]
+    for rec in recs:
+        cgroups.thaw_tree(f"{cfg.cgroup}/{rec.name}")
     if grace > 0:
         for rec in running:
             poweroff(rec)

@@ -82,3 +82,55 @@ def add_veth(cfg: LabConfig, index: int, pid: int) -> None:
 
 def delete_link(name: str) -> None:
     ip("link", "del", name, check=False)
+
+
+# -- a cut cable (fleetlab partition/heal) ---------------------------------------------
+#
+# Both ends of a host's veth get a ``blackhole`` root qdisc: every packet the
+# bridge sends to the host and every packet the host sends out is dropped and
+# reported sent, so peers see silence (connections time out, nothing is
+# refused). The qdisc is part of every Linux with tc (no classifier, action or
+# netem module needed); the host's processes keep running.
+
+HOST_SIDE = "eth0"
+
+
+def _tc(args: list[str], netns_pid: int | None = None,
+        check: bool = True) -> subprocess.CompletedProcess[str]:
+    argv = ["tc", *args]
+    if netns_pid is not None:
+        argv = ["nsenter", "-t", str(netns_pid), "-n", *argv]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except FileNotFoundError:
+        raise LabError("tc not found in PATH: install it (apt-get install iproute2)") from None
+    if check and done.returncode != 0:
+        raise LabError(f"`{' '.join(argv)}` failed: {done.stderr.strip()}")
+    return done
+
+
+def _blackholed(dev: str, netns_pid: int | None = None) -> bool:
+    done = _tc(["-j", "qdisc", "show", "dev", dev], netns_pid, check=False)
+    if done.returncode != 0:
+        return False
+    qdiscs: list[dict[str, Any]] = json.loads(done.stdout or "[]")
+    return any(q.get("kind") == "blackhole" and q.get("root") for q in qdiscs)
+
+
+def isolated(cfg: LabConfig, index: int) -> bool:
+    """Whether host ``index``'s link is cut (its bridge-side veth drops everything)."""
+    return _blackholed(cfg.veth(index))
+
+
+def cut(cfg: LabConfig, index: int, pid: int) -> None:
+    """Drop all traffic of host ``index`` (its PID 1 is ``pid``), both directions."""
+    _tc(["qdisc", "replace", "dev", HOST_SIDE, "root", "blackhole"], pid)
+    _tc(["qdisc", "replace", "dev", cfg.veth(index), "root", "blackhole"])
+
+
+def mend(cfg: LabConfig, index: int, pid: int | None) -> None:
+    """Undo ``cut``; either end already clear (or gone with a stopped host) is fine."""
+    if link_exists(cfg.veth(index)) and _blackholed(cfg.veth(index)):
+        _tc(["qdisc", "del", "dev", cfg.veth(index), "root"])
+    if pid is not None and _blackholed(HOST_SIDE, pid):
+        _tc(["qdisc", "del", "dev", HOST_SIDE, "root"], pid)

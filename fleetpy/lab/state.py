@@ -104,6 +104,8 @@ class HostRecord:
     machine_id: str
     proc: Proc | None = None  # the host's `unshare` process; its child is systemd
     metadata: str = ""  # fleetd's machine metadata, "k=v,k=v" (FLEET_METADATA)
+    partitioned: bool = False  # fleetlab partition: its link drops everything (faults.py)
+    paused: bool = False  # fleetlab pause: its cgroup is frozen (faults.py)
 
 
 @dataclass(frozen=True)

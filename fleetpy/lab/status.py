@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from fleetpy.lab import cgroups, etcd, hosts
+from fleetpy.lab import cgroups, etcd, hosts, network
 from fleetpy.lab.state import HostRecord, LabConfig, MemberRecord
 
 
@@ -20,6 +20,7 @@ class HostStatus:
     systemd: str  # is-system-running, or "stopped"
     fleetd: str  # is-active fleet.service, "not-installed", or "-" when stopped
     memory: int | None  # bytes charged to the host's cgroup
+    fault: str = "-"  # injected faults in force: "partitioned", "paused" (faults.py)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,12 @@ def host_status(cfg: LabConfig, rec: HostRecord) -> HostStatus:
     pid = hosts.running_pid(rec)
     if pid is None:
         return HostStatus(rec.name, rec.machine_id, rec.ip, None, "stopped", "-", None)
+    group = f"{cfg.cgroup}/{rec.name}"
+    fault = ",".join(name for name, on in (("partitioned", network.isolated(cfg, rec.index)),
+                                           ("paused", cgroups.frozen(group))) if on) or "-"
+    memory = cgroups.memory_bytes(group)
+    if "paused" in fault:  # its systemd cannot answer
+        return HostStatus(rec.name, rec.machine_id, rec.ip, pid, "-", "-", memory, fault)
     script = "systemctl is-system-running; systemctl is-active fleet.service"
     out = subprocess.run(
         hosts.nsenter(pid, ["sh", "-c", script]),
@@ -48,8 +55,7 @@ def host_status(cfg: LabConfig, rec: HostRecord) -> HostStatus:
         fleetd = "not-installed"
     else:
         fleetd = out[1] if len(out) > 1 else "unknown"
-    memory = cgroups.memory_bytes(f"{cfg.cgroup}/{rec.name}")
-    return HostStatus(rec.name, rec.machine_id, rec.ip, pid, systemd, fleetd, memory)
+    return HostStatus(rec.name, rec.machine_id, rec.ip, pid, systemd, fleetd, memory, fault)
 
 
 def member_status(

@@ -47,6 +47,7 @@ def teardown(cfg: LabConfig) -> None:
         state = load(cfg)
     except LabError:
         state = None
+    cgroups.thaw_tree(cfg.cgroup)  # a paused host: frozen tasks ignore SIGKILL
     if state is not None:
         # Everything is thrown away: no need for graceful (slow) stops.
         procs.stop([w.proc for w in state.hollow if w.proc is not None], signal.SIGKILL, 2.0)
