@@ -141,7 +141,8 @@ def _end(proc: subprocess.Popen[str]) -> None:
 
 
 def fleetd_errors(lab: Lab, since: float) -> list[str]:
-    """fleet.service's ERROR and Traceback lines on every host since ``since`` (epoch s)."""
+    """fleet.service's ERROR lines and tracebacks (by their last line) on every host since
+    ``since`` (epoch s), each as ``HOST: line``."""
     found: list[str] = []
     for host in lab.hosts:
         if host.pid is None:
@@ -149,9 +150,20 @@ def fleetd_errors(lab: Lab, since: float) -> list[str]:
         out = lab.exec(host.name, ["journalctl", "-u", "fleet.service", "--since",
                                    f"@{since:.3f}", "-o", "cat", "--no-pager", "-q"],
                        timeout=60).stdout
-        found += [f"{host.name}: {line.strip()}" for line in out.splitlines()
-                  if "ERROR" in line or "Traceback" in line]
+        found += [f"{host.name}: {line}" for line in error_lines(out.splitlines())]
     return found
+
+
+def error_lines(lines: Sequence[str]) -> list[str]:
+    """ERROR lines, and each traceback as ``Traceback: <its exception line>``."""
+    out: list[str] = []
+    for i, line in enumerate(lines):
+        if "ERROR" in line:
+            out.append(line.strip())
+        elif line.startswith("Traceback"):
+            last = next((x for x in lines[i + 1:] if x and not x[0].isspace()), "?")
+            out.append(f"Traceback: {last.strip()}")
+    return out
 
 
 # etcd: what the engine and the user asked for ---------------------------------------

@@ -76,18 +76,28 @@ class Summary:
     fenced_stops: list[tuple[Rep, Event]]
     moved: int
     converged: list[float | None]
-    overlap: tuple[float, float]  # unfenced: most seconds in one repetition, certain, possible
-    overlap_fenced: tuple[float, float]
+    overlap: tuple[float, float, float]  # unfenced, the most in one repetition: certain
+    overlap_fenced: tuple[float, float, float]  # (summed over units), one unit's, possible
     lost: list[str]
     errors: list[str]
+    runs: tuple[Rep, ...] = ()
 
 
-def _overlap(reps: Sequence[Rep], units: frozenset[str]) -> tuple[float, float]:
+def _overlap(reps: Sequence[Rep], units: frozenset[str]) -> tuple[float, float, float]:
     if not reps:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0
     return (max(sum(v for u, v in r.figures.overlap.items() if u in units) for r in reps),
+            max((v for r in reps for u, v in r.figures.overlap.items() if u in units),
+                default=0.0),
             max(sum(v for u, v in r.figures.overlap_possible.items() if u in units)
                 for r in reps))
+
+
+def _overlap_cell(o: tuple[float, float, float]) -> str:
+    certain, one, possible = o
+    if not possible:
+        return "0.0 s"
+    return f"{certain:.1f} s (one unit {one:.1f} s); possible <= {possible:.1f} s"
 
 
 def summarize(key: str, reps: Sequence[Rep], units: UnitSet) -> Summary:
@@ -101,7 +111,7 @@ def summarize(key: str, reps: Sequence[Rep], units: UnitSet) -> Summary:
         [r.figures.converged if r.unsettled is None else None for r in reps],
         _overlap(reps, plain), _overlap(reps, units.fenced),
         [f"repetition {r.rep + 1}: {x}" for r in reps for x in r.lost],
-        [x for r in reps for x in r.errors])
+        [x for r in reps for x in r.errors], tuple(reps))
 
 
 def _seconds(values: list[float | None]) -> str:
@@ -124,9 +134,9 @@ def row(s: Summary, fenced: bool) -> str:
     cells = [f"{sc.group}. {sc.label}" if sc.group else sc.label, str(s.reps), unexpected,
              str(s.moved) if sc.group == 4 or s.moved else "0",
              _seconds(s.converged),
-             f"{s.overlap[0]:.1f} s (<= {s.overlap[1]:.1f} s)"]
+             _overlap_cell(s.overlap)]
     if fenced:
-        cells += [f"{s.overlap_fenced[0]:.1f} s (<= {s.overlap_fenced[1]:.1f} s)",
+        cells += [_overlap_cell(s.overlap_fenced),
                   str(len(s.fenced_stops))]
     cells += [_aim0(len(s.lost)), str(len(s.errors))]
     return "| " + " | ".join(cells) + " |"
@@ -134,7 +144,7 @@ def row(s: Summary, fenced: bool) -> str:
 
 COLUMNS = ("scenario", "repetitions", "unexpected stops/restarts (aim 0)",
            "moved off the faulty host", "converged after the fault's end",
-           "overlap, most in one repetition: certain (possible)")
+           "overlap: most in one repetition, all units")
 FENCED_COLUMNS = ("overlap, fenced units", "fenced units stopped")
 LAST_COLUMNS = ("desired state lost (aim 0)", "fleetd ERROR/Traceback lines")
 
@@ -178,8 +188,10 @@ def render(reps: Sequence[Rep], units: UnitSet, ttl: int, quick: bool,
         "to the end of the observation, ran exactly the units the engine placed on it "
         "(schedule/ read at the end, once that had held for 2 s).",
         "- overlap: seconds a non-global unit was active on two hosts at once, summed over "
-        "units; certain = between samples both showing it active, possible = widened to "
-        "the neighbouring samples.",
+        "the units (and the longest of one unit), the most of any repetition; certain = "
+        "between samples both showing it active; possible = each stretch widened to the "
+        f"samples around it, at most {GAP:g} s each way (a silent host's units are not "
+        "counted beyond that).",
         "- desired state lost: each unit's desired state and contents hash in etcd before "
         "the fault vs. after it settled (units the bench started must be launched).",
         "- fleetd errors: ERROR and Traceback lines in fleet.service's journal on each "
@@ -201,8 +213,18 @@ def details(sums: Sequence[Summary]) -> list[str]:
                        + ("(the control's own restart)" if control else "(unexpected)"))
         for x in s.lost[:5]:
             out.append(f"- {s.key}: desired state lost, {x}")
-        for x in s.errors[:3]:
-            out.append(f"- {s.key}: fleetd logged `{x[:160]}`")
+        silent = [(h, v) for r in s.runs for h, v in r.figures.unknown.items() if v > 0]
+        if silent:
+            h, v = max(silent, key=lambda hv: hv[1])
+            out.append(f"- {s.key}: longest silence of a host {v:.1f} s ({h}), unknown there")
+        kinds: dict[str, set[str]] = {}
+        for x in s.errors:
+            host, _, line = x.partition(": ")
+            kinds.setdefault(line[:150], set()).add(host)
+        for line, hosts in list(kinds.items())[:4]:
+            times = sum(x.partition(": ")[2][:150] == line for x in s.errors)
+            out.append(f"- {s.key}: fleetd logged `{line}` x {times} "
+                       f"({', '.join(sorted(hosts))})")
     return out
 
 

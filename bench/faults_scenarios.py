@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from bench.faults_observe import Observer, Registry, poll
 from fleetpy.lab import Lab
@@ -36,11 +35,6 @@ class Ctx:
     tmp: Path
     late: tuple[str, ...]  # the units scenario 5 starts
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def faults(self) -> Any:
-        """The lab, for the fault methods another branch adds (partition, pause, etcd_stop)."""
-        return self.lab
 
     def host_names(self) -> list[str]:
         return [h.name for h in self.lab.hosts]
@@ -184,11 +178,11 @@ def s_leader_kill(ctx: Ctx, rep: int) -> Outcome:
 
 def s_leader_pause(ctx: Ctx, rep: int) -> Outcome:
     host = leader(ctx)
-    ctx.faults.pause(host)
+    ctx.lab.pause(host)
     try:
         time.sleep(ctx.ttl * 1.5 + 2)
     finally:
-        ctx.faults.resume(host)
+        ctx.lab.resume(host)
     return Outcome(time.time(), frozenset({host}))
 
 
@@ -203,12 +197,12 @@ def etcd_down(ctx: Ctx, names: list[str] | None, seconds: float) -> float:
     """Stop ``names`` (None: every member), wait ``seconds``, start them again."""
     which: list[str | None] = [None] if names is None else list(names)
     for name in which:
-        ctx.faults.etcd_stop(name)
+        ctx.lab.etcd_stop(name)
     try:
         time.sleep(seconds)
     finally:
         for name in which:
-            ctx.faults.etcd_start(name)
+            ctx.lab.etcd_start(name)
     return time.time()
 
 
@@ -236,15 +230,19 @@ def s_etcd_all(ctx: Ctx, rep: int) -> Outcome:
 
 
 def cut_host(ctx: Ctx, rep: int) -> str:
-    """A host that is not the leader, a different one each repetition when possible."""
+    """The host to cut off: not the leader; the one running the most units the engine
+    can move (units moved off a host do not come back), the first such on a tie."""
     lead = leader(ctx)
-    others = [h for h in ctx.host_names() if h != lead]
-    return others[rep % len(others)]
+    count = {h: 0 for h in ctx.host_names() if h != lead}
+    for hosts in ctx.reg.placement().values():
+        if len(hosts) == 1 and (h := next(iter(hosts))) in count:
+            count[h] += 1
+    return max(count, key=lambda h: count[h])
 
 
 def partition(ctx: Ctx, host: str, seconds: float,
               during: Callable[[], None] | None = None) -> float:
-    ctx.faults.partition(host)
+    ctx.lab.partition(host)
     cut = time.monotonic()
     try:
         if during is not None:
@@ -252,7 +250,7 @@ def partition(ctx: Ctx, host: str, seconds: float,
             during()
         time.sleep(max(0.0, seconds - (time.monotonic() - cut)))
     finally:
-        ctx.faults.heal(host)
+        ctx.lab.heal(host)
     return time.time()
 
 

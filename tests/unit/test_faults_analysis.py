@@ -220,3 +220,14 @@ def test_a_silence_after_the_fault_delays_convergence() -> None:
     f = analyze(samples, window(TARGET))
     assert f.converged == pytest.approx(13.0, abs=STEP + 0.01)
     assert f.events == ()
+
+
+def test_fleetd_errors_are_error_lines_and_tracebacks_by_their_exception() -> None:
+    from bench.faults_observe import error_lines
+
+    journal = ["INFO fleetpy.agent: started a.service", "ERROR asyncio: Task was destroyed",
+               "Traceback (most recent call last):", '  File "x.py", line 1, in f',
+               "    raise ValueError('bad')", "ValueError: bad", "INFO fleetpy.engine: ok"]
+    assert error_lines(journal) == ["ERROR asyncio: Task was destroyed",
+                                    "Traceback: ValueError: bad"]
+    assert error_lines(["INFO fleetpy.agent: nothing wrong"]) == []
