@@ -52,6 +52,7 @@ def unit_set(fenced: bool = FENCING) -> UnitSet:
         files[f"side-{i}.service"] = f"MachineOf=lead-{i}.service"
     files["every.service"] = "Global=true"
     fence = {f"fenced-{i}.service": "StopWhenDisconnected=true" for i in range(1, 4)}
+    # fencing's stop budget is 2/3 agent_ttl: a fenced unit stops well within it
     if fenced:
         files.update(fence)
     late = {f"late-{i}.service": "" for i in range(1, 6)}
@@ -61,7 +62,8 @@ def unit_set(fenced: bool = FENCING) -> UnitSet:
 
 def write_files(tmp: Path, files: dict[str, str]) -> list[str]:
     for name, xf in files.items():
-        (tmp / name).write_text(SLEEPER.format(name=name)
+        stop = "TimeoutStopSec=5s\n" if "StopWhenDisconnected" in xf else ""
+        (tmp / name).write_text(SLEEPER.format(name=name) + stop
                                 + (f"\n[X-Fleet]\n{xf}\n" if xf else ""))
     return list(files)
 

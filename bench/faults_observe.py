@@ -159,7 +159,10 @@ def error_lines(lines: Sequence[str]) -> list[str]:
     out: list[str] = []
     for i, line in enumerate(lines):
         if "ERROR" in line:
-            out.append(line.strip())
+            more = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            # asyncio names the task or future on the next line: say which
+            out.append(line.strip() + (f" ({more[:160]})" if more.startswith(("task:", "future:"))
+                                       else ""))
         elif line.startswith("Traceback"):
             last = next((x for x in lines[i + 1:] if x and not x[0].isspace()), "?")
             out.append(f"Traceback: {last.strip()}")

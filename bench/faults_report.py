@@ -14,12 +14,8 @@ from bench.faults_scenarios import SCENARIOS
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "reliability.md"
 
-INTRO = """# Reliability
-
-What fleetpy does when parts of a cluster break, and what a lab measured
-(the last section, written by `python -m bench faults --doc`).
-
-## fleet's default: units keep running
+TITLE = "# Reliability\n"
+DEFAULT = """## fleet's default: units keep running
 
 - A machine that loses etcd (etcd down, or the machine cut off from it) keeps
   running its units: fleetd never stops a unit for lack of etcd, and a fleetd
@@ -31,14 +27,16 @@ What fleetpy does when parts of a cluster break, and what a lab measured
   its stale copies.
 - So a unit can run twice while a machine is cut off for longer than
   `agent_ttl`: on the cut-off machine and where the engine moved it, until
-  the partition heals. The table below says for how long (overlap, scenario 4).
-  When etcd is down for everyone, nothing moves: etcd renews every lease when
-  it has a leader again.
-
-## StopWhenDisconnected (fencing)
-
-(Written with the option: `[X-Fleet] StopWhenDisconnected=true`.)
+  the partition heals. The table in the last section says for how long
+  (overlap, scenario 4). When etcd is down for everyone, nothing moves: etcd
+  renews every lease when it has a leader again.
+- Units that must never run twice ask for fencing (next section).
 """
+FENCING = """## Fencing: StopWhenDisconnected
+
+(To be written with the option: `[X-Fleet] StopWhenDisconnected=true`.)
+"""
+INTRO = f"{TITLE}\n{DEFAULT}\n{FENCING}"
 
 
 @dataclass(frozen=True)
@@ -237,7 +235,14 @@ def cadence(reps: Sequence[Rep]) -> list[str]:
 
 
 def prepare_doc(doc: Path) -> None:
-    """docs/reliability.md gets its explanation once; the bench only rewrites its section."""
+    """docs/reliability.md gets the default's explanation once (before any other section,
+    the fencing one included); the bench only rewrites its own section."""
     if not doc.exists():
         doc.parent.mkdir(parents=True, exist_ok=True)
         doc.write_text(INTRO)
+        return
+    text = doc.read_text()
+    if DEFAULT.splitlines()[0] not in text:
+        head, sep, rest = text.partition(TITLE)
+        doc.write_text(f"{head}{TITLE}\n{DEFAULT}\n{rest.lstrip()}" if sep
+                       else f"{TITLE}\n{DEFAULT}\n{text}")

@@ -55,7 +55,8 @@ def test_quick_fault_bench_writes_sane_figures(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert not Lab(name=QUICK_LAB[0], subnet=QUICK_LAB[1]).is_up(), "the bench left its lab up"
     text = doc.read_text()
-    assert "## StopWhenDisconnected (fencing)" in text  # the explanation came with it
+    assert "## fleet's default: units keep running" in text  # the explanation came with it
+    assert "## Fencing: StopWhenDisconnected" in text
     section = re.search(r"<!-- bench:faults -->\n## faults\n\nCommand: `python -m bench "
                         r"faults --quick`; measured .*? on: .*?cores.*?GiB, Linux .*?"
                         r"<!-- /bench:faults -->", text, re.S)

@@ -231,3 +231,7 @@ def test_fleetd_errors_are_error_lines_and_tracebacks_by_their_exception() -> No
     assert error_lines(journal) == ["ERROR asyncio: Task was destroyed",
                                     "Traceback: ValueError: bad"]
     assert error_lines(["INFO fleetpy.agent: nothing wrong"]) == []
+    assert error_lines(["ERROR asyncio: Task exception was never retrieved",
+                        "future: <Task finished name='keepalive'>"]) == [
+        "ERROR asyncio: Task exception was never retrieved "
+        "(future: <Task finished name='keepalive'>)"]
