@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -154,14 +155,23 @@ def fleetd_errors(lab: Lab, since: float) -> list[str]:
     return found
 
 
+def _task(text: str) -> str:
+    """asyncio's next line (``task: <Task pending name='Task-96' coro=<f() ...>``): which
+    coroutine, and its exception, without the ids that differ every time."""
+    coro = re.search(r"coro=<([^\s(>]+)", text)
+    exc = re.search(r"exception=([\w.]+)", text)
+    if coro is None:
+        return f" ({re.sub(r'0x[0-9a-f]+|Task-[0-9]+', '...', text)[:120]})"
+    return f" (in {coro[1]}" + (f", {exc[1]}" if exc else "") + ")"
+
+
 def error_lines(lines: Sequence[str]) -> list[str]:
     """ERROR lines, and each traceback as ``Traceback: <its exception line>``."""
     out: list[str] = []
     for i, line in enumerate(lines):
         if "ERROR" in line:
             more = lines[i + 1].strip() if i + 1 < len(lines) else ""
-            # asyncio names the task or future on the next line: say which
-            out.append(line.strip() + (f" ({more[:160]})" if more.startswith(("task:", "future:"))
+            out.append(line.strip() + (_task(more) if more.startswith(("task:", "future:"))
                                        else ""))
         elif line.startswith("Traceback"):
             last = next((x for x in lines[i + 1:] if x and not x[0].isspace()), "?")

@@ -231,7 +231,10 @@ def test_fleetd_errors_are_error_lines_and_tracebacks_by_their_exception() -> No
     assert error_lines(journal) == ["ERROR asyncio: Task was destroyed",
                                     "Traceback: ValueError: bad"]
     assert error_lines(["INFO fleetpy.agent: nothing wrong"]) == []
-    assert error_lines(["ERROR asyncio: Task exception was never retrieved",
-                        "future: <Task finished name='keepalive'>"]) == [
-        "ERROR asyncio: Task exception was never retrieved "
-        "(future: <Task finished name='keepalive'>)"]
+    assert error_lines([
+        "ERROR asyncio: Task was destroyed but it is pending!",
+        "task: <Task pending name='Task-96' coro=<_Stream._consume() done, defined at x.py:3>>",
+        "ERROR asyncio: Task exception was never retrieved",
+        "future: <Task finished name='Task-7' coro=<keep()> exception=ValueError('x')>"]) == [
+        "ERROR asyncio: Task was destroyed but it is pending! (in _Stream._consume)",
+        "ERROR asyncio: Task exception was never retrieved (in keep, ValueError)"]
