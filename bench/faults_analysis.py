@@ -72,6 +72,8 @@ class Figures:
     unknown: Mapping[str, float]  # host -> seconds it did not answer
     cadence: Mapping[str, tuple[int, float]] = field(default_factory=dict)
     # host -> (answers in the window, median seconds between two)
+    nowhere: Mapping[str, float] = field(default_factory=dict)
+    # unit (running when the fault began) -> longest stretch it ran on no host, at least
 
     @property
     def unexpected(self) -> list[Event]:
@@ -216,6 +218,19 @@ def doubled(intervals: Sequence[Sequence[tuple[float, float]]]) -> float:
     return total
 
 
+def longest_nowhere(intervals: Sequence[Sequence[tuple[float, float]]], start: float,
+                    last: float) -> float | None:
+    """The longest stretch no host covered, for a unit running when the window began
+    (None: it was not), up to ``last`` (every host answered until then). With each
+    host's runs widened to the samples around them, a restart between two samples is no
+    stretch: this is a lower bound."""
+    runs = merged([iv for host in intervals for iv in host])
+    if not runs or runs[0][0] > start:
+        return None
+    gaps = [b[0] - a[1] for a, b in itertools.pairwise(runs)] + [last - runs[-1][1]]
+    return max(0.0, *gaps)
+
+
 def unknown_seconds(seq: Sequence[Sample], w: Window) -> float:
     times = [w.start] + [s.t for s in seq if w.start < s.t <= w.end] + [w.end]
     return sum(b - a for a, b in itertools.pairwise(times) if b - a > GAP)
@@ -235,7 +250,11 @@ def analyze(samples: Iterable[Sample], w: Window) -> Figures:
     unknown = {h: unknown_seconds(seq, w) for h, seq in hosts.items()}
     cadence = {h: (len(seq), statistics.median(b.t - a.t for a, b in itertools.pairwise(seq))
                    if len(seq) > 1 else 0.0) for h, seq in hosts.items()}
-    return Figures(tuple(found), done, overlap, possible, unknown, cadence)
+    last = min(w.end, min((seq[-1].t for seq in hosts.values() if seq), default=w.start))
+    gone = {u: longest_nowhere([_runs(seq, u, w, True) for seq in hosts.values()], w.start,
+                               last) for u in sorted(w.units - w.global_units)}
+    return Figures(tuple(found), done, overlap, possible, unknown, cadence,
+                   {u: v for u, v in gone.items() if v is not None})
 
 
 def lost_desired(before: Mapping[str, tuple[str, str]], after: Mapping[str, tuple[str, str]],

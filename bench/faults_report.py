@@ -79,6 +79,8 @@ class Summary:
     lost: list[str]
     errors: list[str]
     runs: tuple[Rep, ...] = ()
+    nowhere: float = 0.0  # unfenced: the longest a unit ran on no host, any repetition
+    nowhere_fenced: float = 0.0
 
 
 def _overlap(reps: Sequence[Rep], units: frozenset[str]) -> tuple[float, float, float]:
@@ -109,7 +111,13 @@ def summarize(key: str, reps: Sequence[Rep], units: UnitSet) -> Summary:
         [r.figures.converged if r.unsettled is None else None for r in reps],
         _overlap(reps, plain), _overlap(reps, units.fenced),
         [f"repetition {r.rep + 1}: {x}" for r in reps for x in r.lost],
-        [x for r in reps for x in r.errors], tuple(reps))
+        [x for r in reps for x in r.errors], tuple(reps),
+        _nowhere(reps, plain), _nowhere(reps, units.fenced))
+
+
+def _nowhere(reps: Sequence[Rep], units: frozenset[str]) -> float:
+    return max((v for r in reps for u, v in r.figures.nowhere.items() if u in units),
+               default=0.0)
 
 
 def _seconds(values: list[float | None]) -> str:
@@ -132,9 +140,9 @@ def row(s: Summary, fenced: bool) -> str:
     cells = [f"{sc.group}. {sc.label}" if sc.group else sc.label, str(s.reps), unexpected,
              str(s.moved) if sc.group == 4 or s.moved else "0",
              _seconds(s.converged),
-             _overlap_cell(s.overlap)]
+             _overlap_cell(s.overlap), f"{s.nowhere:.1f} s"]
     if fenced:
-        cells += [_overlap_cell(s.overlap_fenced),
+        cells += [_overlap_cell(s.overlap_fenced), f"{s.nowhere_fenced:.1f} s",
                   str(len(s.fenced_stops))]
     cells += [_aim0(len(s.lost)), str(len(s.errors))]
     return "| " + " | ".join(cells) + " |"
@@ -142,8 +150,9 @@ def row(s: Summary, fenced: bool) -> str:
 
 COLUMNS = ("scenario", "repetitions", "unexpected stops/restarts (aim 0)",
            "moved off the faulty host", "converged after the fault's end",
-           "overlap: most in one repetition, all units")
-FENCED_COLUMNS = ("overlap, fenced units", "fenced units stopped")
+           "overlap: most in one repetition, all units", "longest a unit ran on no host")
+FENCED_COLUMNS = ("overlap, fenced units", "longest a fenced unit ran on no host",
+                  "fenced units stopped")
 LAST_COLUMNS = ("desired state lost (aim 0)", "fleetd ERROR/Traceback lines")
 
 
@@ -190,6 +199,10 @@ def render(reps: Sequence[Rep], units: UnitSet, ttl: int, quick: bool,
         "between samples both showing it active; possible = each stretch widened to the "
         f"samples around it, at most {GAP:g} s each way (a silent host's units are not "
         "counted beyond that).",
+        "- longest a unit ran on no host: the longest stretch, in any repetition, during "
+        "which a unit (not global) that ran when the fault began was seen active on no "
+        "host (each host's stretches widened as for 'possible': a lower bound; a unit "
+        "on a paused host counts as running on none).",
         "- desired state lost: each unit's desired state and contents hash in etcd before "
         "the fault vs. after it settled (units the bench started must be launched).",
         "- fleetd errors: ERROR and Traceback lines in fleet.service's journal on each "

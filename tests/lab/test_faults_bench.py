@@ -82,6 +82,7 @@ def test_quick_fault_bench_writes_sane_figures(tmp_path: Path) -> None:
         assert row["moved off the faulty host"] == "0", row
         assert row["desired state lost (aim 0)"] == "0", row
         assert row["overlap: most in one repetition, all units"].startswith("0.0 s"), row
+        assert row["longest a unit ran on no host"] == "0.0 s", row
         # nothing moved: in place again at once (a few samples of slack on a busy machine)
         assert seconds(row["converged after the fault's end"]) < 5.0, row
     answers = re.search(r"Observer: (\d+) answers from the hosts in all; median ([\d.]+) s",

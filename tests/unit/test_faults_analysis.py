@@ -238,3 +238,19 @@ def test_fleetd_errors_are_error_lines_and_tracebacks_by_their_exception() -> No
         "future: <Task finished name='Task-7' coro=<keep()> exception=ValueError('x')>"]) == [
         "ERROR asyncio: Task was destroyed but it is pending! (in _Stream._consume)",
         "ERROR asyncio: Task exception was never retrieved (in keep, ValueError)"]
+
+
+def test_the_longest_stretch_a_unit_ran_nowhere() -> None:
+    # a.service stopped on h1 at 15 s, started on h2 at 22 s: 7 s on no host
+    samples = timeline("h1", 0, 40, lambda t: {
+        "a.service": run("a1") if t < 15 else OFF, "g.service": run("g1")}) + timeline(
+        "h2", 0, 40, lambda t: {"a.service": run("a2") if t >= 22 else OFF,
+                                "b.service": run("b1"), "g.service": run("g2")})
+    f = analyze(samples, window({**TARGET, "a.service": {"h2"}},
+                                may_move_from=frozenset({"h1"})))
+    assert f.nowhere["a.service"] == pytest.approx(7.0, abs=2 * STEP + 0.01)
+    assert f.nowhere["a.service"] <= 7.0
+    assert f.nowhere["b.service"] == 0.0
+    assert "g.service" not in f.nowhere  # global: not one copy somewhere
+    # a restart between two samples is no stretch
+    assert analyze(calm(), window(TARGET)).nowhere == {"a.service": 0.0, "b.service": 0.0}

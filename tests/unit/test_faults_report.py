@@ -16,7 +16,7 @@ def rep(key: str, n: int, events: tuple[Event, ...] = (), converged: float | Non
         overlap: dict[str, float] | None = None, lost: list[str] | None = None,
         errors: list[str] | None = None, unsettled: float | None = None) -> Rep:
     figures = Figures(events, converged, overlap or {}, overlap or {}, {"h1": 0.0},
-                      {"h1": (10, 0.3)})
+                      {"h1": (10, 0.3)}, {"a.service": 1.5, "f.service": 6.5})
     return Rep(key, n, 100.0, 110.0, 120.0, figures, lost or [], errors or [], unsettled)
 
 
@@ -46,6 +46,7 @@ def test_rows_sum_the_repetitions_and_judge_the_control() -> None:
     cut = table["4. a host partitioned > agent_ttl (2 x agent_ttl)"]
     assert cut[2:5] == ["0", "1", "median 3.0 s, max 3.0 s"]
     assert cut[5].startswith("7.5 s (one unit 7.5 s)")
+    assert cut[6] == "1.5 s"
     assert "a.service stopped on h1 at +5.0 s (unexpected)" in text
     assert "fleetd logged `ERROR boom` x 2 (h1)" in text
     assert "- a note" in text and "**Quick run**" not in text
@@ -59,5 +60,6 @@ def test_fenced_units_get_their_own_columns() -> None:
     assert all(c in header for c in FENCED_COLUMNS)
     row = rows(text)["4. a host partitioned > agent_ttl (2 x agent_ttl)"]
     assert row[2] == "0"  # a fenced unit's stop is fencing at work, not an unexpected one
-    assert row[7] == "1"  # counted here
+    assert row[6] == "1.5 s" and row[8] == "6.5 s"
+    assert row[9] == "1"  # counted here
     assert text.startswith("**Quick run**")
