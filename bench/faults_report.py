@@ -190,7 +190,11 @@ def render(reps: Sequence[Rep], units: UnitSet, ttl: int, quick: bool,
         "observation, a unit seen active with one InvocationID and later not active or "
         "with another, on the same host, unless the scenario had to move it (the unit "
         "ended up placed elsewhere, off the host cut off or paused longer than agent_ttl: "
-        "those are 'moved').",
+        "those are 'moved')" + ("; units without fencing only." if fenced else "."),
+        *(["- fenced units stopped: stops and restarts of the `StopWhenDisconnected=true` "
+           "units on any host, moved or not: fencing at work, the price of at most one "
+           "copy; their overlap and time on no host have their own columns."]
+          if fenced else []),
         "- converged: from the fault's end to the first sample after which every host, "
         "to the end of the observation, ran exactly the units the engine placed on it "
         "(schedule/ read at the end, once that had held for 2 s).",
