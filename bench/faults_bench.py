@@ -106,6 +106,13 @@ def settle(ctx: Ctx, units: frozenset[str], timeout: float,
     return f"{why or 'nothing checked'} (after {checks} checks)"
 
 
+def placement_or_none(ctx: Ctx) -> dict[str, frozenset[str]]:
+    try:
+        return ctx.reg.placement()
+    except Exception:  # etcd still away: judged against no placement at all
+        return {}
+
+
 def run_rep(ctx: Ctx, units: UnitSet, sc: Scenario, rep: int) -> Rep:
     watched = frozenset(units.watched)
     # the late units of a previous repetition go first (not measured)
@@ -122,7 +129,7 @@ def run_rep(ctx: Ctx, units: UnitSet, sc: Scenario, rep: int) -> Rep:
     if isinstance(settled, str):
         ctx.notes.append(f"{sc.key} repetition {rep + 1}: not settled {wait} s after the "
                          f"fault: {settled[:300]}")
-        end, target = time.time(), ctx.reg.placement()
+        end, target = time.time(), placement_or_none(ctx)
     else:
         end, target = settled
     after = {u: d for u, d in ctx.reg.desired().items() if u in watched}
