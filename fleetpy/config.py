@@ -4,7 +4,7 @@ Key names are fleet's (etcd_servers, etcd_key_prefix, public_ip, metadata,
 agent_ttl, engine_reconcile_interval, etcd_request_timeout, etcd_cafile,
 etcd_certfile, etcd_keyfile) plus fleetpy's: etcd_username/etcd_password, the API
 addresses and TLS files (api_socket, api_tcp, api_certfile, api_keyfile,
-api_cafile) and metrics_address. Parsing is pure:
+api_cafile), token_limit (fleet's: the HTTP API's page size) and metrics_address. Parsing is pure:
 it takes text and mappings and returns a Config or raises ConfigError.
 """
 
@@ -44,6 +44,7 @@ class Config:
     api_certfile: str = ""  # TLS on api_tcp: certificate and key (PEM)
     api_keyfile: str = ""
     api_cafile: str = ""  # when set, API clients must show a certificate signed by it
+    token_limit: int = 100  # entries in a page of the HTTP API (fleet's setting)
     metrics_address: str = ""  # host:port of /metrics and /health; "" = off
     machine_id_file: str = "/etc/machine-id"
     units_dir: str = "/run/fleet/units"
@@ -143,6 +144,10 @@ def _convert(key: str, value: str) -> object:
     if key == "verbosity":
         if not value.strip().isdigit():
             raise ConfigError(f"verbosity: {value!r} is not a number")
+        return int(value)
+    if key == "token_limit":
+        if not value.strip().isdigit() or not 1 <= int(value) <= 65535:
+            raise ConfigError(f"token_limit: {value!r} is not a number from 1 to 65535")
         return int(value)
     if key == "etcd_key_prefix":
         prefix = value.strip()

@@ -104,7 +104,8 @@ class Daemon:
             listen = [config.api_socket] + ([config.api_tcp] if config.api_tcp else [])
             tls = TlsFiles(config.api_cafile, config.api_certfile, config.api_keyfile)
             try:
-                api = await start_api_server(registry, listen, tls if tls.cert_file else None)
+                api = await start_api_server(registry, listen, tls if tls.cert_file else None,
+                                             token_limit=config.token_limit)
             except (ValueError, RuntimeError) as exc:
                 raise FatalError(f"cannot serve the API: {exc}") from None
             http = await self._serve_metrics(metrics, registry, node)
@@ -211,11 +212,13 @@ FLAGS = {
     "metadata": "Machine metadata, e.g. region=us-west,az=a.",
     "agent_ttl": "How long this machine stays registered without fleetd, e.g. 30s.",
     "engine_reconcile_interval": "Engine pass interval, e.g. 2s.",
-    "api_socket": "Unix socket of the API (unix:///var/run/fleet.sock).",
+    "api_socket": "Unix socket of the API, gRPC and fleet's v1 HTTP API "
+                  "(unix:///var/run/fleet.sock).",
     "api_tcp": "Also serve the API on HOST:PORT (TLS with --api-certfile, else plain: labs).",
     "api_certfile": "TLS certificate of the TCP API (PEM).",
     "api_keyfile": "Its private key (PEM).",
     "api_cafile": "CA of the client certificates the TCP API requires (PEM).",
+    "token_limit": "Entries in one page of fleet's HTTP API (default 100).",
     "metrics_address": "Serve /metrics (Prometheus) and /health on HOST:PORT.",
 }
 

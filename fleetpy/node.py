@@ -29,6 +29,7 @@ import logging
 from pathlib import Path
 
 from fleetpy.agent.agent import Agent
+from fleetpy.agent.hold import hold_window
 from fleetpy.agent.presence import Presence
 from fleetpy.engine.engine import Engine
 from fleetpy.model.types import Machine
@@ -129,6 +130,9 @@ class Node:
             lease_file.write_text(f"{lease.id}\n")
         log.info("registered machine %s (%s) on lease %x", machine.id[:8], machine.public_ip,
                  lease.id)
+        # a new lease: while the old one was gone, the engine may have unscheduled units
+        # that still run here and will be placed here again (pinned, Global, no room)
+        self.agent.registered_again(hold_window(self.agent_ttl))
         return lease
 
     async def _keep_registered(self) -> None:

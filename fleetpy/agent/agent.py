@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from fleetpy.agent import foreign
+from fleetpy.agent import foreign, hold
 from fleetpy.agent.machine_log import MachineLog
 from fleetpy.agent.plan import (
     BUSY_STATES,
@@ -81,6 +81,8 @@ class Agent:
         # every state this agent reported, as last written: equal ones are not written again
         self._written: dict[str, UnitState] = {}
         self._refusals: dict[str, str] | None = None  # None: not read back yet
+        self._kept: dict[str, str] = {}  # running, unscheduled, kept (fleetpy.agent.hold)
+        self._hold_until = 0.0  # loop time: end of the window after registering again
         self.converged = asyncio.Event()
         self.observe_pass: Callable[[float], None] | None = None  # fleetd's metrics
 
@@ -93,6 +95,14 @@ class Agent:
             group.create_task(self._report_loop(), name="agent-report")
             group.create_task(self._settle_loop(), name="agent-settle")
             group.create_task(self._recheck_refusals(), name="agent-refusals")
+
+    def registered_again(self, window: float) -> None:
+        """The machine registered on a new lease: for ``window`` seconds, keep the
+        units that only lost their schedule entry because it was gone (hold.py)."""
+        loop = asyncio.get_running_loop()
+        self._hold_until = loop.time() + window
+        loop.call_at(self._hold_until + 0.01, self._wake.set)  # then unload what is left
+        self._wake.set()
 
     # schedule ----------------------------------------------------------------
     async def _watch_schedule(self) -> None:
@@ -162,7 +172,11 @@ class Agent:
         for name in [n for n in self._record
                      if n not in current and n not in desired and n not in frozen]:
             del self._record[name]  # its file is gone: nothing of fleet's left here
-        holding = self._failures.holding(asyncio.get_running_loop().time())
+        now = asyncio.get_running_loop().time()
+        unscheduled = sorted(n for n, u in current.items()
+                             if n not in desired and u.file_hash is not None)
+        kept = await self._keep_unscheduled(unscheduled, now)
+        holding = self._failures.holding(now) | set(kept)
         tasks = plan_agent(desired, current, self._record, holding)
         if not tasks:
             if not holding:
@@ -203,6 +217,25 @@ class Agent:
         if reload_failed:
             await asyncio.sleep(RETRY_DELAY)
         self._wake.set()
+
+    async def _keep_unscheduled(self, names: list[str], now: float) -> dict[str, str]:
+        """Of the units running here that nothing schedules here, those kept for now
+        (fleetpy.agent.hold), each said once."""
+        kept: dict[str, str] = {}
+        if names:
+            lease = self._lease()
+            if not lease.is_alive() or not await self._registry.lease_alive(lease):
+                kept = dict.fromkeys(names, hold.KEEP_LEASE_LOST)
+            elif now < self._hold_until:
+                records = await self._registry.get_units(names)
+                waiting = await self._registry.get_waiting(names)
+                here = {e.name for e in await self._registry.list_schedule(self._machine_id)}
+                kept = hold.kept_after_return(names, records, waiting, here)
+        for name, why in kept.items():
+            if self._kept.get(name) != why:
+                self._log.info("keeping %s running although not scheduled here: %s", name, why)
+        self._kept = kept
+        return kept
 
     async def _unloadable(self, names: list[str], desired: dict[str, DesiredUnit]) -> set[str]:
         """Of the units loaded this pass, those systemd cannot load after the reload:

@@ -2,6 +2,15 @@
 
 fleetd calls :func:`start_api_server` with its registry and the addresses to
 listen on (``unix:///var/run/fleet.sock`` and, when configured, ``host:port``).
+Those addresses serve fleet's v1 HTTP API too: fleetpy.httpapi.front listens
+on them and hands each gRPC connection to this server, which listens only on a
+socket in a private directory.
+
+Bad input never reaches the registry and never becomes INTERNAL or UNKNOWN:
+a request that does not decode as its message, an invalid unit name or file,
+or a request over a limit (fleetpy.api.validation) is INVALID_ARGUMENT with
+the reason; a message over MAX_REQUEST_BYTES is RESOURCE_EXHAUSTED (gRPC's
+own check, naming both sizes). Error messages are cut to MAX_DETAIL characters.
 """
 
 from __future__ import annotations
@@ -10,10 +19,11 @@ import functools
 import grp
 import logging
 import os
+import ssl
 import stat
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 import grpc.aio
@@ -22,21 +32,61 @@ from fleetpy.api import convert
 from fleetpy.api.gen import fleet_pb2 as pb
 from fleetpy.api.gen import fleet_pb2_grpc as pb_grpc
 from fleetpy.api.snapshot import watch_snapshots
-from fleetpy.api.transport import TlsFiles, server_credentials
-from fleetpy.api.validation import checked_unit_file
+from fleetpy.api.transport import TlsFiles
+from fleetpy.api.validation import (
+    MAX_REQUEST_BYTES,
+    check_count,
+    checked_machine_id,
+    checked_names,
+    checked_unit_file,
+    short_detail,
+)
+from fleetpy.httpapi.pages import TOKEN_LIMIT
 from fleetpy.model.metadata import MetadataChange
+from fleetpy.model.names import validate_unit_name
 from fleetpy.model.types import UnitFile
 from fleetpy.registry.base import Registry, RegistryError
+
+if TYPE_CHECKING:
+    from fleetpy.httpapi.front import ApiServer
 
 log = logging.getLogger(__name__)
 
 SOCKET_MODE = 0o660
 SOCKET_GROUP = "fleet"
-MAX_MESSAGE = 64 * 1024 * 1024
+MAX_MESSAGE = 64 * 1024 * 1024  # what the server sends (a list of many units)
+SERVICE = "fleetpy.v1.Fleet"
+# fleetctl pings an open watch every few seconds (fleetpy.api.failover) to find a
+# dead member; gRPC's default would answer pings more often than every 5 min with GOAWAY.
+MIN_PING_INTERVAL = 2.0
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 Handler = Callable[[Any, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]]
+
+
+class Malformed:
+    """A request whose bytes do not decode as the method's message (see _decoding)."""
+
+    def __init__(self, message: str, problem: str) -> None:
+        self.reason = f"malformed {message}: {problem}"
+
+
+def _decoding(decode: Callable[[bytes], Any], message: str) -> Callable[[bytes], Any]:
+    """``decode``, giving a Malformed request instead of raising (grpc would say UNKNOWN)."""
+
+    def lenient(data: bytes) -> Any:
+        try:
+            return decode(data)
+        except Exception as e:  # protobuf's DecodeError, or anything its parser raises
+            return Malformed(message, str(e) or type(e).__name__)
+
+    return lenient
+
+
+async def _refuse_malformed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    if isinstance(request, Malformed):
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, short_detail(request.reason))
 
 
 def _unary(fn: Handler[Req, Resp]) -> Handler[Req, Resp]:
@@ -44,12 +94,14 @@ def _unary(fn: Handler[Req, Resp]) -> Handler[Req, Resp]:
 
     @functools.wraps(fn)
     async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext[Any, Any]) -> Resp:
+        await _refuse_malformed(request, context)
         try:
             return await fn(self, request, context)
         except RegistryError as e:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(e) or type(e).__name__)
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                short_detail(str(e) or type(e).__name__))
         except (convert.ConversionError, ValueError) as e:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, short_detail(str(e)))
         raise AssertionError("unreachable")  # context.abort raises
 
     return wrapper
@@ -86,6 +138,7 @@ class FleetService(pb_grpc.FleetServicer):
 
     @_unary
     async def GetUnit(self, request: pb.GetUnitRequest, context: Any) -> pb.GetUnitResponse:
+        validate_unit_name(request.name)
         record = await self._registry.get_unit(request.name)
         if record is None:
             await self._not_found(context, request.name)
@@ -101,6 +154,7 @@ class FleetService(pb_grpc.FleetServicer):
     async def SetDesired(
         self, request: pb.SetDesiredRequest, context: Any
     ) -> pb.SetDesiredResponse:
+        validate_unit_name(request.name)
         desired = convert.state_from_pb(request.desired)
         if not await self._registry.set_desired(request.name, desired):
             await self._not_found(context, request.name)
@@ -110,13 +164,14 @@ class FleetService(pb_grpc.FleetServicer):
     async def DestroyUnit(
         self, request: pb.DestroyUnitRequest, context: Any
     ) -> pb.DestroyUnitResponse:
+        validate_unit_name(request.name)
         if not await self._registry.destroy_unit(request.name):
             await self._not_found(context, request.name)
         return pb.DestroyUnitResponse()
 
     @_unary
     async def GetUnits(self, request: pb.GetUnitsRequest, context: Any) -> pb.GetUnitsResponse:
-        found = await self._registry.get_units(list(request.names))
+        found = await self._registry.get_units(checked_names(request.names))
         return pb.GetUnitsResponse(
             units=[convert.record_to_pb(r) for r in found.values() if r is not None],
             missing=[n for n, r in found.items() if r is None])
@@ -125,6 +180,7 @@ class FleetService(pb_grpc.FleetServicer):
     async def CreateUnits(
         self, request: pb.CreateUnitsRequest, context: Any
     ) -> pb.CreateUnitsResponse:
+        check_count(len(request.files))
         units = [_checked_unit(f) for f in request.files]  # all checked before any write
         created = await self._registry.create_units(units, convert.state_from_pb(request.desired))
         return pb.CreateUnitsResponse(created=[n for n, ok in created.items() if ok])
@@ -133,15 +189,16 @@ class FleetService(pb_grpc.FleetServicer):
     async def SetDesiredMany(
         self, request: pb.SetDesiredManyRequest, context: Any
     ) -> pb.SetDesiredManyResponse:
+        names = checked_names(request.names)
         done = await self._registry.set_desired_many(
-            list(request.names), convert.state_from_pb(request.desired))
+            names, convert.state_from_pb(request.desired))
         return pb.SetDesiredManyResponse(missing=[n for n, ok in done.items() if not ok])
 
     @_unary
     async def DestroyUnits(
         self, request: pb.DestroyUnitsRequest, context: Any
     ) -> pb.DestroyUnitsResponse:
-        gone = await self._registry.destroy_units(list(request.names))
+        gone = await self._registry.destroy_units(checked_names(request.names))
         return pb.DestroyUnitsResponse(missing=[n for n, ok in gone.items() if not ok])
 
     @_unary
@@ -156,7 +213,8 @@ class FleetService(pb_grpc.FleetServicer):
         self, request: pb.SetMachineMetadataRequest, context: Any
     ) -> pb.SetMachineMetadataResponse:
         change = MetadataChange.make(dict(request.set), list(request.remove))
-        machine = await self._registry.set_machine_metadata(request.machine_id, change)
+        machine = await self._registry.set_machine_metadata(
+            checked_machine_id(request.machine_id), change)
         if machine is None:
             await context.abort(grpc.StatusCode.NOT_FOUND,
                                 f"machine {request.machine_id} is not in the cluster")
@@ -167,14 +225,16 @@ class FleetService(pb_grpc.FleetServicer):
     async def ListUnitStates(
         self, request: pb.ListUnitStatesRequest, context: Any
     ) -> pb.ListUnitStatesResponse:
-        states = await self._registry.list_unit_states(request.machine_id or None)
+        states = await self._registry.list_unit_states(
+            checked_machine_id(request.machine_id) or None)
         return pb.ListUnitStatesResponse(states=[convert.state_msg_to_pb(s) for s in states])
 
     @_unary
     async def ListSchedule(
         self, request: pb.ListScheduleRequest, context: Any
     ) -> pb.ListScheduleResponse:
-        units = await self._registry.list_schedule(request.machine_id or None)
+        units = await self._registry.list_schedule(
+            checked_machine_id(request.machine_id) or None)
         return pb.ListScheduleResponse(units=[convert.scheduled_to_pb(u) for u in units])
 
     @_unary
@@ -196,12 +256,18 @@ class FleetService(pb_grpc.FleetServicer):
     async def WatchUnitStates(
         self, request: pb.WatchUnitStatesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.ClusterSnapshot]:
-        names = list(request.names) or None
+        await _refuse_malformed(request, context)
+        try:
+            names = checked_names(request.names) or None
+        except ValueError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, short_detail(str(e)))
+            return
         try:
             async for snap in watch_snapshots(self._registry, names):
                 yield convert.snapshot_to_pb(snap)
         except RegistryError as e:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(e) or type(e).__name__)
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                short_detail(str(e) or type(e).__name__))
 
 
 def _unix_path(address: str) -> str | None:
@@ -260,63 +326,102 @@ def _secure_socket(path: str) -> None:
 
 
 async def start_api_server(
-    registry: Registry, listen: Sequence[str], tls: TlsFiles | None = None
-) -> grpc.aio.Server:
+    registry: Registry, listen: Sequence[str], tls: TlsFiles | None = None,
+    token_limit: int = TOKEN_LIMIT,
+) -> ApiServer:
     """Serve the Fleet API on every address in ``listen`` and return the started server.
 
-    Addresses: ``unix:///path/to.sock`` (parent directory created, a stale
-    socket replaced; created 0600 and then given mode 0660 and group
-    ``fleet``) or TCP ``host:port``: TLS with ``tls`` (its cert and key; with
-    its CA, client certificates signed by it are required), plain without
-    (warned: labs only). ``https://host:port`` insists on TLS,
+    Each address serves fleetpy's gRPC API and fleet's v1 HTTP API alike
+    (fleetpy.httpapi.front tells them apart per connection; ``token_limit`` is
+    the HTTP API's page size). Addresses: ``unix:///path/to.sock`` (parent
+    directory created, a stale socket replaced; created 0600 and then given mode
+    0660 and group ``fleet``) or TCP ``host:port``: TLS with ``tls`` (its cert
+    and key; with its CA, client certificates signed by it are required), plain
+    without (warned: labs only). ``https://host:port`` insists on TLS,
     ``http://host:port`` on plain. Raises ValueError for a malformed address or
     missing TLS files and RuntimeError when an address cannot be bound. Stop it
     with ``await server.stop(grace)``.
     """
+    from fleetpy.httpapi import front
+    from fleetpy.httpapi.resources import Resources
+
     if not listen:
         raise ValueError("start_api_server: no address to listen on")
-    server = grpc.aio.server(options=[
-        ("grpc.max_receive_message_length", MAX_MESSAGE),
-        ("grpc.max_send_message_length", MAX_MESSAGE),
-    ])
-    pb_grpc.add_FleetServicer_to_server(FleetService(registry), server)  # type: ignore[no-untyped-call]
-    sockets: list[str] = []
-    for address in listen:
+    plan: list[tuple[str, str | None, tuple[str, ssl.SSLContext | None] | None]] = []
+    for address in listen:  # every address checked before anything is bound
         path = _unix_path(address)
-        try:
-            if path is not None:
-                _prepare_socket(path)
-                sockets.append(path)
-                old_umask = os.umask(0o177)  # no window in which others may connect
-                try:
-                    port = server.add_insecure_port(f"unix://{path}")
-                finally:
-                    os.umask(old_umask)
-            else:
-                port = _add_tcp(server, address, tls)
-        except RuntimeError as e:
-            raise RuntimeError(f"cannot listen on {address}: {e}") from e
-        if path is None and port == 0:
-            raise RuntimeError(f"cannot listen on {address}")
+        plan.append((address, path, None if path is not None else _tcp_plan(address, tls)))
+    server = grpc.aio.server(options=[
+        ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE),
+        ("grpc.http2.min_ping_interval_without_data_ms", int(MIN_PING_INTERVAL * 1000)),
+    ])
+    _add_service(FleetService(registry), server)
+    near = next((path for _, path, _ in plan if path is not None), None)
+    api = front.ApiServer(server, front.private_grpc_dir(near), Resources(registry, token_limit))
+    server.add_insecure_port(f"unix://{api.grpc_path}")
     await server.start()
+    sockets: list[str] = []
+    try:
+        for address, path, tcp in plan:
+            try:
+                if path is not None:
+                    _prepare_socket(path)
+                    await front.listen_unix(api, path)
+                    sockets.append(path)
+                else:
+                    assert tcp is not None
+                    await front.listen_tcp(api, *tcp)
+            except OSError as e:
+                raise RuntimeError(f"cannot listen on {address}: {e.strerror or e}") from e
+    except BaseException:
+        await front.close_on_error(api, listen)
+        raise
     for path in sockets:
         _secure_socket(path)
-    return server
+    return api
 
 
-def _add_tcp(server: grpc.aio.Server, address: str, tls: TlsFiles | None) -> int:
+def _tcp_plan(address: str, tls: TlsFiles | None) -> tuple[str, ssl.SSLContext | None]:
+    """-> (host:port, TLS context or None), logged; ValueError for a bad address or TLS."""
+    from fleetpy.httpapi.front import tls_context
+
     target, want_tls = _tcp_address(address)
     have = tls is not None and bool(tls.cert_file)
     if want_tls and not have:
         raise ValueError(f"API address {address}: https needs api_certfile and api_keyfile")
     if have and want_tls is not False:
         assert tls is not None
-        creds = server_credentials(tls.cert_file, tls.key_file, tls.ca_file)
-        port = server.add_secure_port(target, creds)
+        ctx = tls_context(tls)
         clients = "client certificates required" if tls.ca_file else "no client certificates"
         log.info("API listening on %s (TLS, %s)", address, clients)
-        return port
-    port = server.add_insecure_port(target)
+        return target, ctx
     log.warning("API listening on %s WITHOUT TLS: anyone who reaches it controls the "
                 "cluster (labs only; set api_certfile and api_keyfile)", address)
-    return port
+    return target, None
+
+
+class _Handlers:
+    """Stands in for the server to catch the generated code's method handlers."""
+
+    handlers: dict[str, Any]  # method name -> grpc.RpcMethodHandler
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        pass
+
+    def add_registered_method_handlers(self, service: str, handlers: Any) -> None:
+        self.handlers = dict(handlers)
+
+
+def _add_service(service: FleetService, server: grpc.aio.Server) -> None:
+    """add_FleetServicer_to_server, with requests decoded by _decoding."""
+    caught = _Handlers()
+    pb_grpc.add_FleetServicer_to_server(service, caught)  # type: ignore[no-untyped-call]
+    methods = pb.DESCRIPTOR.services_by_name["Fleet"].methods_by_name
+    handlers = {
+        name: handler._replace(request_deserializer=_decoding(
+            handler.request_deserializer, methods[name].input_type.name))
+        for name, handler in caught.handlers.items()
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_registered_method_handlers(SERVICE, handlers)  # type: ignore[attr-defined]

@@ -1,7 +1,8 @@
 """How fleetctl talks to the cluster: the FleetClient protocol and its drivers.
 
 - ``--driver api`` (default): fleetpy.api.client.ApiDriver, the gRPC client of
-  fleetd's API (``unix:///var/run/fleet.sock`` or ``http://host:port``).
+  fleetd's API (``unix:///var/run/fleet.sock`` or ``http://host:port``; a
+  comma-separated list fails over from one to the next).
 - ``--driver etcd``: :class:`EtcdDriver`, straight to the registry in etcd.
 
 Both raise RegistryError when they cannot reach their endpoint; the message
@@ -161,19 +162,28 @@ def _tunnel_remote(endpoint: str) -> str:
 
 def _api_client(settings: Settings) -> FleetClient:
     from fleetpy.api.client import ApiDriver
+    from fleetpy.api.endpoints import split_endpoints
     from fleetpy.api.transport import TlsFiles
     from fleetpy.ctl.common import err
 
     tls = TlsFiles(settings.ca_file, settings.cert_file, settings.key_file)
-    endpoint = settings.endpoint
+    endpoints = split_endpoints(settings.endpoint)
     if not settings.tunnel:
-        if endpoint.startswith("http://") and not settings.plain_http_ok:
-            err(f"fleetctl: warning: {endpoint} is plain HTTP without TLS: anyone on that "
+        plain = [e for e in endpoints if e.startswith("http://")]
+        if plain and not settings.plain_http_ok:
+            err(f"fleetctl: warning: {', '.join(plain)} "
+                f"{'is' if len(plain) == 1 else 'are'} plain HTTP without TLS: anyone on that "
                 "network can read and change this cluster (labs only; use https://)")
-        return ApiDriver(endpoint, settings.request_timeout, tls=tls)
+        return ApiDriver(endpoints, settings.request_timeout, tls=tls)
+    # One tunnel, to one member: --tunnel is also the jump host of fleetctl ssh,
+    # and the endpoint is what the member itself dials (its own fleetd).
+    if len(endpoints) > 1:
+        raise ValueError("--tunnel reaches one endpoint from the member: give one --endpoint "
+                         "(the default unix:///var/run/fleet.sock is the member's own fleetd)")
     from fleetpy.ctl.ssh import SshOptions
     from fleetpy.ctl.tunnel import Tunnel, TunnelError
 
+    endpoint = endpoints[0]
     remote = _tunnel_remote(endpoint)
     tunnel = Tunnel(SshOptions.of(settings), remote)
     try:
@@ -182,7 +192,7 @@ def _api_client(settings: Settings) -> FleetClient:
         raise ValueError(str(e)) from None
     client = ApiDriver(endpoint, settings.request_timeout, target=f"unix://{local}",
                        on_close=tunnel.close)
-    client.endpoint = f"{endpoint} (through the ssh tunnel to {settings.tunnel})"
+    client.endpoint_label = f"{endpoint} (through the ssh tunnel to {settings.tunnel})"
     return client
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from fleetpy.api.validation import checked_unit_file
 from fleetpy.model import names
+from fleetpy.model.reserved import check_managed
 from fleetpy.model.types import UnitFile
 from fleetpy.model.unitfile import MAX_UNIT_SIZE
 from fleetpy.registry.base import UnitRecord
@@ -58,7 +59,14 @@ def check(name: str, data: str | bytes) -> tuple[UnitFile, tuple[str, ...]]:
 
 
 def read_unit_file(path: str, name: str) -> tuple[UnitFile, tuple[str, ...]]:
-    """Read and validate ``path`` as the unit ``name`` (-> unit, warnings). Raises BadInput."""
+    """Read and validate ``path`` as the unit ``name`` (-> unit, warnings). Raises BadInput.
+
+    The name is checked first, as the API does: a refused name is the error even
+    when the file is also too large."""
+    try:
+        check_managed(name)
+    except ValueError as e:
+        raise BadInput(str(e)) from None
     try:
         if os.path.isdir(path):
             raise BadInput(f"{path} is a directory, not a unit file")

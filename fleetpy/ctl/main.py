@@ -57,8 +57,11 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     epilog='Run "fleetctl help <command>" for more details on a specific command.',
 )
 @click.option("--endpoint", default=DEFAULT_ENDPOINT, show_default=True, show_envvar=True,
+              metavar="URL[,URL...]",
               help="Location of the fleet API if --driver=api. Alternatively, if "
-                   "--driver=etcd, location of the etcd API.")
+                   "--driver=etcd, location of the etcd API. Several (comma-separated): "
+                   "each request goes to the one that answered last, else the next, "
+                   "within --request-timeout.")
 @click.option("--driver", type=click.Choice(["api", "etcd"], case_sensitive=False),
               default="api", show_default=True, show_envvar=True,
               help="Adapter used to execute fleetctl commands.")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from fleetpy.lab import access, cgroups, etcd, faults, fleetopts, network, status, teardown
+from fleetpy.lab import discovery as lab_discovery
 from fleetpy.lab import hollow as lab_hollow
 from fleetpy.lab import hosts as host_ops
 from fleetpy.lab import secure as lab_secure
@@ -123,10 +124,12 @@ class Lab:
         metadata: Mapping[str, str] | None = None,
         fleet_env: Mapping[str, str] | None = None,
         secure: str = "",
+        discovery: bool = False,
     ) -> None:
         """Boot the lab. ``metadata``: host name -> fleetd metadata ("region=us-east,disk=ssd");
         ``fleet_env``: extra FLEET_* settings of every fleetd ({"FLEET_AGENT_TTL": "5"});
-        ``secure``: "cert" or "password" for etcd with TLS and auth (see secure.py)."""
+        ``secure``: "cert" or "password" for etcd with TLS and auth (see secure.py);
+        ``discovery``: members bootstrap through a discovery URL (see discovery.py)."""
         _require_root()
         mode = lab_secure.check_mode(secure)
         self._preflight(hosts, etcd_members)
@@ -146,7 +149,7 @@ class Lab:
             network.check_subnet_free(self.cfg)
             started = time.monotonic()
             try:
-                self._build(hosts, etcd_members, meta, env, mode)
+                self._build(hosts, etcd_members, meta, env, mode, discovery)
             except BaseException:
                 log.info("up failed: removing what it started")
                 teardown.teardown(self.cfg)
@@ -177,6 +180,7 @@ class Lab:
         meta: Mapping[str, str],
         env: Mapping[str, str],
         mode: str = "",
+        discovery: bool = False,
     ) -> None:
         cfg = self.cfg
         t0 = time.monotonic()
@@ -210,7 +214,11 @@ class Lab:
             lab_secure.prepare(cfg)
         group = cgroups.create(f"{cfg.cgroup}/etcd")
         extra = lab_secure.etcd_args(cfg, mode) if mode else []
-        members = etcd.start_cluster(cfg, state.members, group, extra)
+        if discovery:
+            state = lab_discovery.start_cluster(cfg, state, group, extra, lambda s: save(cfg, s))
+            members = list(state.members)
+        else:
+            members = etcd.start_cluster(cfg, state.members, group, extra)
         state = replace(state, members=tuple(members))
         save(cfg, state)
         for m in members:
@@ -346,7 +354,7 @@ class Lab:
         _require_root()
         with locked(self.cfg):
             state = self._state()
-            used = {m.index for m in state.members}
+            used = {m.index for m in (*state.members, *lab_discovery.processes(state))}
             index = next(i for i in range(1, MAX_MEMBERS + 2) if i not in used)
             if index > MAX_MEMBERS:
                 raise LabError(f"the lab already has {MAX_MEMBERS} etcd members")
@@ -386,6 +394,16 @@ class Lab:
         etcd.stop([rec])
         shutil.rmtree(self.cfg.member_dir(rec.name), ignore_errors=True)
         etcd.log_path(self.cfg, rec.name).unlink(missing_ok=True)
+
+    def discovery_join(self, fallback: str = "proxy") -> str:
+        """Start one more etcd with the lab's discovery URL (discovery.py); what it became."""
+        _require_root()
+        with locked(self.cfg):
+            return lab_discovery.join(self.cfg, self._state(), fallback,
+                                      lambda s: save(self.cfg, s))[0]
+
+    def discovery_status(self) -> list[str]:
+        return lab_discovery.describe(self._state())
 
     # -- faults (fleetpy.lab.faults) ---------------------------------------------------
 

@@ -75,6 +75,9 @@ pass_lab = click.make_pass_decorator(Lab)
               type=click.Choice(["cert", "password"]),
               help="etcd with TLS and auth, fleetd's API with TLS; --secure: client "
                    "certificates, --secure=password: user names and passwords.")
+@click.option("--discovery", is_flag=True,
+              help="Members bootstrap through a discovery URL on the lab's own discovery "
+                   "service (it stands in for discovery.etcd.io), not a static member list.")
 @pass_lab
 def up(
     lab: Lab,
@@ -83,12 +86,14 @@ def up(
     metadata: tuple[str, ...],
     fleet_env: tuple[str, ...],
     secure: str | None,
+    discovery: bool,
 ) -> None:
     """Start etcd members and boot the hosts."""
     from fleetpy.lab import fleetopts
 
     lab.up(hosts=hosts, etcd_members=etcd_members, metadata=fleetopts.host_metadata(metadata),
-           fleet_env=fleetopts.fleet_env(fleet_env), secure=secure or "")
+           fleet_env=fleetopts.fleet_env(fleet_env), secure=secure or "",
+           discovery=discovery)
 
 
 @main.command()
@@ -129,6 +134,8 @@ def status(lab: Lab) -> None:
     click.echo(
         _table([["MEMBER", "CLIENT-URL", "PID", "HEALTH", "LEADER"], *map(_member_row, members)])
     )
+    for line in lab.discovery_status():
+        click.echo(line)
 
 
 @main.command("exec", context_settings={"ignore_unknown_options": True})
@@ -196,6 +203,19 @@ def etcd_add(lab: Lab) -> None:
 def etcd_remove(lab: Lab, name: str) -> None:
     """Remove etcd member NAME from the cluster and stop it."""
     lab.etcd_remove(name)
+
+
+@main.command("discovery-join")
+@click.option("--fallback", default="proxy", show_default=True,
+              type=click.Choice(["proxy", "exit"]),
+              help="etcd's --discovery-fallback: what it does when the cluster is full.")
+@pass_lab
+def discovery_join(lab: Lab, fallback: str) -> None:
+    """Start one more etcd with the lab's discovery URL (a lab up with --discovery).
+
+    As etcd 3.4 does with a full discovery cluster: a proxy (its default) or, with
+    --fallback=exit, refused ("discovery: cluster is full", exit status 1)."""
+    click.echo(lab.discovery_join(fallback))
 
 
 @main.command()

@@ -49,11 +49,18 @@ def start(
     state: str,
     cgroups: Sequence[Path],
     extra: Sequence[str] = (),
+    discovery: str = "",
 ) -> MemberRecord:
     """Start one member process; ``state`` is etcd's initial-cluster-state, ``extra``
-    more flags (TLS)."""
+    more flags (TLS); with a ``discovery`` URL it bootstraps through that instead of
+    ``cluster`` (discovery.py)."""
     data = cfg.member_dir(rec.name)
     data.parent.mkdir(parents=True, exist_ok=True)
+    bootstrap = [f"--discovery={discovery}"] if discovery else [
+        f"--initial-cluster-token=fleetlab-{cfg.name}",
+        f"--initial-cluster={cluster}",
+        f"--initial-cluster-state={state}",
+    ]
     argv = [
         "etcd",
         f"--name={rec.name}",
@@ -62,9 +69,7 @@ def start(
         f"--advertise-client-urls={rec.client_url}",
         f"--listen-peer-urls={rec.peer_url}",
         f"--initial-advertise-peer-urls={rec.peer_url}",
-        f"--initial-cluster-token=fleetlab-{cfg.name}",
-        f"--initial-cluster={cluster}",
-        f"--initial-cluster-state={state}",
+        *bootstrap,
         "--logger=zap",
         "--log-outputs=stderr",
         # fleetpy writes every unit's state changes: keep an hour of history, not all

@@ -168,14 +168,12 @@ def fleetd_dropin(cfg: LabConfig, mode: str, rec: HostRecord) -> str:
     return text
 
 
-def client_env(cfg: LabConfig, mode: str, api_ip: str | None) -> Mapping[str, str]:
+def client_env(cfg: LabConfig, mode: str) -> Mapping[str, str]:
     """What `fleetlab env` exports for a secure lab: fleetctl's TLS files and etcd
-    identity (user fleetctl), etcdctl as root."""
+    identity (user fleetctl), etcdctl as root (the https:// API endpoints: access.py)."""
     ca, me = _ca(cfg).cert, cert(cfg, "fleetctl")
     env = {"FLEETCTL_CA_FILE": str(ca), "FLEETCTL_CERT_FILE": str(me.cert),
            "FLEETCTL_KEY_FILE": str(me.key)}
-    if api_ip is not None:
-        env["FLEETCTL_ENDPOINT"] = f"https://{api_ip}:{FLEET_API_PORT}"
     if mode == "password":
         env |= {"FLEETCTL_ETCD_USERNAME": "fleetctl",
                 "FLEETCTL_ETCD_PASSWORD": password(cfg, "fleetctl")}

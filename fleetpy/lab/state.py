@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from fleetpy.lab.errors import LabError
 from fleetpy.lab.procs import Proc
@@ -118,6 +119,17 @@ class MemberRecord:
 
 
 @dataclass(frozen=True)
+class DiscoveryRecord:
+    """``fleetlab up --discovery``: the lab's discovery etcd and the URL made on it
+    (discovery.py)."""
+
+    url: str  # the discovery URL the members were started with
+    size: int  # its _config/size
+    server: MemberRecord  # the discovery service: an etcd of its own with the v2 API
+    proxies: tuple[MemberRecord, ...] = ()  # extra members that fell back to proxies
+
+
+@dataclass(frozen=True)
 class HollowRecord:
     """One hollow worker process: machines first..first+count-1 (fleetpy.hollow)."""
 
@@ -141,6 +153,7 @@ class LabState:
     fleet_env: dict[str, str] = field(default_factory=dict)  # extra FLEET_* for every fleetd
     secure: str = ""  # "", "cert" or "password": see secure.py
     hollow: tuple[HollowRecord, ...] = ()  # hollow machine workers (fleetlab hollow)
+    discovery: DiscoveryRecord | None = None  # a lab bootstrapped through discovery
 
     def host(self, name: str) -> HostRecord:
         for h in self.hosts:
@@ -172,6 +185,8 @@ class LabState:
     def processes(self) -> list[Proc]:
         recs: list[HostRecord | MemberRecord | HollowRecord] = [
             *self.hosts, *self.members, *self.hollow]
+        if self.discovery is not None:
+            recs += [self.discovery.server, *self.discovery.proxies]
         return [r.proc for r in recs if r.proc is not None]
 
     @property
@@ -208,7 +223,19 @@ def load(cfg: LabConfig) -> LabState | None:
         secure=data.get("secure", ""),
         hollow=tuple(HollowRecord(**{**w, "proc": Proc.from_json(w["proc"])})
                      for w in data.get("hollow", [])),
+        discovery=_discovery(data.get("discovery")),
     )
+
+
+def _member(m: dict[str, Any]) -> MemberRecord:
+    return MemberRecord(**{**m, "proc": Proc.from_json(m["proc"])})
+
+
+def _discovery(data: dict[str, Any] | None) -> DiscoveryRecord | None:
+    if data is None:
+        return None
+    return DiscoveryRecord(data["url"], int(data["size"]), _member(data["server"]),
+                           tuple(_member(m) for m in data.get("proxies", [])))
 
 
 @contextlib.contextmanager

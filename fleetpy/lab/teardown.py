@@ -7,7 +7,7 @@ import shutil
 import signal
 import time
 
-from fleetpy.lab import cgroups, etcd, hollow, hosts, network, procs
+from fleetpy.lab import cgroups, discovery, etcd, hollow, hosts, network, procs
 from fleetpy.lab.errors import LabError
 from fleetpy.lab.state import STATE_ROOT, LabConfig, load
 
@@ -53,6 +53,7 @@ def teardown(cfg: LabConfig) -> None:
         procs.stop([w.proc for w in state.hollow if w.proc is not None], signal.SIGKILL, 2.0)
         hosts.stop(cfg, state.hosts, grace=0)
         etcd.stop(state.members, signal.SIGKILL)
+        etcd.stop(discovery.processes(state), signal.SIGKILL)
     _kill_stray(cfg)
     for name in network.lab_links(cfg):
         network.delete_link(name)

@@ -15,25 +15,39 @@ from dataclasses import dataclass, field
 
 KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 VALUE = re.compile(r"^[^\s,=\"'\\]+$")
+MAX_KEY = 255  # characters of a key
+MAX_VALUE = 1024  # characters of a value
+MAX_CHANGE = 100  # keys set or removed by one change
 
 
 class InvalidMetadata(ValueError):
     """A metadata key or value fleet could not match; the message says which and why."""
 
 
+def _shown(text: str) -> str:
+    """``repr`` of ``text``, cut after 60 characters."""
+    return repr(text) if len(text) <= 60 else repr(text[:60]) + "..."
+
+
 def check_key(key: str) -> str:
+    if len(key) > MAX_KEY:
+        raise InvalidMetadata(f"invalid metadata key {_shown(key)}: longer than {MAX_KEY} "
+                              "characters")
     if not KEY.match(key):
         raise InvalidMetadata(
-            f"invalid metadata key {key!r}: letters, digits, '_', '.' and '-', "
+            f"invalid metadata key {_shown(key)}: letters, digits, '_', '.' and '-', "
             "starting with a letter or digit"
         )
     return key
 
 
 def check_value(key: str, value: str) -> str:
+    if len(value) > MAX_VALUE:
+        raise InvalidMetadata(f"invalid metadata value {_shown(value)} for {key}: "
+                              f"longer than {MAX_VALUE} characters")
     if not VALUE.match(value):
         raise InvalidMetadata(
-            f"invalid metadata value {value!r} for {key}: not empty, no blanks, "
+            f"invalid metadata value {_shown(value)} for {key}: not empty, no blanks, "
             "commas, '=', quotes or backslashes"
         )
     return value
@@ -59,6 +73,9 @@ class MetadataChange:
 
     @classmethod
     def make(cls, set: Mapping[str, str], remove: Sequence[str]) -> MetadataChange:
+        if len(set) + len(remove) > MAX_CHANGE:
+            raise InvalidMetadata(f"too many metadata keys in one change: "
+                                  f"{len(set) + len(remove)}, the limit is {MAX_CHANGE}")
         for key, value in set.items():
             check_key(key)
             check_value(key, value)

@@ -95,7 +95,8 @@ def _problem(name: str) -> str | None:
         return "empty name before the type suffix"
     suffix = name[dot + 1 :]
     if suffix not in UNIT_TYPES:
-        return f'unknown unit type ".{suffix}" (valid: {", ".join(sorted(UNIT_TYPES))})'
+        valid = ", ".join(sorted(UNIT_TYPES))
+        return f"unknown unit type {quote('.' + suffix, 40)} (valid: {valid})"
     bad = sorted({c for c in name[:dot] if c not in VALID_CHARS})
     if bad:
         shown = ", ".join(repr(c) for c in bad)

@@ -238,6 +238,14 @@ class Registry(Protocol):
 
     async def list_waiting(self) -> dict[str, str]: ...
 
+    async def get_waiting(self, names: Sequence[str]) -> dict[str, str]:
+        """Waiting reasons of those of ``names`` that wait for a machine."""
+        ...
+
+    async def lease_alive(self, lease: Lease) -> bool:
+        """Whether etcd still holds ``lease`` (asked now; refreshes it)."""
+        ...
+
     async def list_unreadable(self) -> list[Unreadable]:
         """Entries under the registry's prefixes that do not decode (every reader skips
         them); sorted by key."""

@@ -5,7 +5,8 @@ operations and ``MAX_TXN_BYTES`` of keys and values (etcd refuses requests
 over 1.5 MiB by default), instead of one request (or two) per unit:
 
 - ``get_units``: Get ops, no compares;
-- ``create_units``: create-if-absent for a whole chunk (one compare per key);
+- ``create_units``: create-if-absent for a whole chunk (one compare per key;
+  a name given twice counts once, with its first file);
   when any already exists, that chunk falls back to one transaction per unit
   so that the others are still created;
 - ``set_desired_many``: read the records (batched), then one transaction per
@@ -95,7 +96,16 @@ async def get_units(reg: KVRegistry, names: Sequence[str]) -> dict[str, UnitReco
 async def create_units(
     reg: KVRegistry, units: Sequence[UnitFile], desired: TargetState
 ) -> dict[str, bool]:
-    """name -> True when created, False when a unit of that name already existed."""
+    """name -> True when created, False when a unit of that name already existed.
+
+    A name given twice counts once, with its first file (etcd refuses a transaction
+    that puts one key twice), as fleetctl keeps the first of repeated arguments.
+    """
+    first: dict[str, UnitFile] = {}
+    for u in units:
+        first.setdefault(u.name, u)
+    units = list(first.values())
+
     async def create(chunk: Sequence[UnitFile]) -> list[bool]:
         keys = [reg._key(codec.unit_key(u.name)) for u in chunk]
         compares = [Compare(k, Target.CREATE, 0) for k in keys]

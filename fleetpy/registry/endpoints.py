@@ -57,11 +57,12 @@ def parse_endpoints(spec: str | Sequence[str]) -> list[Endpoint]:
     return result
 
 
-def unreachable_message(failures: Sequence[tuple[str, str]]) -> str:
+def unreachable_message(failures: Sequence[tuple[str, str]], what: str = "etcd") -> str:
     """``cannot reach etcd (tried URL, URL): reason`` from (url, reason) pairs.
 
     One reason is shown once when every endpoint failed the same way, otherwise
-    each endpoint's reason is given.
+    each endpoint's reason is given. ``what``: "the fleet API" for fleetctl's
+    API endpoints (fleetpy.api.endpoints), in the same words.
     """
     urls = ", ".join(url for url, _ in failures)
     reasons = list(dict.fromkeys(reason for _, reason in failures))
@@ -69,4 +70,4 @@ def unreachable_message(failures: Sequence[tuple[str, str]]) -> str:
         why = reasons[0]
     else:
         why = "; ".join(f"{url}: {reason}" for url, reason in failures)
-    return f"cannot reach etcd (tried {urls}): {why}"
+    return f"cannot reach {what} (tried {urls}): {why}"

@@ -10,6 +10,7 @@ fleetds share etcd::
     lease = await agent.grant_lease(30)
     agent.expire_lease(lease)         # its machine and states vanish, lease.wait_lost() returns
     agent.set_available(False)        # every call raises RegistryError, watches retry
+    agent.partition(True)             # only this registry is cut off (one host partitioned)
     engine.compact()                  # a watcher that was cut off gets a reset
 
 Leases expire on the event loop's clock when not refreshed (the keepalive
@@ -36,6 +37,7 @@ class MemoryClient:
         self.store = store
         self.requests: collections.Counter[str] = collections.Counter()
         self._closed = False
+        self.cut_off = False
 
     @property
     def description(self) -> str:
@@ -44,7 +46,15 @@ class MemoryClient:
     def _count(self, what: str) -> None:
         if self._closed:
             raise RegistryError("etcd client is closed")
+        if self.cut_off:
+            raise RegistryError("etcd unreachable from this client (partitioned)")
         self.requests[what] += 1
+
+    def partition(self, cut_off: bool) -> None:
+        """Cut this client off from the store (True) or heal it; the others go on."""
+        self.cut_off = cut_off
+        if cut_off:
+            self.store.break_watches(owner=self, why="partitioned")
 
     async def range(self, key: bytes, range_end: bytes | None = None) -> RangeResult:
         self._count("range")
@@ -117,6 +127,11 @@ class MemoryRegistry(KVRegistry):
     def expire_lease(self, lease: Lease | int) -> None:
         """Expire a lease now: its keys vanish in one revision, its holder sees it lost."""
         self.store.expire_lease(lease if isinstance(lease, int) else lease.id)
+
+    def partition(self, cut_off: bool) -> None:
+        """Cut this registry's connection off (True) or heal it, like one host
+        partitioned from etcd: the other registries on the store go on."""
+        self.client.partition(cut_off)
 
     def set_available(self, available: bool) -> None:
         """Simulate an etcd outage (False) and its end (True); shared by the whole store."""

@@ -163,6 +163,9 @@ class MemoryKV:
         self.check()
         succeeded = all(self._holds(c) for c in compare)
         ops = success if succeeded else failure
+        put_keys = [op.key for op in ops if isinstance(op, Put)]
+        if len(set(put_keys)) != len(put_keys):  # etcd refuses it too
+            raise RegistryError("etcd txn failed: etcdserver: duplicate key given in txn request")
         for op in ops:
             if isinstance(op, Put) and op.lease and op.lease not in self._leases:
                 raise LeaseLostError("etcd txn: lease not found (expired or revoked)")

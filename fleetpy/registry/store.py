@@ -381,6 +381,17 @@ class KVRegistry:
                             token.machine_id)
                 raise NotLeaderError(f"{token.machine_id} is no longer the engine leader")
 
+    async def get_waiting(self, names: Sequence[str]) -> dict[str, str]:
+        """The waiting reasons of those of ``names`` that wait (point reads)."""
+        found = await asyncio.gather(*(self._get(codec.waiting_key(n)) for n in names))
+        kvs = [kv for kv in found if kv is not None]
+        pairs = self._decoded(kvs, lambda kv: codec.decode_waiting(self._rel(kv.key), kv.value))
+        return dict(pairs)
+
+    async def lease_alive(self, lease: Lease) -> bool:
+        """Ask etcd now whether ``lease`` still exists (this refreshes it)."""
+        return await self.backend.lease_keepalive(lease.id) > 0
+
     async def list_waiting(self) -> dict[str, str]:
         kvs = await self._list(codec.WAITING)
         pairs = self._decoded(kvs, lambda kv: codec.decode_waiting(self._rel(kv.key), kv.value))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 
@@ -19,6 +20,39 @@ from fleetpy.registry.kv import EventType, KVBackend, KVEvent, prefix_end
 from fleetpy.registry.lease import Backoff
 
 log = logging.getLogger(__name__)
+
+REPEAT_WARNING = 60.0  # while a watch keeps failing: one warning a minute, not one a retry
+
+
+class _Outage:
+    """One warning when a watch starts failing, one a minute while it lasts, one
+    line when it is back: not a line per retry (about one a second per watch)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.since: float | None = None
+        self.attempts = 0
+        self.next_warning = 0.0
+
+    def failed(self, error: RegistryError, action: str, delay: float) -> None:
+        now = time.monotonic()
+        self.attempts += 1
+        if self.since is None:
+            self.since, self.next_warning = now, now + REPEAT_WARNING
+            log.warning("watch %s: %s; %s in %.1fs (retrying quietly while it fails)",
+                        self.label, error, action, delay)
+        elif now >= self.next_warning:
+            self.next_warning = now + REPEAT_WARNING
+            log.warning("watch %s: still failing after %.0fs (%d attempts): %s",
+                        self.label, now - self.since, self.attempts, error)
+        else:
+            log.debug("watch %s: %s; %s in %.1fs", self.label, error, action, delay)
+
+    def ok(self) -> None:
+        if self.since is not None:
+            log.info("watch %s: back after %.1fs (%d failed attempts)", self.label,
+                     time.monotonic() - self.since, self.attempts)
+            self.since, self.attempts = None, 0
 
 
 async def resumable_watch(
@@ -38,6 +72,7 @@ async def resumable_watch(
     label = prefix.decode(errors="replace")
     end = prefix_end(prefix)
     backoff = backoff or Backoff()
+    outage = _Outage(label)
     next_revision = 0  # 0: the next step is a (re-)listing
 
     def rel(key: bytes) -> str:
@@ -51,9 +86,10 @@ async def resumable_watch(
                 if closed():
                     return
                 delay = backoff.next()
-                log.warning("watch %s: %s; listing again in %.1fs", label, e, delay)
+                outage.failed(e, "listing again", delay)
                 await asyncio.sleep(delay)
                 continue
+            outage.ok()
             next_revision = listing.revision + 1
             items = {rel(kv.key): kv.value for kv in listing.kvs}
             revisions = {rel(kv.key): kv.mod_revision for kv in listing.kvs}
@@ -75,6 +111,7 @@ async def resumable_watch(
                         break
                     if batch.created:
                         backoff.reset()
+                        outage.ok()
                     if batch.progress:
                         next_revision = max(next_revision, batch.progress + 1)
                     if not batch.events:
@@ -89,9 +126,7 @@ async def resumable_watch(
             if closed():
                 return
             delay = backoff.next()
-            log.warning(
-                "watch %s: %s; resuming from revision %d in %.1fs", label, e, next_revision, delay
-            )
+            outage.failed(e, f"resuming from revision {next_revision}", delay)
             await asyncio.sleep(delay)
 
 

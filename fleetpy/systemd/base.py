@@ -28,6 +28,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from fleetpy.model.names import is_valid, quote
+
 
 class SystemdError(Exception):
     """A systemd call failed, timed out, or systemd could not be reached."""
@@ -161,9 +163,14 @@ class ChangeFeed:
 
 
 def check_unit_name(name: str) -> None:
-    """Last line of defence before a name becomes a path: ValueError if unsafe."""
-    if not name or "/" in name or name.startswith(".") or "\0" in name:
-        raise ValueError(f"refusing unsafe unit name {name!r}")
+    """Last line of defence before a name becomes a path: ValueError unless ``name`` is
+    a valid unit name (fleetpy.model.names: at most 255 bytes, no ``/``, only
+    systemd's characters) that is not hidden (``.``, ``..``, ``.x.service``)."""
+    problem = None if is_valid(name) else "not a valid unit name"
+    if name.startswith("."):
+        problem = 'starts with "."'
+    if problem is not None:
+        raise ValueError(f"refusing unsafe unit name {quote(name)}: {problem}")
 
 
 def content_hash(contents: str | bytes) -> str:

@@ -59,3 +59,14 @@ def test_chunks_respect_operation_count_and_bytes() -> None:
     big = [bulk.MAX_TXN_BYTES // 2 + 1] * 3  # two do not fit in one transaction
     assert [len(c) for c in bulk.chunks(big, 128, lambda s: s)] == [1, 1, 1]
     assert list(bulk.chunks([], 128, lambda s: s)) == []
+
+
+async def test_create_units_takes_a_repeated_name_once(registry: KVRegistry) -> None:
+    """etcd refuses a transaction that puts one key twice (the fake does too): a name
+    given twice counts once, with its first file."""
+    first, second = unit("a.service", "[Service]\nExecStart=/bin/true\n"), unit("a.service")
+    created = await registry.create_units([first, unit("b.service"), second],
+                                          TargetState.LAUNCHED)
+    assert created == {"a.service": True, "b.service": True}
+    record = await registry.get_unit("a.service")
+    assert record is not None and record.unit == first

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import time
@@ -12,6 +13,7 @@ from typing import TypeVar
 
 from fleetpy.lab import Lab
 from fleetpy.lab.state import FLEET_API_PORT
+from fleetpy.registry.base import DEFAULT_PREFIX
 
 T = TypeVar("T")
 
@@ -141,3 +143,60 @@ def destroy_all(lab: Lab) -> None:
 def active_on(lab: Lab, host: str, unit: str) -> str:
     """systemd's ActiveState of ``unit`` inside ``host`` ("inactive" when unknown)."""
     return lab.exec(host, ["systemctl", "is-active", unit]).stdout.strip()
+
+
+def systemd_units(lab: Lab, host: str, units: list[str]) -> dict[str, tuple[str, str]]:
+    """unit -> (ActiveState, InvocationID), from systemd in ``host`` (one call).
+
+    The InvocationID changes on every start of a unit: equal before and after
+    means systemd neither stopped nor restarted it in between.
+    """
+    out = ok(lab.exec(host, ["systemctl", "show", "-p", "Id", "-p", "ActiveState",
+                             "-p", "InvocationID", "--", *units]))
+    found = {}
+    for block in out.strip().split("\n\n"):
+        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        found[props["Id"]] = (props["ActiveState"], props["InvocationID"])
+    return found
+
+
+def key_revision(lab: Lab, key: str) -> int:
+    """The etcd mod_revision of ``key`` under fleetd's prefix (0 when absent)."""
+    out = etcdctl(lab, "get", "-w", "json", DEFAULT_PREFIX + key)
+    kvs = json.loads(out).get("kvs", [])
+    return int(kvs[0]["mod_revision"]) if kvs else 0
+
+
+def restart_fleetd(lab: Lab, host: str, how: str, units: list[str]) -> None:
+    """Restart fleetd in ``host`` and wait until the new one has reconciled.
+
+    ``how``: ``kill`` (kill -9; systemd starts it again, Restart=always) or
+    ``restart`` (``systemctl restart fleet.service``, a graceful stop first).
+    Returns once the new fleetd re-registered the machine (its record
+    rewritten on the adopted lease) and then reported every one of ``units``
+    (which it does on its first reconcile pass): whatever a new fleetd does to
+    units on starting, it has done by then. No fixed sleep.
+    """
+    machine = next(h.machine_id for h in lab.hosts if h.name == host)
+    record = f"machines/{machine}"
+    states = [f"states/{machine}/{u}" for u in units]
+    before = {k: key_revision(lab, k) for k in [record, *states]}
+    assert all(before.values()), f"not registered/reported before the restart: {before}"
+    pid = ok(lab.exec(host, ["systemctl", "show", "-p", "MainPID", "--value",
+                             "fleet.service"])).strip()
+    if how == "kill":
+        ok(lab.exec(host, ["systemctl", "kill", "--signal=KILL", "fleet.service"]))
+    else:
+        assert how == "restart", how
+        ok(lab.exec(host, ["systemctl", "restart", "fleet.service"]))
+
+    def reconciled() -> bool:
+        registered = key_revision(lab, record)
+        return registered > before[record] and all(
+            key_revision(lab, k) > registered for k in states)
+
+    eventually(reconciled, timeout=30, every=0.3,
+               what=f"the new fleetd in {host} re-registered and reporting {units}")
+    now = ok(lab.exec(host, ["systemctl", "show", "-p", "MainPID", "--value",
+                             "fleet.service"])).strip()
+    assert now not in ("0", pid), (pid, now)

@@ -24,7 +24,16 @@ import pytest
 
 from fleetpy.lab import Lab
 from tests.lab.conftest import fresh_lab, require_root, session_lock
-from tests.lab.fleet_helpers import active_on, etcdctl, eventually, fleetctl, ok, placement
+from tests.lab.fleet_helpers import (
+    active_on,
+    etcdctl,
+    eventually,
+    fleetctl,
+    ok,
+    placement,
+    restart_fleetd,
+    systemd_units,
+)
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(150)]
 
@@ -135,16 +144,19 @@ def test_units_systemd_starts_are_not_fleets_to_stop(lab: Lab, tmp_path: Path) -
     assert states["app.service"]["state"] == "launched"
 
 
-def test_restarted_fleetd_leaves_every_unit_alone(lab: Lab, tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["kill", "restart"])
+def test_restarted_fleetd_leaves_every_unit_alone(lab: Lab, how: str) -> None:
+    """kill -9 or a graceful restart of fleetd: no unit stopped or restarted (same
+    InvocationID), those fleet launched and those systemd started on its own alike,
+    once the new fleetd has registered again and reconciled (awaited, not slept)."""
     ok(fleetctl(lab, "start", unit(lab, "a.service")))
-    names = ["a.service", "app.service", "db.service", "echo.service", "p.service"]
-    before = {n: main_pid(lab, n) for n in names}
-    assert all(before.values()), before
-    run(lab, "systemctl", "restart", "fleet.service")
-    eventually(lambda: active_on(lab, HOST, "fleet.service") == "active", what="fleetd back")
-    eventually(lambda: fleetctl(lab, "list-machines").returncode == 0, what="fleetctl answers")
-    force_pass(lab, tmp_path)
-    assert {n: main_pid(lab, n) for n in names} == before
+    names = ["a.service", "app.service", "db.service", "echo.service", "echo.socket",
+             "p.path", "p.service"]
+    before = systemd_units(lab, HOST, names)
+    assert all(state == "active" and invocation
+               for state, invocation in before.values()), before
+    restart_fleetd(lab, HOST, how, names)
+    assert systemd_units(lab, HOST, names) == before
 
 
 def test_blocking_start_of_a_unit_failing_at_once_fails_every_time(lab: Lab) -> None:

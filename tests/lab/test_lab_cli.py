@@ -97,7 +97,8 @@ def test_env_prints_exports(lab: Lab) -> None:
     done = fleetlab(*SHARED, "env")
     assert done.returncode == 0, done.stderr
     exports = dict(line.removeprefix("export ").split("=", 1) for line in done.stdout.splitlines())
-    assert exports["FLEETCTL_ENDPOINT"] == "http://172.17.9.101:49153"
+    assert exports["FLEETCTL_ENDPOINT"] == (
+        "http://172.17.9.101:49153,http://172.17.9.102:49153,http://172.17.9.103:49153")
     assert exports["ETCDCTL_ENDPOINTS"] == ",".join(lab.etcd_endpoints)
     assert exports["FLEETLAB_NAME"] == "fltest"
     assert exports["PATH"].startswith(f"{sys.prefix}/bin:")

@@ -95,7 +95,8 @@ def test_env_points_at_the_lab(lab: Lab) -> None:
     assert env["ETCDCTL_ENDPOINTS"] == urls
     assert env["FLEETCTL_ETCD_ENDPOINTS"] == urls
     assert env["ETCDCTL_API"] == "3"
-    assert env["FLEETCTL_ENDPOINT"] == "http://172.17.9.101:49153"
+    assert env["FLEETCTL_ENDPOINT"] == (
+        "http://172.17.9.101:49153,http://172.17.9.102:49153,http://172.17.9.103:49153")
     assert env["FLEETLAB_NAME"] == "fltest"
 
 

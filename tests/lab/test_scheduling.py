@@ -2,8 +2,11 @@
 machines that stop, crash, return and join.
 
 Lab ``flsched`` (172.17.40.0/24): 3 hosts with metadata from config, fleetd's
-agent_ttl 5 s. fleetctl runs from this machine (as after ``eval $(fleetlab env)``)
-unless a test says otherwise. Every test leaves the cluster without units.
+agent_ttl 10 s: long enough that lease expiry alone (at least 2/3 of it after a
+fleetd stops refreshing, it refreshes every ttl/3) cannot explain what a test
+says happens "at once". fleetctl runs from this machine (as after
+``eval $(fleetlab env)``) unless a test says otherwise. Every test leaves the
+cluster without units.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from tests.lab.fleet_helpers import (
     ok,
     placement,
     reasons,
+    restart_fleetd,
     running,
+    systemd_units,
     table,
     unit_files,
     via,
@@ -35,7 +40,8 @@ from tests.lab.fleet_helpers import waiting as waiting_units
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
 
-TTL = 5
+TTL = 10
+AT_ONCE = 3.0  # s: "at once" (0.5 s measured) on a noisy machine; expiry takes >= 6.7 s
 METADATA = {
     "core-01": "region=us-east,disk=ssd,hostname=core-01",
     "core-02": "region=us-west,hostname=core-02",
@@ -216,8 +222,7 @@ def test_metadata_templates_and_metadata_set_at_runtime(lab: Lab, tmp_path: Path
         where = eventually(lambda: running(lab, ["web@core-09.service"]), what="web@core-09")
         assert where == {"web@core-09.service": "core-03"}
         # fleetd keeps the change across its own restart...
-        ok(lab.exec("core-03", ["systemctl", "restart", "fleet.service"]))
-        time.sleep(1)
+        restart_fleetd(lab, "core-03", "restart", [])  # awaits its registration
         listed = table(ok(fleetctl(lab, "list-machines", "--no-legend", "--full")))
         assert {row[0]: row[2] for row in listed}[core03] == "hostname=core-09,region=us-east"
         # ...and the unit leaves when the metadata no longer matches.
@@ -249,17 +254,20 @@ def test_host_poweroff_moves_units_and_what_cannot_move_waits(lab: Lab, tmp_path
     ok(fleetctl(lab, "start", pin, *nginx))
     nginx_there = next(u for u, (h, _) in placement(lab).items()
                        if h == gone and u.startswith("nginx@"))
+    # Measured from the poweroff call (which returns once the host is gone) to both
+    # units active in the other host's systemd: its fleetd leaving (lease revoked)
+    # moves them at once; without that, only the lease's expiry would, >= 2/3 TTL.
     started = time.monotonic()
     lab.host_stop(gone)
     try:
-        def moved() -> dict[str, str] | None:
-            where = running(lab, ["db.service", "side.service"])
-            return where if where and gone not in where.values() else None
-
-        where = eventually(moved, timeout=TTL + 5, what="db and side elsewhere", every=0.1)
+        eventually(lambda: active_on(lab, other, "db.service") == "active"
+                   and active_on(lab, other, "side.service") == "active",
+                   timeout=TTL + 5, what="db and side active on the other host", every=0.05)
         elapsed = time.monotonic() - started
+        assert elapsed < AT_ONCE, f"moved {elapsed:.1f}s after the poweroff (agent_ttl {TTL}s)"
+        where = eventually(lambda: running(lab, ["db.service", "side.service"]),
+                           what="db and side reported running")
         assert where["side.service"] == where["db.service"] == other
-        assert elapsed < TTL + 1, f"moved after {elapsed:.1f}s"
         waiting = eventually(lambda: waiting_units(lab, 3),
                              what="pin and the stopped host's nginx pair waiting")
         assert waiting["pin.service"] == (
@@ -287,6 +295,7 @@ def test_dead_fleetd_units_move_and_its_copies_go_when_it_returns(
     paths = write_units(tmp_path, {"db.service": "", "side.service": "MachineOf=db.service"})
     ok(fleetctl(lab, "start", *paths))
     first = eventually(lambda: running(lab, ["db.service", "side.service"]))["db.service"]
+    copies = systemd_units(lab, first, ["db.service", "side.service"])
     ok(lab.exec(first, ["systemctl", "kill", "--signal=KILL", "fleet.service"]))
     ok(lab.exec(first, ["systemctl", "stop", "fleet.service"]))
     started = time.monotonic()
@@ -299,12 +308,16 @@ def test_dead_fleetd_units_move_and_its_copies_go_when_it_returns(
     try:
         # fleetctl asks another member: the one `fleetlab env` names may be the dead one
         with via(lab, next(h.name for h in lab.hosts if h.name != first)):
-            eventually(elsewhere, timeout=TTL + 5, what="db and side on one other host",
+            eventually(elsewhere, timeout=TTL + 10, what="db and side on one other host",
                        every=0.1)
         elapsed = time.monotonic() - started
-        assert elapsed < TTL + 1.5, f"moved after {elapsed:.1f}s"
-        # The dead fleetd's units still run there: a second copy, until it returns.
-        assert active_on(lab, first, "db.service") == "active"
+        # A crash does not revoke the lease: it expires 2/3 TTL..TTL after the kill
+        # (refreshed every TTL/3), and that is what moves the units. The upper margin
+        # (5 s past TTL) is the engine's pass and the start elsewhere on a noisy machine.
+        assert TTL * 2 / 3 - 1 < elapsed < TTL + 5, f"moved after {elapsed:.1f}s (agent_ttl {TTL}s)"
+        # The dead fleetd's units still run there, untouched: a second copy, until it
+        # returns.
+        assert systemd_units(lab, first, ["db.service", "side.service"]) == copies
     finally:
         ok(lab.exec(first, ["systemctl", "start", "fleet.service"]))
     eventually(lambda: active_on(lab, first, "db.service") != "active"

@@ -28,6 +28,14 @@ from tests.lab.systemd_driver import UNIT, contract
 
 DRIVER = Path(__file__).resolve().with_name("systemd_driver.py")
 SHA1 = hashlib.sha1(UNIT.encode()).hexdigest()
+# The event loop's longest stall allowed while a call hangs: a loop blocked by the
+# call would stall for the call timeout (1 s and more here) or the hang itself; a
+# loaded 2-core machine delays a 10 ms tick by far less.
+STALL = 0.5
+# A state change arrives by D-Bus signal within this of systemd's own timestamp
+# (the figure, a few ms, is bench's: bench/systemd_bench.py); without the
+# signal it would not arrive at all (wait_for_state times out).
+SIGNAL_LATENCY = 0.5
 
 
 def check_contract(r: dict[str, Any], p: str) -> None:
@@ -54,7 +62,7 @@ def check_contract(r: dict[str, Any], p: str) -> None:
     assert r["removed_status"] == {a: ["not-found", "inactive", "dead"]}
     # a hung call times out; the event loop kept ticking; the manager recovers
     assert "timed out" in r["hang"]
-    assert r["hang_max_gap_s"] < 0.1, r["hang_max_gap_s"]
+    assert r["hang_max_gap_s"] < STALL, r["hang_max_gap_s"]
     assert r["hang_ticks"] > 20
     assert r["after_hang"] == {a: ["loaded", "active", "running"]}
 
@@ -67,7 +75,7 @@ def run_in_host(lab: Lab, *args: str) -> tuple[dict[str, Any], str]:
 
 
 def test_contract_on_fake() -> None:
-    fake = FakeUnitManager(call_timeout=0.3)
+    fake = FakeUnitManager(call_timeout=1.0)  # longer than STALL
     # a fleetd restart on the same systemd: the same fake, started again
     r = asyncio.run(contract(lambda: fake, "fake", real=False))
     check_contract(r, "fake")
@@ -83,8 +91,8 @@ def test_contract_on_real_systemd_private_socket(lab: Lab) -> None:
     assert (
         "Loaded: loaded (/run/systemd/system/sdtest-a.service; linked-runtime;" in r["status_text"]
     )
-    # the state arrived by signal, within a fraction of a second of systemd's change
-    assert 0 <= r["start_latency_s"] < 0.1, r["start_latency_s"]
+    # the state arrived by signal, soon after systemd's change
+    assert 0 <= r["start_latency_s"] < SIGNAL_LATENCY, r["start_latency_s"]
     assert r["stop_after_call_s"] < 1.0
     # the stops of forgotten units went through systemd's NoSuchUnit path
     assert "stop sdtest-gone.service: systemd does not know it" in log
@@ -101,7 +109,7 @@ def test_contract_on_real_systemd_system_bus(lab: Lab) -> None:
     r, _ = run_in_host(lab, "contract", "sdbus", "system-bus")
     check_contract(r, "sdbus")
     assert r["unit_file_state"] == "linked-runtime"
-    assert 0 <= r["start_latency_s"] < 0.1, r["start_latency_s"]
+    assert 0 <= r["start_latency_s"] < SIGNAL_LATENCY, r["start_latency_s"]
 
 
 @pytest.mark.lab
@@ -137,6 +145,6 @@ def test_frozen_systemd_costs_timeouts_not_a_stalled_loop(lab: Lab) -> None:
     r = json.loads(out)
     assert r["errors"] and all("timed out after 1s" in e for e in r["errors"])
     assert r["status"] == {"sdfz-freeze.service": ["loaded", "inactive", "dead"]}
-    assert r["max_gap_s"] < 0.1, r["max_gap_s"]
+    assert r["max_gap_s"] < STALL, r["max_gap_s"]
     assert 2.5 < r["recovered_after_s"] < 10
     assert r["restarts"] >= 1

@@ -96,3 +96,13 @@ def test_deploy_example_parses_to_defaults() -> None:
     config = load(uncommented, {}, {})
     assert config.api_tcp == "0.0.0.0:49153"
     assert config.metadata == {"region": "us-west", "disk": "ssd"}
+
+
+def test_token_limit_is_fleets_page_size_setting() -> None:
+    from fleetpy.config import apply
+
+    assert Config().token_limit == 100
+    assert apply(Config(), {"token_limit": "25"}, "fleet.conf").token_limit == 25
+    for bad in ("0", "70000", "ten"):
+        with pytest.raises(ConfigError, match="token_limit"):
+            apply(Config(), {"token_limit": bad}, "fleet.conf")

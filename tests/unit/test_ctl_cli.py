@@ -147,7 +147,7 @@ def test_real_process_against_the_api_and_its_wall_time(
     assert p.returncode == 0, p.stderr
     assert p.stdout.endswith("Unit hello.service launched on 4f4a4289.../172.17.8.101\n")
 
-    cluster.paused = True
+    cluster.pause()
 
     async def fill() -> None:
         for i in range(299):
@@ -165,7 +165,10 @@ def test_real_process_against_the_api_and_its_wall_time(
         best = min(best, time.perf_counter() - t)
         assert p.returncode == 0 and len(p.stdout.splitlines()) == 301
     print(f"fleetctl list-units, 300 units: {best * 1000:.0f} ms")
-    assert best < 1.0  # the 150 ms aim is measured on an idle machine, not asserted in CI
+    # The speed figure (aim 150 ms) is bench's (bench/cluster_bench.py), on an idle
+    # machine. Here the best of 3 cold runs (0.4-0.5 s with 7 load on 2 cores) only
+    # has to show the command does not wait on something (a request timeout, 3 s).
+    assert best < 2.0
 
 
 def test_visible_wait_on_a_terminal_only(

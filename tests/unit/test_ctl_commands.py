@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,8 +129,7 @@ def test_unplaceable_unit_says_why_and_block_attempts_time_out(fleet: Fleet) -> 
 
 def test_destroy_times_out_while_a_machine_still_reports_the_unit(fleet: Fleet) -> None:
     ok(fleet("start", fleet.file("hello.service")))
-    fleet.cluster.paused = True  # the agent does not clean up
-    time.sleep(0.1)  # let a reconcile already under way finish
+    fleet.cluster.pause()  # the agent does not clean up (once a pass under way is done)
     r = fleet("destroy", "--block-attempts=1", "hello.service")
     assert r.exit_code == 1
     assert "timed out waiting for unit hello.service to be removed (still reported by " \

@@ -48,7 +48,8 @@ class Cluster:
         self.failing: set[str] = set()  # units whose start fails
         self.stuck: set[str] = set()  # units the fake agent never reports
         self.placement: dict[str, str] = {}  # unit -> machine id
-        self.paused = False  # the fake engine/agent ignores changes while paused
+        self.paused = False  # the fake engine/agent ignores changes while paused (``pause``)
+        self._reconciling = asyncio.Lock()  # held by a reconcile under way
         self._make_registry = registry
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -108,9 +109,22 @@ class Cluster:
             await asyncio.sleep(self.delay)
             await self.reconcile()
 
+    def pause(self) -> None:
+        """Stop the fake engine/agent: returns once a reconcile under way has finished."""
+        self.paused = True
+
+        async def idle() -> None:
+            async with self._reconciling:
+                pass
+
+        self.run(idle())
+
     async def reconcile(self) -> None:
-        if self.paused:
-            return
+        async with self._reconciling:
+            if not self.paused:
+                await self._reconcile()
+
+    async def _reconcile(self) -> None:
         reg = self.registry
         units = {r.unit.name: r for r in await reg.list_units()}
         scheduled = {(s.machine_id, s.name) for s in await reg.list_schedule()}

@@ -175,10 +175,16 @@ async def test_an_idle_engine_makes_no_passes() -> None:
                                            TargetState.LAUNCHED)
         await until(lambda: sum(len(n.manager.units) for n in nodes) == 20)
         await until(lambda: len(passes) > 0)
-        # Converged: from now on nothing changes, so (reconcile interval 0.5 s)
-        # the engine plans nothing, its own writes' echoes included.
-        await asyncio.sleep(0.3)
-        settled = len(passes)
+        # Converged: the passes placing the units (and the one after each write) end;
+        # awaited as a quiet reconcile interval (0.5 s) rather than a fixed sleep.
+        async with asyncio.timeout(10):
+            while True:
+                settled = len(passes)
+                await asyncio.sleep(0.5)
+                if len(passes) == settled:
+                    break
+        # From now on nothing changes, so the engine plans nothing, its own writes'
+        # echoes included: over 1.2 s (two intervals and more) not one pass.
         await asyncio.sleep(1.2)
         assert len(passes) == settled
         # A change is planned at once.
