@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from pathlib import Path
 
 from fleetpy.agent.agent import Agent
@@ -68,8 +69,10 @@ class Node:
         self.presence = Presence(registry, machine, state_dir)  # + metadata set at runtime
         self._lease: Lease | None = None
         self.past_keepalive_failures = 0  # of leases lost before the current one
-        self.agent = Agent(registry, manager, machine.id, self.lease, state_dir)
-        self.engine = Engine(registry, machine.id, self.lease, engine_interval)
+        self.agent = Agent(registry, manager, machine.id, self.lease, state_dir,
+                           since_renewal=self.since_renewal, ttl=agent_ttl)
+        self.engine = Engine(registry, machine.id, self.lease, engine_interval,
+                             agent_ttl=agent_ttl)
         self._run_engine = engine
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -85,6 +88,13 @@ class Node:
         if self._lease is None:
             raise RuntimeError("node not started: no lease yet")
         return self._lease
+
+    def since_renewal(self) -> float:
+        """Seconds since the lease was last renewed (monotonic); infinite once it is lost."""
+        lease = self._lease
+        if lease is None or not lease.is_alive():
+            return math.inf
+        return asyncio.get_running_loop().time() - lease.renewed_at
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:

@@ -2,7 +2,8 @@
 
 Reads: ``schedule/<machine_id>/`` (one watch). Writes: ``states/<machine_id>/``
 and ``refused/<machine_id>/`` on the agent's lease. A unit of a name the
-machine has outside fleet is never loaded here (fleetpy.agent.foreign).
+machine has outside fleet is never loaded here (fleetpy.agent.foreign decides,
+fleetpy.agent.refusals publishes).
 Decisions come from the pure planner (fleetpy.agent.plan); this module only
 feeds it and executes its tasks, one log line per task with the planner's reason.
 
@@ -12,6 +13,9 @@ failed tasks and their back-off (fleetpy.agent.retry), and the settling of
 a start (fleetpy.agent.settle: ``starting`` until it settled, then
 ``launched``, so that a unit failing at once is never seen as launched). A
 daemon-reload runs only when a unit file really changed in the pass.
+Units with ``[X-Fleet] StopWhenDisconnected=true`` are stopped while this
+machine cannot renew its lease in time (fleetpy.agent.fencing measures, the
+planner decides).
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from fleetpy.agent import foreign, hold
+from fleetpy.agent import hold
+from fleetpy.agent.fencing import Fencing, fenced
 from fleetpy.agent.machine_log import MachineLog
 from fleetpy.agent.plan import (
     BUSY_STATES,
@@ -32,11 +37,13 @@ from fleetpy.agent.plan import (
     Task,
     TaskKind,
     plan_agent,
+    start_due,
 )
 from fleetpy.agent.record import DEFAULT_STATE_DIR, RecordFile
+from fleetpy.agent.refusals import Refusals
 from fleetpy.agent.retry import Failures, Key
 from fleetpy.agent.settle import Settling
-from fleetpy.model.types import ScheduledUnit, TargetState, UnitState
+from fleetpy.model.types import ScheduledUnit, UnitState
 from fleetpy.registry.base import Lease, Registry, RegistryError, WatchUpdate
 from fleetpy.registry.codec import decode_scheduled
 from fleetpy.registry.unreadable import REPORTS, Unreadable
@@ -46,7 +53,6 @@ from fleetpy.systemd.base import SystemdError, UnitManager, UnitStatus, check_un
 log = logging.getLogger("fleetpy.agent")
 
 RETRY_DELAY = 1.0
-REFUSAL_RECHECK = 30.0  # while refusing units: is the host's unit still there?
 
 
 class Agent:
@@ -59,7 +65,11 @@ class Agent:
         machine_id: str,
         lease: Callable[[], Lease],
         state_dir: Path = DEFAULT_STATE_DIR,
+        since_renewal: Callable[[], float] | None = None,
+        ttl: float = 30.0,
     ) -> None:
+        """``since_renewal``: seconds since this machine's lease was last renewed
+        (infinite once lost), for StopWhenDisconnected (None: never fenced)."""
         self._registry = registry
         self._manager = manager
         self._machine_id = machine_id
@@ -80,9 +90,12 @@ class Agent:
         self._pending: dict[str, UnitStatus] = {}
         # every state this agent reported, as last written: equal ones are not written again
         self._written: dict[str, UnitState] = {}
-        self._refusals: dict[str, str] | None = None  # None: not read back yet
+        self._refusals = Refusals(registry, manager, machine_id, lease, self._log)
         self._kept: dict[str, str] = {}  # running, unscheduled, kept (fleetpy.agent.hold)
         self._hold_until = 0.0  # loop time: end of the window after registering again
+        self.fencing = None if since_renewal is None else Fencing(
+            registry, machine_id, since_renewal, ttl, lambda: self._desired, self._wake.set,
+            self._log)
         self.converged = asyncio.Event()
         self.observe_pass: Callable[[float], None] | None = None  # fleetd's metrics
 
@@ -94,7 +107,9 @@ class Agent:
             group.create_task(self._follow_systemd(), name="agent-systemd")
             group.create_task(self._report_loop(), name="agent-report")
             group.create_task(self._settle_loop(), name="agent-settle")
-            group.create_task(self._recheck_refusals(), name="agent-refusals")
+            group.create_task(self._refusals.recheck(self._wake.set), name="agent-refusals")
+            if self.fencing is not None:
+                group.create_task(self.fencing.run(), name="agent-fencing")
 
     def registered_again(self, window: float) -> None:
         """The machine registered on a new lease: for ``window`` seconds, keep the
@@ -167,17 +182,18 @@ class Agent:
         # is not unscheduled, so it is neither unloaded nor stopped.
         frozen = {rel[len(f"schedule/{self._machine_id}/"):] for rel in self._skipped}
         current = {name: unit for name, unit in current.items() if name not in frozen}
-        desired = await self._without_foreign(desired, current)
+        desired = await self._refusals.without_foreign(desired, current)
         cleared = self._failures.forget_stale({n: _key(d) for n, d in desired.items()})
         for name in [n for n in self._record
                      if n not in current and n not in desired and n not in frozen]:
             del self._record[name]  # its file is gone: nothing of fleet's left here
         now = asyncio.get_running_loop().time()
+        fence = self.fencing.fence() if self.fencing is not None else None
         unscheduled = sorted(n for n, u in current.items()
                              if n not in desired and u.file_hash is not None)
-        kept = await self._keep_unscheduled(unscheduled, now)
+        kept = await self._keep_unscheduled(unscheduled, now, fence is not None and fence.cut_off)
         holding = self._failures.holding(now) | set(kept)
-        tasks = plan_agent(desired, current, self._record, holding)
+        tasks = plan_agent(desired, current, self._record, holding, fence)
         if not tasks:
             if not holding:
                 self.converged.set()
@@ -218,13 +234,19 @@ class Agent:
             await asyncio.sleep(RETRY_DELAY)
         self._wake.set()
 
-    async def _keep_unscheduled(self, names: list[str], now: float) -> dict[str, str]:
+    async def _keep_unscheduled(
+        self, names: list[str], now: float, cut_off: bool = False
+    ) -> dict[str, str]:
         """Of the units running here that nothing schedules here, those kept for now
-        (fleetpy.agent.hold), each said once."""
+        (fleetpy.agent.hold), each said once. ``cut_off``: the lease was not renewed in
+        time (StopWhenDisconnected): kept without asking etcd, which would only delay
+        the fenced units' stop by its timeout."""
         kept: dict[str, str] = {}
         if names:
             lease = self._lease()
-            if not lease.is_alive() or not await self._registry.lease_alive(lease):
+            if cut_off:
+                kept = dict.fromkeys(names, hold.KEEP_CUT_OFF)
+            elif not lease.is_alive() or not await self._registry.lease_alive(lease):
                 kept = dict.fromkeys(names, hold.KEEP_LEASE_LOST)
             elif now < self._hold_until:
                 records = await self._registry.get_units(names)
@@ -259,36 +281,6 @@ class Agent:
             self._log.error("%s", why)
             stuck.add(name)
         return stuck
-
-    async def _without_foreign(
-        self, desired: dict[str, DesiredUnit], current: dict[str, CurrentUnit]
-    ) -> dict[str, DesiredUnit]:
-        """``desired`` less the units this machine has outside fleet (published as refused)."""
-        if self._refusals is None:  # a restarted fleetd: its refusals are still on the lease
-            found = await self._registry.list_refusals(self._machine_id)
-            self._refusals = {name: reason for (_, name), reason in found.items()}
-        unloaded = [
-            n for n, u in desired.items() if u.target != TargetState.INACTIVE and n not in current
-        ]
-        checked = foreign.to_check(unloaded, self._refusals)
-        found_here = await self._manager.outside_fleet(checked) if checked else {}
-        result = foreign.decide_refusals(self._machine_id, checked, found_here, self._refusals)
-        if result.changes:
-            await self._registry.put_refusals(self._machine_id, result.changes, self._lease())
-            for name, reason in result.changes.items():
-                if reason is None:
-                    self._log.info("unit %s: no longer exists here outside fleet, not refused",
-                                   name)
-                else:
-                    self._log.warning("not loading %s: %s", name, reason)
-        self._refusals = result.now
-        return {n: u for n, u in desired.items() if n not in result.now or n in current}
-
-    async def _recheck_refusals(self) -> None:
-        while True:
-            await asyncio.sleep(REFUSAL_RECHECK)
-            if self._refusals:
-                self._wake.set()
 
     async def _execute(self, task: Task, desired: dict[str, DesiredUnit]) -> bool:
         """Run one task; a failure is logged and does not abort the others."""
@@ -397,6 +389,9 @@ class Agent:
             if status.name in self._desired or status.name in self._written:
                 self._pending[status.name] = status
                 self._report_wake.set()
+            if status.active_state not in BUSY_STATES and start_due(
+                    self._desired.get(status.name), self._record.get(status.name)):
+                self._wake.set()  # it was stopping (a fenced stop): started now that it is down
             if status.name in self._settling:
                 self._follow_start(status)
 
@@ -466,10 +461,7 @@ class Agent:
     async def report_all(self) -> None:
         """Re-report every loaded unit and refusal (after re-registering on a new lease)."""
         self._written.clear()
-        if self._refusals:
-            await self._registry.put_refusals(
-                self._machine_id, dict(self._refusals), self._lease()
-            )
+        await self._refusals.publish_again()
         await self._report_now(sorted(self._manager.loaded_files()))
 
 
@@ -480,4 +472,5 @@ def _key(want: DesiredUnit | None) -> Key:
 def _desired(unit: ScheduledUnit) -> DesiredUnit:
     """The planner's view of an entry; ValueError for a name no file may have."""
     check_unit_name(unit.name)
-    return DesiredUnit(name=unit.name, hash=unit.hash, target=unit.target, contents=unit.contents)
+    return DesiredUnit(name=unit.name, hash=unit.hash, target=unit.target,
+                       contents=unit.contents, fenced=fenced(unit.name, unit.contents))

@@ -34,6 +34,10 @@ from fleetpy.registry.base import UnitRecord
 KEEP_LEASE_LOST = (
     "this machine's lease is lost: it may only be unscheduled because the machine was gone"
 )
+KEEP_CUT_OFF = (
+    "this machine cannot renew its lease in time: it may only be unscheduled because "
+    "the machine was gone"
+)
 
 
 def hold_window(agent_ttl: float) -> float:

@@ -32,7 +32,15 @@ Rules (fleet's meaning of "loaded": loaded, and not started by fleet):
   is launched and it is up; nothing is stopped or started for it, so a
   restarted fleetd leaves healthy units alone;
 - ``holding``: units in back-off after a failed task (the executor's clock
-  decides when); they get no task until the executor lets them go.
+  decides when); they get no task until the executor lets them go, except
+  the STOP of a fenced unit below;
+- ``fence`` (``[X-Fleet] StopWhenDisconnected=true``, docs/reliability.md):
+  once this machine's lease has not been renewed for ``STOP_AT`` of agent_ttl
+  (the caller measures the time), a fenced unit that is up is STOPPED and
+  recorded loaded, so that fleet starts it again; a fenced unit that is down
+  is not started. Once the lease is renewed and the unit is confirmed as
+  still scheduled here, the ordinary rules start it again. Units without the
+  option never stop for this.
 
 Pure: no I/O, no clock, no logging.
 """
@@ -40,6 +48,7 @@ Pure: no I/O, no clock, no logging.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping, Set
 from dataclasses import dataclass
 
@@ -47,6 +56,12 @@ from fleetpy.model.types import TargetState
 
 UP_STATES = frozenset({"active", "activating", "reloading", "refreshing"})
 BUSY_STATES = UP_STATES | {"deactivating"}
+STOP_AT = 2 / 3  # of agent_ttl without a renewal: fenced units stop
+
+
+def cut_off(since_renewal: float, ttl: float) -> bool:
+    """Whether fenced units must stop: no renewal for ``STOP_AT`` of ``ttl`` or longer."""
+    return since_renewal >= STOP_AT * ttl
 
 
 class TaskKind(enum.StrEnum):
@@ -76,6 +91,38 @@ class DesiredUnit:
     hash: str
     target: TargetState
     contents: str
+    fenced: bool = False  # [X-Fleet] StopWhenDisconnected=true
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """StopWhenDisconnected's inputs, read by the caller from its clock and the registry.
+
+    ``since_renewal``: seconds since the last successful renewal of this
+    machine's lease began (``math.inf``: the lease is lost). ``ttl``:
+    agent_ttl. ``unconfirmed``: fenced units not yet confirmed, by a read made
+    after the lease was renewed, as still scheduled here.
+    """
+
+    since_renewal: float
+    ttl: float
+    unconfirmed: frozenset[str] = frozenset()
+
+    @property
+    def cut_off(self) -> bool:
+        return cut_off(self.since_renewal, self.ttl)
+
+    def why_down(self, name: str) -> str | None:
+        """Why fenced unit ``name`` must not run now (None: it may)."""
+        if self.cut_off:
+            since = ("lease lost" if math.isinf(self.since_renewal)
+                     else f"lease not renewed for {self.since_renewal:.1f}s")
+            return (f"StopWhenDisconnected: {since} (fenced units stop at "
+                    f"{STOP_AT * self.ttl:.1f}s, 2/3 of agent_ttl {self.ttl:g}s)")
+        if name in self.unconfirmed:
+            return ("StopWhenDisconnected: lease renewed, not yet confirmed as still "
+                    "scheduled here")
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +159,13 @@ class Task:
     record: Record | None = None
 
 
+def start_due(want: DesiredUnit | None, rec: Record | None) -> bool:
+    """Whether fleet has yet to start this unit: desired launched, this version not
+    launched by fleet (e.g. stopped by its fence): it starts once it is down."""
+    return (want is not None and want.target == TargetState.LAUNCHED
+            and rec != Record(want.hash, TargetState.LAUNCHED))
+
+
 def _state(cur: CurrentUnit | None) -> str:
     if cur is None:
         return "systemd does not know it"
@@ -123,7 +177,11 @@ def _short(digest: str | None) -> str:
 
 
 def _plan_unit(
-    want: DesiredUnit, cur: CurrentUnit | None, rec: Record | None, tasks: list[Task]
+    want: DesiredUnit,
+    cur: CurrentUnit | None,
+    rec: Record | None,
+    tasks: list[Task],
+    fenced: str | None = None,
 ) -> None:
     name = want.name
     file_hash = cur.file_hash if cur else None
@@ -165,6 +223,11 @@ def _plan_unit(
         return
     if want.target != TargetState.LAUNCHED:
         return
+    if fenced is not None:  # it must not run here now: stopped if up, never started
+        if active in UP_STATES:
+            tasks.append(Task(TaskKind.STOP, name, f"unit {name} {_state(cur)}: {fenced}",
+                              record=loaded))
+        return
     if by_fleet and not loaded_now:
         return  # fleet launched it: systemd's Restart= decides from here
     if active in UP_STATES:
@@ -184,6 +247,7 @@ def plan_agent(
     current: Mapping[str, CurrentUnit],
     record: Mapping[str, Record],
     holding: Set[str] = frozenset(),
+    fence: Fence | None = None,
 ) -> list[Task]:
     """Tasks that bring ``current`` to ``desired``, in execution order ([] when converged).
 
@@ -191,13 +255,21 @@ def plan_agent(
     file in /run/fleet/units (or otherwise known here) with systemd's states.
     ``record``: fleet's record of what it loaded and launched here.
     ``holding``: units in back-off, given no task this time.
+    ``fence``: when given, fenced units run only while it allows (None: always).
     """
     tasks: list[Task] = []
     for name in sorted(set(desired) | set(current)):
-        if name in holding:
-            continue
         want = desired.get(name)
         cur = current.get(name)
+        fenced = fence.why_down(name) if fence is not None and want and want.fenced else None
+        if name in holding:
+            if fenced is not None and want is not None and cur is not None \
+                    and want.target == TargetState.LAUNCHED and cur.active_state in UP_STATES:
+                # a unit in back-off still stops when it must not run here
+                reason = f"unit {name} {_state(cur)} (in back-off): {fenced}"
+                tasks.append(Task(TaskKind.STOP, name, reason,
+                                  record=Record(want.hash, TargetState.LOADED)))
+            continue
         if want is None or want.target == TargetState.INACTIVE:
             if cur is not None and cur.file_hash is not None:
                 why = "not scheduled here" if want is None else "desired inactive"
@@ -205,7 +277,7 @@ def plan_agent(
                     Task(TaskKind.UNLOAD, name, f"unit {name} {why}, file present, {_state(cur)}")
                 )
             continue
-        _plan_unit(want, cur, record.get(name), tasks)
+        _plan_unit(want, cur, record.get(name), tasks, fenced)
     changed = sum(1 for t in tasks if t.kind in (TaskKind.LOAD, TaskKind.UNLOAD))
     if changed:
         tasks.append(

@@ -9,6 +9,12 @@ engine's own writes is no change either); one pass follows each write, and a
 full pass runs every FULL_PASS_EVERY reconcile intervals as a safety net. Its
 writes compare the leader key, so a deposed leader's writes are rejected by
 etcd.
+
+StopWhenDisconnected: the engine notes when (its monotonic clock) it saw each
+machine leave; a machine it never saw leave counts from when this term's view
+of machines/ was first read. The planner keeps such a machine's fenced units
+there until ``FENCE_MARGIN`` of agent_ttl has passed since (a timer wakes the
+engine then).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from fleetpy.engine.plan import SpecCache, plan_engine
+from fleetpy.engine.plan import FENCE_MARGIN, SpecCache, plan_engine
 from fleetpy.model.types import Machine, ScheduledUnit
 from fleetpy.registry.base import (
     LeaderToken,
@@ -58,6 +64,7 @@ class Engine:
         machine_id: str,
         lease: Callable[[], Lease],
         interval: float = 2.0,
+        agent_ttl: float = 30.0,
     ) -> None:
         self._registry = registry
         self._machine_id = machine_id
@@ -74,6 +81,10 @@ class Engine:
         self._token: LeaderToken | None = None
         self._wake = asyncio.Event()
         self._dirty = True  # something changed since the last pass
+        self.fence_wait = FENCE_MARGIN * agent_ttl
+        self._gone_at: dict[str, float] = {}  # machine -> when this engine saw it leave
+        self._machines_read_at: float | None = None  # this term's first view of machines/
+        self._recheck: asyncio.TimerHandle | None = None
         self.leading = False
         self.observe_pass: Callable[[float], None] | None = None  # fleetd's metrics
         self._stopping = False
@@ -138,6 +149,8 @@ class Engine:
     async def _lead(self, token: LeaderToken) -> None:
         self._token = token
         self._dirty = True
+        self._gone_at.clear()  # what it saw in an earlier term tells nothing now
+        self._machines_read_at = None
         self._waiting = await self._registry.list_waiting()
         async with asyncio.TaskGroup() as group:
             group.create_task(self._follow("units/", self._apply_units))
@@ -191,6 +204,14 @@ class Engine:
             "machines/", self._machines, update, _name,
             lambda key, value, _rev: decode_machine(key, value),
         )
+        now = asyncio.get_running_loop().time()
+        if self._machines_read_at is None:
+            self._machines_read_at = now
+        for machine_id, _, machine in changes:
+            if machine is None:
+                self._gone_at[machine_id] = now
+            else:
+                self._gone_at.pop(machine_id, None)
         if update.reset:
             return changed
         for machine_id, known, machine in changes:
@@ -237,6 +258,10 @@ class Engine:
                 continue
             self._dirty = False
             started = time.perf_counter()
+            now = asyncio.get_running_loop().time()
+            since_read = now if self._machines_read_at is None else self._machines_read_at
+            gone = {machine_id: now - self._gone_at.get(machine_id, since_read)
+                    for machine_id, _ in self._schedule if machine_id not in self._machines}
             # The planner is pure and gets copies: it runs in a thread, so the
             # event loop (API, keepalives, watches) keeps answering meanwhile.
             plan = await asyncio.to_thread(
@@ -249,16 +274,20 @@ class Engine:
                 unreadable=frozenset(
                     rel[len(UNITS):] for rel in self._skipped.get(UNITS, {})),
                 refused=dict(self._refused),
+                gone=gone,
+                fence_wait=self.fence_wait,
             )
             last = time.perf_counter() - started
             if self.observe_pass is not None:
                 self.observe_pass(last)
             self._specs = plan.specs
+            self._recheck_in(plan.recheck_in)
             waiting = self._waiting_changes(plan.waiting)
             if not (plan.puts or plan.deletes or waiting):
                 continue
             try:
-                await self._registry.apply_schedule(token, plan.puts, plan.deletes, waiting)
+                await self._registry.apply_schedule(token, plan.puts, plan.deletes, waiting,
+                                                    absent=plan.absent)
             except RegistryError as exc:
                 if isinstance(exc, NotLeaderError):
                     raise
@@ -284,6 +313,19 @@ class Engine:
             # unless a decision of this pass enables another.
             self._dirty = True
             self._wake.set()
+
+    def _recheck_in(self, delay: float | None) -> None:
+        """Plan again once a gone machine's fenced units may be placed elsewhere."""
+        if self._recheck is not None:
+            self._recheck.cancel()
+            self._recheck = None
+        if delay is not None:
+            self._recheck = asyncio.get_running_loop().call_later(delay + 0.01, self._replan)
+
+    def _replan(self) -> None:
+        self._recheck = None
+        self._dirty = True
+        self._wake.set()
 
     def _waiting_changes(self, planned: Mapping[str, str | None]) -> dict[str, str | None]:
         """Only what differs from the reasons already written (None clears one)."""

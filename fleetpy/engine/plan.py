@@ -20,7 +20,12 @@ and one sentence per decision, for the log:
 - a machine that refuses a unit (``refused``: it has a unit of that name
   outside fleet) never gets it: an entry there moves, a global unit skips
   that machine (its reason says which machines it skips and why), a unit
-  every candidate refuses waits with their reasons.
+  every candidate refuses waits with their reasons;
+- a unit with ``StopWhenDisconnected=true`` whose machine is gone keeps its
+  entry there, and waits, until ``fence_wait`` seconds after the engine saw
+  the machine go (``gone``: the caller's clock): its agent stops it before
+  that (docs/reliability.md), so the two copies never overlap. The plan
+  names such machines (``absent``): its write must find them still gone.
 
 Units are processed by name, a MachineOf follower after its targets, and
 each placement sees the earlier ones of the same pass.
@@ -29,7 +34,7 @@ each placement sees the earlier ones of the same pass.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 
 from fleetpy.model.names import is_template
@@ -43,6 +48,7 @@ from fleetpy.schedule import Cluster, UnitSpec, decide, decide_global, explain, 
 from fleetpy.schedule.cycles import machine_of_cycles
 
 SHOWN = 5
+FENCE_MARGIN = 1 / 3  # of agent_ttl: how long fenced units wait after their machine went
 MAX_VISITS = 3  # times one unit may be (re)considered in a pass (displacement chains)
 Spec = XFleet | str  # parsed requirements, or why they cannot be parsed
 SpecCache = Mapping[str, tuple[str, Spec]]  # name -> (unit hash, spec)
@@ -57,6 +63,9 @@ class EnginePlan:
     waiting: dict[str, str | None] = field(default_factory=dict)
     decisions: list[str] = field(default_factory=list)
     specs: dict[str, tuple[str, Spec]] = field(default_factory=dict)
+    recheck_in: float | None = None  # seconds until a fenced unit may be placed elsewhere
+    absent: list[str] = field(default_factory=list)  # gone machines this plan moves fenced
+    # units off: the write must find them still gone (a machine back keeps its units)
 
 
 def parse_spec(name: str, contents: str) -> Spec:
@@ -210,6 +219,30 @@ class _Pass:
             self.partial.discard(name)
 
 
+def _held(
+    schedule: Sequence[ScheduledUnit],
+    active: Mapping[str, XFleet],
+    machine_ids: Set[str],
+    gone: Mapping[str, float],
+    wait: float,
+) -> dict[tuple[str, str], float]:
+    """Entries of fenced units kept on a gone machine: (machine, unit) -> seconds left.
+
+    A unit with an entry on a live machine is not held (that copy is the one).
+    """
+    live = {e.name for e in schedule if e.machine_id in machine_ids}
+    held: dict[tuple[str, str], float] = {}
+    for entry in schedule:
+        spec = active.get(entry.name)
+        if (spec is None or not spec.stop_when_disconnected or spec.is_global
+                or entry.name in live or entry.machine_id in machine_ids):
+            continue
+        since = gone.get(entry.machine_id)
+        if since is not None and since < wait:
+            held[(entry.machine_id, entry.name)] = wait - since
+    return held
+
+
 def _initial(
     schedule: Sequence[ScheduledUnit],
     active: Mapping[str, XFleet],
@@ -217,10 +250,13 @@ def _initial(
     records: Mapping[str, UnitRecord],
     cluster: Cluster,
     decisions: list[str],
+    held: Set[tuple[str, str]] = frozenset(),
 ) -> None:
     """Keep the entries that may stay (they are checked again later); drop the rest."""
     for entry in sorted(schedule, key=lambda e: (e.name, e.machine_id)):
         name, machine_id = entry.name, entry.machine_id
+        if (machine_id, name) in held:
+            continue
         spec = active.get(name)
         rec = records.get(name)
         if rec is None:
@@ -244,9 +280,10 @@ def _changes(
     cluster: Cluster,
     records: Mapping[str, UnitRecord],
     decisions: list[str],
+    held: Set[tuple[str, str]] = frozenset(),
 ) -> tuple[list[ScheduledUnit], list[tuple[str, str]]]:
     puts: list[ScheduledUnit] = []
-    after: set[tuple[str, str]] = set()
+    after: set[tuple[str, str]] = set(held)
     for machine_id, units in cluster.units_on.items():
         for name in units:
             rec = records[name]
@@ -282,6 +319,8 @@ def plan_engine(
     specs: SpecCache | None = None,
     unreadable: frozenset[str] = frozenset(),
     refused: Mapping[tuple[str, str], str] | None = None,
+    gone: Mapping[str, float] | None = None,
+    fence_wait: float = 0.0,
 ) -> EnginePlan:
     """Plan one engine pass.
 
@@ -291,6 +330,10 @@ def plan_engine(
     ``unreadable``: units whose record does not decode: their schedule entries
     are left as they are (unreadable is not destroyed).
     ``refused``: (machine id, unit) -> why that machine will not load the unit.
+    ``gone``: machine id -> seconds since the engine saw that machine go (or
+    since the engine's view began, for one it never saw); a machine left out
+    is long gone. ``fence_wait``: how long after that a unit with
+    StopWhenDisconnected=true keeps its entry there before it is placed elsewhere.
     """
     previous = waiting or {}
     records = {r.unit.name: r for r in units if r.unit.name not in unreadable}
@@ -328,15 +371,20 @@ def plan_engine(
         if name in records:
             by_unit.setdefault(name, {})[machine_id] = why
     cluster = Cluster(machines, refused=by_unit)
+    held = _held(schedule, active, cluster.machines.keys(), gone or {}, fence_wait)
+    for machine_id, name in sorted(held):
+        active.pop(name, None)
+        reasons[name] = (f"StopWhenDisconnected: its machine {machine_id[:8]} left; placed "
+                         f"elsewhere {fence_wait:.1f}s after that, once its copy there stopped")
     decisions: list[str] = []
-    _initial(schedule, active, reasons, records, cluster, decisions)
+    _initial(schedule, active, reasons, records, cluster, decisions, held.keys())
     planner = _Pass(cluster, active, _order(active))
     planner.run()
     decisions.extend(planner.decisions)
     reasons.update(planner.reasons)
 
     before = {(e.machine_id, e.name): e for e in schedule}
-    puts, deletes = _changes(before, cluster, records, decisions)
+    puts, deletes = _changes(before, cluster, records, decisions, held.keys())
     out: dict[str, str | None] = {}
     for name in sorted(reasons):
         if cluster.placed(name) and name not in planner.partial:
@@ -347,4 +395,9 @@ def plan_engine(
     for name in sorted(previous):
         if name not in out:
             out[name] = None
-    return EnginePlan(puts=puts, deletes=deletes, waiting=out, decisions=decisions, specs=parsed)
+    fenced = {name for name, spec in spec_of.items()
+              if isinstance(spec, XFleet) and spec.stop_when_disconnected and not spec.is_global}
+    absent = sorted({machine_id for machine_id, name in deletes
+                     if machine_id not in cluster.machines and name in fenced})
+    return EnginePlan(puts=puts, deletes=deletes, waiting=out, decisions=decisions, specs=parsed,
+                      recheck_in=min(held.values(), default=None), absent=absent)

@@ -18,7 +18,8 @@ What a lab is made of:
 - hosts core-01..N at .101.., each a systemd as PID 1 in its own pid, mount,
   uts, net and cgroup namespaces (see hostinit.py for the isolation), with its
   own machine-id, hostname, /etc/environment (COREOS_PUBLIC_IPV4,
-  COREOS_PRIVATE_IPV4, ETCDCTL_API=3, ETCDCTL_ENDPOINTS: units read it with
+  COREOS_PRIVATE_IPV4, ETCDCTL_API=3, ETCDCTL_ENDPOINTS, and FLEETPY_BIN /
+  FLEETPY_UNIT_FILES for unit-files/part3's fleetpy-confd: units read it with
   EnvironmentFile=/etc/environment) and journald. Once deploy/fleet.service and
   the venv's fleetd exist, each host runs fleet.service (drop-in
   fleet.service.d/10-lab.conf: ExecStart=VENV/bin/fleetd, FLEET_ETCD_SERVERS,

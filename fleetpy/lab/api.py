@@ -125,13 +125,18 @@ class Lab:
         fleet_env: Mapping[str, str] | None = None,
         secure: str = "",
         discovery: bool = False,
+        local_ip: str | None = None,
     ) -> None:
         """Boot the lab. ``metadata``: host name -> fleetd metadata ("region=us-east,disk=ssd");
         ``fleet_env``: extra FLEET_* settings of every fleetd ({"FLEET_AGENT_TTL": "5"});
         ``secure``: "cert" or "password" for etcd with TLS and auth (see secure.py);
-        ``discovery``: members bootstrap through a discovery URL (see discovery.py)."""
+        ``discovery``: members bootstrap through a discovery URL (see discovery.py);
+        ``local_ip``: a loopback address etcd members also serve clients on, at their
+        client ports where free (None: 127.0.0.1 for the default lab, none otherwise)."""
         _require_root()
         mode = lab_secure.check_mode(secure)
+        local = etcd.check_local_ip(
+            etcd.default_local_ip(self.cfg) if local_ip is None else local_ip)
         self._preflight(hosts, etcd_members)
         names = [self.cfg.host_name(i) for i in range(1, hosts + 1)]
         meta = fleetopts.metadata_for(names, metadata or {})
@@ -149,7 +154,7 @@ class Lab:
             network.check_subnet_free(self.cfg)
             started = time.monotonic()
             try:
-                self._build(hosts, etcd_members, meta, env, mode, discovery)
+                self._build(hosts, etcd_members, meta, env, mode, local, discovery)
             except BaseException:
                 log.info("up failed: removing what it started")
                 teardown.teardown(self.cfg)
@@ -180,6 +185,7 @@ class Lab:
         meta: Mapping[str, str],
         env: Mapping[str, str],
         mode: str = "",
+        local_ip: str = "",
         discovery: bool = False,
     ) -> None:
         cfg = self.cfg
@@ -196,9 +202,11 @@ class Lab:
                 host_ops.new_record(cfg, i, meta.get(cfg.host_name(i), ""))
                 for i in range(1, n_hosts + 1)
             ),
-            members=tuple(etcd.record(cfg, i, bool(mode)) for i in range(1, n_members + 1)),
+            members=tuple(etcd.with_local_url(etcd.record(cfg, i, bool(mode)), local_ip)
+                          for i in range(1, n_members + 1)),
             fleet_env=dict(env),
             secure=mode,
+            local_ip=local_ip,
         )
         save(cfg, state)
         network.create_bridge(cfg)
@@ -222,7 +230,7 @@ class Lab:
         state = replace(state, members=tuple(members))
         save(cfg, state)
         for m in members:
-            log.info("etcd member %s started: %s", m.name, m.client_url)
+            log.info("etcd member %s started: %s", m.name, etcd.client_listen_urls(m))
         ctx, _ = lab_secure.etcd_access(cfg, mode)
         if mode:  # users and roles before any fleetd connects
             etcd.wait_healthy(cfg, members, ctx=ctx)
@@ -358,7 +366,8 @@ class Lab:
             index = next(i for i in range(1, MAX_MEMBERS + 2) if i not in used)
             if index > MAX_MEMBERS:
                 raise LabError(f"the lab already has {MAX_MEMBERS} etcd members")
-            rec = etcd.record(self.cfg, index, bool(state.secure))
+            rec = etcd.with_local_url(etcd.record(self.cfg, index, bool(state.secure)),
+                                      state.local_ip)
             ctx, access = lab_secure.etcd_access(self.cfg, state.secure)
             cluster = etcd.member_add(state.client_urls, rec, access)
             log.info("etcd member %s added to the cluster: %s", rec.name, cluster)
@@ -369,10 +378,10 @@ class Lab:
                 save(self.cfg, state.with_member(rec))
                 etcd.wait_healthy(self.cfg, [rec], ctx=ctx)
             except BaseException:
-                self._drop_member(state.client_urls, rec, access)
+                self._drop_member(state.client_urls, rec, access, wait=0.0)
                 save(self.cfg, state)
                 raise
-            log.info("etcd member %s started: %s", rec.name, rec.client_url)
+            log.info("etcd member %s started: %s", rec.name, etcd.client_listen_urls(rec))
             return rec.name
 
     def etcd_remove(self, name: str) -> None:
@@ -385,13 +394,12 @@ class Lab:
             others = [m.client_url for m in state.members if m.name != name]
             self._drop_member(others, rec, lab_secure.etcd_access(self.cfg, state.secure)[1])
             save(self.cfg, state.without_member(name))
-            log.info("etcd member %s removed and stopped", name)
 
     def _drop_member(
-        self, endpoints: Sequence[str], rec: MemberRecord, access: Mapping[str, str]
+        self, endpoints: Sequence[str], rec: MemberRecord, access: Mapping[str, str],
+        wait: float = 10.0,
     ) -> None:
-        etcd.member_remove(endpoints, rec, access)
-        etcd.stop([rec])
+        etcd.remove_member(endpoints, rec, access, wait)
         shutil.rmtree(self.cfg.member_dir(rec.name), ignore_errors=True)
         etcd.log_path(self.cfg, rec.name).unlink(missing_ok=True)
 

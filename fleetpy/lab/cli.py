@@ -78,6 +78,10 @@ pass_lab = click.make_pass_decorator(Lab)
 @click.option("--discovery", is_flag=True,
               help="Members bootstrap through a discovery URL on the lab's own discovery "
                    "service (it stands in for discovery.etcd.io), not a static member list.")
+@click.option("--local-ip", default=None, metavar="ADDR",
+              help="Loopback address etcd members also serve clients on, at ports 4001.. "
+                   "where free [default: 127.0.0.1 for lab fleetlab, none for others]; "
+                   "--local-ip '' for none.")
 @pass_lab
 def up(
     lab: Lab,
@@ -87,13 +91,14 @@ def up(
     fleet_env: tuple[str, ...],
     secure: str | None,
     discovery: bool,
+    local_ip: str | None,
 ) -> None:
     """Start etcd members and boot the hosts."""
     from fleetpy.lab import fleetopts
 
     lab.up(hosts=hosts, etcd_members=etcd_members, metadata=fleetopts.host_metadata(metadata),
            fleet_env=fleetopts.fleet_env(fleet_env), secure=secure or "",
-           discovery=discovery)
+           discovery=discovery, local_ip=local_ip)
 
 
 @main.command()

@@ -2,26 +2,36 @@
 
 Client port 4000+i and peer port 7000+i, as in the seed's Procfile; data in
 ``<state-dir>/etcd/<name>``, output in ``<state-dir>/etcd/<name>.log``.
+Members serve the v2 API too (``--enable-v2``: the seed's ``curl .../v2/keys``
+and ``ETCDCTL_API=2 etcdctl``), except in a --secure lab. The default lab's
+members also listen on 127.0.0.1 at their client port where it is free
+(``local_url``), so the seed's ``http://127.0.0.1:4001`` answers.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import logging
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import time
 import urllib.request
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fleetpy.lab import procs
 from fleetpy.lab.errors import LabError
-from fleetpy.lab.state import LabConfig, MemberRecord
+from fleetpy.lab.state import DEFAULT_NAME, LabConfig, MemberRecord
 
+log = logging.getLogger("fleetpy.lab")
+LOCAL_IP = "127.0.0.1"
 
 def record(cfg: LabConfig, index: int, tls: bool = False) -> MemberRecord:
     """Member ``index``; ``tls``: its client URL is https (a --secure lab)."""
@@ -32,6 +42,61 @@ def record(cfg: LabConfig, index: int, tls: bool = False) -> MemberRecord:
         client_url=url.replace("http://", "https://", 1) if tls else url,
         peer_url=cfg.peer_url(index),
     )
+
+
+def default_local_ip(cfg: LabConfig) -> str:
+    """The loopback address members also serve clients on: 127.0.0.1 in the default
+    lab (the seed's commands as printed), none in the others (they would collide)."""
+    return LOCAL_IP if cfg.name == DEFAULT_NAME else ""
+
+
+def check_local_ip(ip: str) -> str:
+    """``ip`` if it is "" or an IPv4 loopback address (127.0.0.0/8), else a LabError."""
+    if not ip:
+        return ip
+    try:
+        if ipaddress.IPv4Address(ip).is_loopback:
+            return ip
+    except ValueError:
+        pass
+    raise LabError(f"--local-ip {ip!r}: give an IPv4 loopback address such as 127.0.0.1")
+
+
+def port_free(ip: str, port: int) -> bool:
+    """Whether etcd could listen on ``ip:port`` now (as Go does: SO_REUSEADDR, so
+    connections of an earlier listener in TIME_WAIT do not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((ip, port))
+            sock.listen(1)
+        except OSError:
+            return False
+    return True
+
+
+def with_local_url(rec: MemberRecord, ip: str) -> MemberRecord:
+    """``rec`` also serving clients on ``ip`` at its client port, if that port is free
+    there (checked now: a port taken later makes the member fail to start)."""
+    if not ip:
+        return rec
+    url = urlsplit(rec.client_url)
+    port = url.port or 0
+    if not port_free(ip, port):
+        log.info("etcd member %s: %s:%d is taken, so it serves clients on %s only",
+                 rec.name, ip, port, rec.client_url)
+        return rec
+    return replace(rec, local_url=f"{url.scheme}://{ip}:{port}")
+
+
+def client_listen_urls(rec: MemberRecord) -> str:
+    return ",".join(u for u in (rec.client_url, rec.local_url) if u)
+
+
+def v2_flags(rec: MemberRecord) -> list[str]:
+    """The v2 API on a plain lab. A --secure lab (https) leaves it off: v2 has an
+    auth of its own, which the lab does not set up, so v2 would be open to all."""
+    return [] if rec.client_url.startswith("https://") else ["--enable-v2"]
 
 
 def initial_cluster(members: Sequence[MemberRecord]) -> str:
@@ -65,7 +130,7 @@ def start(
         "etcd",
         f"--name={rec.name}",
         f"--data-dir={data}",
-        f"--listen-client-urls={rec.client_url}",
+        f"--listen-client-urls={client_listen_urls(rec)}",
         f"--advertise-client-urls={rec.client_url}",
         f"--listen-peer-urls={rec.peer_url}",
         f"--initial-advertise-peer-urls={rec.peer_url}",
@@ -76,10 +141,11 @@ def start(
         # of it (watches that fall behind the compaction re-list: registry/watch.py)
         "--auto-compaction-mode=periodic",
         "--auto-compaction-retention=1h",
+        *v2_flags(rec),
         *extra,
     ]
     proc = procs.spawn(argv, log_path(cfg, rec.name), cgroups)
-    return MemberRecord(rec.name, rec.index, rec.client_url, rec.peer_url, proc)
+    return replace(rec, proc=proc)
 
 
 def start_cluster(
@@ -119,6 +185,12 @@ def wait_serving_peers(cfg: LabConfig, rec: MemberRecord, timeout: float = 10.0)
         if time.monotonic() > deadline:
             raise LabError(f"etcd member {rec.name} not serving its peers after {timeout:.0f}s")
         time.sleep(0.01)
+
+
+def exits_when_removed(rec: MemberRecord, timeout: float = 10.0) -> bool:
+    """Whether ``rec``'s process ends by itself after ``member remove`` (etcd stops a
+    member that learns it was removed), as in the seed; False: still running."""
+    return rec.proc is None or not procs.wait_gone([rec.proc], timeout)
 
 
 def stop(recs: Sequence[MemberRecord], sig: int = signal.SIGTERM) -> None:
@@ -245,3 +317,23 @@ def member_remove(
         if rec.peer_url in m.peer_urls:
             etcdctl(endpoints, "member", "remove", f"{m.id:x}", retry_unhealthy=15, env=env)
             return
+
+
+def remove_member(
+    endpoints: Sequence[str], rec: MemberRecord, env: Mapping[str, str], wait: float = 10.0
+) -> None:
+    """``member remove``, then (as in the seed) its process exits by itself; one
+    still running after ``wait`` seconds is stopped. (Its data dir is of no more
+    use: etcd refuses a removed member's data.)"""
+    running = rec.proc is not None and rec.proc.alive()
+    member_remove(endpoints, rec, env)
+    removed = time.monotonic()
+    if not running:
+        log.info("etcd member %s removed (it was not running)", rec.name)
+    elif exits_when_removed(rec, wait):
+        log.info("etcd member %s removed: its etcd exited by itself after %.1fs",
+                 rec.name, time.monotonic() - removed)
+    else:
+        log.info("etcd member %s removed but still running after %.0fs: stopping it",
+                 rec.name, wait)
+    stop([rec])

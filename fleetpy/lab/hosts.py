@@ -85,11 +85,15 @@ def prepare(cfg: LabConfig, state: LabState, rec: HostRecord) -> Path:
     d = cfg.host_dir(rec.name)
     _write(d / "machine-id", rec.machine_id + "\n")
     _write(d / "hostname", rec.name + "\n")
-    # Units read it with EnvironmentFile=/etc/environment (etcdctl included, as on CoreOS).
+    # Units read it with EnvironmentFile=/etc/environment (etcdctl included, as on CoreOS;
+    # FLEETPY_BIN/FLEETPY_UNIT_FILES: where part 3's units find fleetpy-confd and its files).
+    root = checkout()
     _write(
         d / "environment",
         f"COREOS_PUBLIC_IPV4={rec.ip}\nCOREOS_PRIVATE_IPV4={rec.ip}\n"
-        f"ETCDCTL_API=3\nETCDCTL_ENDPOINTS={','.join(state.client_urls)}\n",
+        f"ETCDCTL_API=3\nETCDCTL_ENDPOINTS={','.join(state.client_urls)}\n"
+        + (f"FLEETPY_BIN={state.venv}/bin\n" if state.venv else "")
+        + (f"FLEETPY_UNIT_FILES={root / 'unit-files'}\n" if root is not None else ""),
     )
     peers = "".join(f"{h.ip}\t{h.name}\n" for h in state.hosts)
     _write(d / "hosts", f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n{peers}")

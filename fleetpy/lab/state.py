@@ -116,6 +116,7 @@ class MemberRecord:
     client_url: str
     peer_url: str
     proc: Proc | None = None
+    local_url: str = ""  # also listens here for clients (127.0.0.1:400N in lab fleetlab)
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,7 @@ class LabState:
     secure: str = ""  # "", "cert" or "password": see secure.py
     hollow: tuple[HollowRecord, ...] = ()  # hollow machine workers (fleetlab hollow)
     discovery: DiscoveryRecord | None = None  # a lab bootstrapped through discovery
+    local_ip: str = ""  # loopback address members also serve clients on (etcd.local_url)
 
     def host(self, name: str) -> HostRecord:
         for h in self.hosts:
@@ -224,6 +226,7 @@ def load(cfg: LabConfig) -> LabState | None:
         hollow=tuple(HollowRecord(**{**w, "proc": Proc.from_json(w["proc"])})
                      for w in data.get("hollow", [])),
         discovery=_discovery(data.get("discovery")),
+        local_ip=data.get("local_ip", ""),
     )
 
 

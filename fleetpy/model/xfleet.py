@@ -15,6 +15,10 @@ Options (current name, then the deprecated names still read):
   true/yes/1/on/t are true.
 - ``Replaces=`` units this one takes the place of: they are moved away from
   the machine this unit gets.
+- ``StopWhenDisconnected=`` (fleetpy's own) at most one copy: the agent stops
+  the unit when its machine cannot renew its lease in time, and the engine
+  waits before placing it elsewhere (docs/reliability.md); a boolean read
+  like ``Global=``, the last value wins.
 
 A value holds one or more words separated by blanks; a word may be quoted
 (``MachineMetadata="region=us east" "disk=ssd"``) as fleet allows. An empty
@@ -50,8 +54,12 @@ KEYS: Mapping[str, str] = {
     "X-Conflicts": "Conflicts",
     "Global": "Global",
     "Replaces": "Replaces",
+    "StopWhenDisconnected": "StopWhenDisconnected",
 }
-OPTIONS = ("Conflicts", "Global", "MachineID", "MachineMetadata", "MachineOf", "Replaces")
+OPTIONS = (
+    "Conflicts", "Global", "MachineID", "MachineMetadata", "MachineOf", "Replaces",
+    "StopWhenDisconnected",
+)
 
 
 class InvalidXFleet(ValueError):
@@ -72,6 +80,7 @@ class XFleet:
     conflicts: tuple[str, ...] = ()
     is_global: bool = False
     replaces: tuple[str, ...] = ()
+    stop_when_disconnected: bool = False
 
     @property
     def metadata(self) -> dict[str, frozenset[str]]:
@@ -152,6 +161,16 @@ def _metadata(words: list[str], problems: list[str]) -> tuple[tuple[str, tuple[s
     return tuple((key, tuple(sorted(values))) for key, values in sorted(required.items()))
 
 
+def _boolean(option: str, words: list[str], warnings: list[str]) -> bool:
+    """The last value, true/yes/1/on/t (any case); anything else is false, with a warning."""
+    if not words:
+        return False
+    last = words[-1].lower()
+    if last not in TRUE_WORDS | FALSE_WORDS:
+        warnings.append(f"{option}={words[-1]} is not a boolean, taken as false")
+    return last in TRUE_WORDS
+
+
 def parse_xfleet(parsed: ParsedUnit, name: str | None = None) -> tuple[XFleet, tuple[str, ...]]:
     """Read [X-Fleet] for the unit ``name`` (default: the parsed unit's name).
 
@@ -171,12 +190,8 @@ def parse_xfleet(parsed: ParsedUnit, name: str | None = None) -> tuple[XFleet, t
         if len(set(words["MachineID"])) > 1:
             warnings.append(f"MachineID has {len(words['MachineID'])} values, using the first")
 
-    is_global = False
-    if words["Global"]:
-        last = words["Global"][-1].lower()
-        is_global = last in TRUE_WORDS
-        if last not in TRUE_WORDS | FALSE_WORDS:
-            warnings.append(f"Global={words['Global'][-1]} is not a boolean, taken as false")
+    is_global = _boolean("Global", words["Global"], warnings)
+    fenced = _boolean("StopWhenDisconnected", words["StopWhenDisconnected"], warnings)
 
     check_names = not is_template(name)
     machine_of = _unit_names("MachineOf", words["MachineOf"], check_names, problems)
@@ -196,6 +211,7 @@ def parse_xfleet(parsed: ParsedUnit, name: str | None = None) -> tuple[XFleet, t
         conflicts=tuple(conflicts),
         is_global=is_global,
         replaces=replaces,
+        stop_when_disconnected=fenced,
     )
     if problems:
         raise InvalidXFleet(name, problems)

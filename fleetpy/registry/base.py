@@ -56,6 +56,10 @@ class NotLeaderError(RegistryError):
     """An engine write was rejected because this engine no longer holds the lead."""
 
 
+class MachineBackError(RegistryError):
+    """A schedule write that needed a machine to be gone was refused: it registered again."""
+
+
 class LeaseLostError(RegistryError):
     """A write named a lease that etcd no longer knows (it expired or was revoked).
 
@@ -125,6 +129,11 @@ class Lease(Protocol):
     def ttl(self) -> int: ...
 
     def is_alive(self) -> bool: ...
+
+    @property
+    def renewed_at(self) -> float:
+        """Event-loop time the last successful refresh (or the grant) was sent:
+        etcd keeps the lease at least ``ttl`` seconds from then."""
 
     @property
     def keepalive_failures(self) -> int:
@@ -228,12 +237,15 @@ class Registry(Protocol):
         put: Sequence[ScheduledUnit],
         delete: Sequence[tuple[str, str]],
         waiting: Mapping[str, str | None] | None = None,
+        absent: Sequence[str] = (),
     ) -> None:
         """Write schedule changes atomically, only while ``token`` holds the lead.
 
         ``delete`` holds (machine_id, unit name) pairs. ``waiting`` maps a unit
-        name to the reason it cannot be placed, or None to clear it. Raises
-        NotLeaderError when the leader key no longer matches the token.
+        name to the reason it cannot be placed, or None to clear it. ``absent``:
+        machines that must still be gone (no ``machines/<id>``) for the write to
+        land. Raises NotLeaderError when the leader key no longer matches the
+        token, MachineBackError when one of ``absent`` registered again.
         """
 
     async def list_waiting(self) -> dict[str, str]: ...

@@ -1,5 +1,11 @@
 """A lease kept alive in the background: one refresh every ttl/3, no other traffic.
 
+``renewed_at`` is when (event loop clock, monotonic) the last successful
+refresh (or the grant) was sent (the first attempt since the previous
+success: an answer may be to an earlier request): etcd keeps the lease at
+least ttl seconds from then, which StopWhenDisconnected relies on
+(fleetpy.agent.fencing).
+
 The lease is reported lost only when etcd says so (a refresh answers TTL <= 0,
 or a write names it and etcd no longer knows it) or when it is revoked. While
 etcd cannot be reached the lease is still considered alive: etcd extends every
@@ -38,10 +44,14 @@ class Backoff:
 class KeepaliveLease:
     """A granted lease with its keepalive task (implements ``base.Lease``)."""
 
-    def __init__(self, backend: KVBackend, lease_id: int, ttl: int) -> None:
+    def __init__(
+        self, backend: KVBackend, lease_id: int, ttl: int, sent: float | None = None
+    ) -> None:
         self._backend = backend
         self._id = lease_id
         self._ttl = ttl
+        # when the request that granted (or last refreshed) it was sent
+        self._renewed_at = asyncio.get_running_loop().time() if sent is None else sent
         self._lost = asyncio.Event()
         self._kick = asyncio.Event()
         self.refreshes = 0
@@ -65,6 +75,11 @@ class KeepaliveLease:
 
     def is_alive(self) -> bool:
         return not self._lost.is_set()
+
+    @property
+    def renewed_at(self) -> float:
+        """Loop time at which the last successful refresh (or the grant) was sent."""
+        return self._renewed_at
 
     @property
     def keepalive_failures(self) -> int:
@@ -114,6 +129,7 @@ class KeepaliveLease:
         backoff = Backoff(initial=0.2, cap=max(0.2, min(1.0, interval)))
         delay = interval
         failing_since: float | None = None
+        sent: float | None = None  # first attempt since the last success
         next_warning = 0.0
         loop = asyncio.get_running_loop()
         while True:
@@ -123,6 +139,10 @@ class KeepaliveLease:
             except TimeoutError:
                 pass
             self._kick.clear()
+            # An answer may be to a request sent by an earlier attempt (a timed out
+            # refresh leaves its request in flight): count from the first attempt.
+            if sent is None:
+                sent = loop.time()
             try:
                 remaining = await self._backend.lease_keepalive(self._id)
             except Exception as e:  # RegistryError; anything else is a bug, but keep trying
@@ -148,9 +168,11 @@ class KeepaliveLease:
             if remaining <= 0:
                 self._mark_lost("etcd no longer knows it (expired or revoked)")
                 return
-            if failing_since is not None:
-                log.info("lease %x: refreshed again, %ds left", self._id, remaining)
-                failing_since = None
+            self._renewed_at, sent = sent, None
             self.refreshes += 1
             backoff.reset()
             delay = interval
+            if failing_since is not None:
+                log.info("lease %x: refreshed again, %ds left", self._id, remaining)
+                failing_since = None
+                delay = 0  # again at once: this answer may be to an old request

@@ -24,6 +24,7 @@ from fleetpy.registry.base import (
     LeaderToken,
     Lease,
     LeaseLostError,
+    MachineBackError,
     NotLeaderError,
     RegistryError,
     UnitRecord,
@@ -219,8 +220,9 @@ class KVRegistry:
     async def grant_lease(self, ttl: int) -> Lease:
         if self._closed:
             raise RegistryError("registry is closed")
+        sent = asyncio.get_running_loop().time()
         lease_id, granted = await self.backend.lease_grant(ttl)
-        lease = KeepaliveLease(self.backend, lease_id, granted)
+        lease = KeepaliveLease(self.backend, lease_id, granted, sent)
         self._leases = [held for held in self._leases if held.is_alive()] + [lease]
         log.info("lease %x granted, ttl %ds", lease_id, granted)
         return lease
@@ -228,11 +230,12 @@ class KVRegistry:
     async def adopt_lease(self, lease_id: int, ttl: int) -> Lease | None:
         if self._closed:
             raise RegistryError("registry is closed")
+        sent = asyncio.get_running_loop().time()
         remaining = await self.backend.lease_keepalive(lease_id)
         if remaining <= 0:
             log.info("lease %x no longer exists, not adopted", lease_id)
             return None
-        lease = KeepaliveLease(self.backend, lease_id, ttl)
+        lease = KeepaliveLease(self.backend, lease_id, ttl, sent)
         self._leases = [held for held in self._leases if held.is_alive()] + [lease]
         log.info("lease %x adopted (%ds left), keeping it alive", lease_id, remaining)
         return lease
@@ -349,6 +352,7 @@ class KVRegistry:
         put: Sequence[ScheduledUnit],
         delete: Sequence[tuple[str, str]],
         waiting: Mapping[str, str | None] | None = None,
+        absent: Sequence[str] = (),
     ) -> None:
         """See ``base.Registry.apply_schedule``.
 
@@ -365,7 +369,8 @@ class KVRegistry:
         for name, reason in (waiting or {}).items():
             key = self._key(codec.waiting_key(name))
             puts.append(Delete(key) if reason is None else Put(key, codec.encode_waiting(reason)))
-        guard = self._leader_guard(token)
+        guard = self._leader_guard(token) + [
+            Compare(self._key(codec.machine_key(m)), Target.CREATE, 0) for m in absent]
 
         async def write(chunk: Sequence[Op]) -> bool:
             return (await self._txn(guard, chunk)).succeeded
@@ -377,6 +382,10 @@ class KVRegistry:
         ]
         for parts in [p for p in phases if p] or [[[]]]:  # an empty write checks the lead
             if not all(await bulk.each(parts, write)):
+                back = [m for m in absent if await self._get(codec.machine_key(m)) is not None]
+                if back:
+                    raise MachineBackError(
+                        f"schedule write refused: machine {', '.join(back)} registered again")
                 log.warning("schedule write refused: %s no longer holds the lead",
                             token.machine_id)
                 raise NotLeaderError(f"{token.machine_id} is no longer the engine leader")

@@ -65,6 +65,17 @@ PARSES = [
     ("global yes", "Global=YES\n", XFleet(is_global=True)),
     ("global last wins", "Global=true\nGlobal=false\n", XFleet()),
     ("replaces", "Replaces=old.service\n", XFleet(replaces=("old.service",))),
+    ("fenced", "StopWhenDisconnected=true\n", XFleet(stop_when_disconnected=True)),
+    ("fenced on", "StopWhenDisconnected=On\n", XFleet(stop_when_disconnected=True)),
+    ("fenced 1", "StopWhenDisconnected=1\n", XFleet(stop_when_disconnected=True)),
+    ("fenced no", "StopWhenDisconnected=no\n", XFleet()),
+    ("fenced last wins", "StopWhenDisconnected=t\nStopWhenDisconnected=f\n", XFleet()),
+    ("fenced reset", "StopWhenDisconnected=yes\nStopWhenDisconnected=\n", XFleet()),
+    (
+        "fenced global",
+        "Global=true\nStopWhenDisconnected=true\n",
+        XFleet(is_global=True, stop_when_disconnected=True),
+    ),
     ("empty value resets", "Conflicts=a*\nConflicts=\nConflicts=b*\n", XFleet(conflicts=("b*",))),
     ("deprecated machine id", "X-ConditionMachineID=abc\n", XFleet(machine_id="abc")),
     ("deprecated boot id", "X-ConditionMachineBootID=abc\n", XFleet(machine_id="abc")),
@@ -104,6 +115,11 @@ WARNINGS = [
     ("deprecated boot id", "X-ConditionMachineBootID=a\n", "deprecated, use MachineID"),
     ("several machine ids", "MachineID=a b\n", "MachineID has 2 values, using the first"),
     ("global not boolean", "Global=maybe\n", "Global=maybe is not a boolean, taken as false"),
+    (
+        "fenced not boolean",
+        "StopWhenDisconnected=always\n",
+        "StopWhenDisconnected=always is not a boolean, taken as false",
+    ),
 ]
 
 
