@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.faults_bench import QUICK_LAB
+from bench.faults_bench import FENCING, QUICK_LAB
 from bench.faults_report import COLUMNS, LAST_COLUMNS
 from fleetpy.lab import Lab
 from tests.lab.conftest import require_root, session_lock
@@ -83,6 +83,8 @@ def test_quick_fault_bench_writes_sane_figures(tmp_path: Path) -> None:
         assert row["desired state lost (aim 0)"] == "0", row
         assert row["overlap: most in one repetition, all units"].startswith("0.0 s"), row
         assert row["longest a unit ran on no host"] == "0.0 s", row
+        if FENCING:  # StopWhenDisconnected units: never two copies (they may stop)
+            assert row["overlap, fenced units"].startswith("0.0 s"), row
         # nothing moved: in place again at once (a few samples of slack on a busy machine)
         assert seconds(row["converged after the fault's end"]) < 5.0, row
     answers = re.search(r"Observer: (\d+) answers from the hosts in all; median ([\d.]+) s",
