@@ -19,6 +19,7 @@ BENCHES = {
     "cluster": ["-m", "bench.cluster_bench"],
     "reschedule": ["-m", "bench.reschedule_bench"],
     "scale": ["-m", "bench.scale_bench"],
+    "ctl": ["-m", "bench.ctl_bench"],
     "faults": ["-m", "bench.faults_bench"],
 }
 

@@ -4,7 +4,8 @@ Key names are fleet's (etcd_servers, etcd_key_prefix, public_ip, metadata,
 agent_ttl, engine_reconcile_interval, etcd_request_timeout, etcd_cafile,
 etcd_certfile, etcd_keyfile) plus fleetpy's: etcd_username/etcd_password, the API
 addresses and TLS files (api_socket, api_tcp, api_certfile, api_keyfile,
-api_cafile), token_limit (fleet's: the HTTP API's page size) and metrics_address. Parsing is pure:
+api_cafile), token_limit (fleet's: the HTTP API's page size), metrics_address and
+dashboard_address. Parsing is pure:
 it takes text and mappings and returns a Config or raises ConfigError.
 """
 
@@ -46,6 +47,7 @@ class Config:
     api_cafile: str = ""  # when set, API clients must show a certificate signed by it
     token_limit: int = 100  # entries in a page of the HTTP API (fleet's setting)
     metrics_address: str = ""  # host:port of /metrics and /health; "" = off
+    dashboard_address: str = ""  # host:port of the read-only web dashboard; "" = off
     machine_id_file: str = "/etc/machine-id"
     units_dir: str = "/run/fleet/units"
     verbosity: int = 0
@@ -154,6 +156,10 @@ def _convert(key: str, value: str) -> object:
         if not prefix.startswith("/"):
             raise ConfigError(f"etcd_key_prefix: {value!r} must start with /")
         return prefix if prefix.endswith("/") else prefix + "/"
+    if key == "dashboard_address" and value.strip():
+        _host, sep, port = value.strip().rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"dashboard_address: {value!r} is not HOST:PORT (e.g. :8080)")
     return value.strip()
 
 

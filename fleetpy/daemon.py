@@ -29,6 +29,8 @@ from fleetpy.notify import sd_notify
 from fleetpy.registry.base import Registry, RegistryError
 
 if TYPE_CHECKING:
+    from fleetpy.api.transport import TlsFiles
+    from fleetpy.dashboard import DashboardService
     from fleetpy.metrics import Metrics
     from fleetpy.node import Node
     from fleetpy.registry.etcd import EtcdRegistry
@@ -63,7 +65,8 @@ def _lock(path: Path) -> IO[str]:
 
 
 class Daemon:
-    """fleetd's process around a :class:`fleetpy.node.Node`: lock, API, metrics, signals."""
+    """fleetd's process around a :class:`fleetpy.node.Node`: lock, API, metrics,
+    dashboard, signals."""
 
     def __init__(self, config: Config, state_dir: Path = STATE_DIR) -> None:
         self.config = config
@@ -109,6 +112,7 @@ class Daemon:
             except (ValueError, RuntimeError) as exc:
                 raise FatalError(f"cannot serve the API: {exc}") from None
             http = await self._serve_metrics(metrics, registry, node)
+            dashboard = await self._serve_dashboard(registry, node, tls)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -136,6 +140,8 @@ class Daemon:
             await api.stop(0.5)
             if http is not None:
                 http.close()
+            if dashboard is not None:
+                await dashboard.stop()
             await manager.close()
             if error is not None:
                 log.error("fleetd failed", exc_info=error)
@@ -194,6 +200,22 @@ class Daemon:
                              f"{exc}") from None
 
 
+    async def _serve_dashboard(self, registry: Registry, node: Node,
+                               tls: TlsFiles) -> DashboardService | None:
+        """The web dashboard when dashboard_address is set (TLS as the API's)."""
+        if not self.config.dashboard_address:
+            return None
+        from fleetpy.dashboard import DashboardService
+
+        try:
+            return await DashboardService.start(
+                registry, node.id, self.config.dashboard_address,
+                tls if tls.cert_file else None)
+        except (OSError, ValueError) as exc:
+            raise FatalError(f"cannot serve the dashboard on {self.config.dashboard_address}: "
+                             f"{exc}") from None
+
+
 def dump_tasks() -> None:
     """SIGUSR1: log where every asyncio task is waiting (for a stuck fleetd)."""
     for task in asyncio.all_tasks():
@@ -220,6 +242,7 @@ FLAGS = {
     "api_cafile": "CA of the client certificates the TCP API requires (PEM).",
     "token_limit": "Entries in one page of fleet's HTTP API (default 100).",
     "metrics_address": "Serve /metrics (Prometheus) and /health on HOST:PORT.",
+    "dashboard_address": "Serve the read-only web dashboard on HOST:PORT (:8080: every address).",
 }
 
 

@@ -12,7 +12,7 @@ fi
 
 PKGS=(etcd-server etcd-client libsystemd-dev pkg-config dbus iproute2 systemd
       openssh-server openssh-client openssl sudo nginx curl procps psmisc gcc
-      python3-dev python3-venv)
+      python3-dev python3-venv chromium chromium-driver)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

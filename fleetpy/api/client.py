@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Callable, Sequence
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import grpc
 import grpc.aio
@@ -20,26 +20,31 @@ from fleetpy.api import convert
 from fleetpy.api.endpoints import split_endpoints
 from fleetpy.api.failover import Members
 from fleetpy.api.gen import fleet_pb2 as pb
+from fleetpy.api.limits import CLIENT_BATCH, CLIENT_BATCH_BYTES
 from fleetpy.api.snapshot import Snapshot
 from fleetpy.api.transport import TlsFiles, parse_endpoint
-from fleetpy.api.validation import CLIENT_BATCH, CLIENT_BATCH_BYTES
 from fleetpy.concurrency import each
-from fleetpy.model.metadata import MetadataChange
+from fleetpy.model.cordon import Cordon
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
 from fleetpy.registry.base import RegistryError, UnitRecord
-from fleetpy.registry.unreadable import Unreadable
+
+if TYPE_CHECKING:
+    from fleetpy.model.metadata import MetadataChange
+    from fleetpy.registry.unreadable import Unreadable
 
 RECONNECT_DELAY = 0.5
 # Requests that change nothing: tried on the next endpoint even after one that
 # connected failed in transport (see fleetpy.api.endpoints.may_fail_over).
 READS = frozenset({"GetUnit", "GetUnits", "ListUnits", "ListMachines", "ListUnitStates",
-                   "ListSchedule", "ListWaiting", "ListUnreadable"})
+                   "ListSchedule", "ListWaiting", "ListUnreadable",
+                   "ListCordons"})
 _RETRY_STREAM = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 log = logging.getLogger(__name__)
 
 
 BATCH = CLIENT_BATCH  # units per request of the many-units calls
 BATCH_BYTES = CLIENT_BATCH_BYTES  # and bytes of names and contents per request
+PAGE = 1000  # entries per message of the paged listings
 IN_FLIGHT = 4  # such requests at once
 T = TypeVar("T")
 
@@ -195,6 +200,46 @@ class ApiDriver:
             "ListMachines", pb.ListMachinesRequest())
         return [convert.machine_from_pb(m) for m in resp.machines]
 
+    async def machine_pages(self, page_size: int = PAGE) -> AsyncGenerator[list[Machine], None]:
+        """Live machines in pages (StreamMachines); one page from a fleetd without it."""
+        pages = self._pages("StreamMachines", pb.StreamMachinesRequest(page_size=page_size),
+                            "ListMachines", pb.ListMachinesRequest())
+        async for msg in pages:
+            yield [convert.machine_from_pb(m) for m in msg.machines]
+
+    async def unit_state_pages(
+        self, machine_id: str | None = None, page_size: int = PAGE
+    ) -> AsyncGenerator[list[UnitState], None]:
+        """Reported unit states in pages (StreamUnitStates); one page from an older fleetd."""
+        request = pb.StreamUnitStatesRequest(machine_id=machine_id or "", page_size=page_size)
+        older = pb.ListUnitStatesRequest(machine_id=machine_id or "")
+        async for msg in self._pages("StreamUnitStates", request, "ListUnitStates", older):
+            yield [convert.state_msg_from_pb(s) for s in msg.states]
+
+    async def _pages(
+        self, method: str, request: Any, unary: str, older: Any
+    ) -> AsyncGenerator[Any, None]:
+        """The messages of a server stream on the member that answers. A fleetd
+        that does not have that stream (UNIMPLEMENTED), or a stream cut before its
+        first message, gives way to the unary listing (which fails over as every
+        read does); a stream cut after its first message is an error."""
+        member = await self._members.connected()
+        call = getattr(member.stub, method)(request, timeout=self._timeout)
+        got = False
+        try:
+            async for msg in call:
+                got = True
+                yield msg
+            return
+        except grpc.aio.AioRpcError as e:
+            if got or e.code() not in (grpc.StatusCode.UNIMPLEMENTED, *_RETRY_STREAM):
+                raise self._members.error(member, e) from None
+            if e.code() != grpc.StatusCode.UNIMPLEMENTED:
+                self._members.lost(member)
+        finally:
+            call.cancel()
+        yield await self._call(unary, older)
+
     async def set_machine_metadata(
         self, machine_id: str, change: MetadataChange
     ) -> Machine | None:
@@ -213,6 +258,18 @@ class ApiDriver:
             "ListSchedule", pb.ListScheduleRequest(machine_id=machine_id or ""))
         return [convert.scheduled_from_pb(s) for s in resp.units]
 
+    async def put_cordon(self, cordon: Cordon) -> None:
+        await self._call("PutCordon", pb.PutCordonRequest(cordon=convert.cordon_to_pb(cordon)))
+
+    async def delete_cordon(self, machine_id: str) -> bool:
+        resp: pb.DeleteCordonResponse = await self._call(
+            "DeleteCordon", pb.DeleteCordonRequest(machine_id=machine_id))
+        return resp.existed
+
+    async def list_cordons(self) -> dict[str, Cordon]:
+        resp: pb.ListCordonsResponse = await self._call("ListCordons", pb.ListCordonsRequest())
+        return {c.machine_id: convert.cordon_from_pb(c) for c in resp.cordons}
+
     async def list_waiting(self) -> dict[str, str]:
         resp: pb.ListWaitingResponse = await self._call(
             "ListWaiting", pb.ListWaitingRequest())
@@ -224,6 +281,8 @@ class ApiDriver:
             none_on=grpc.StatusCode.UNIMPLEMENTED)  # a fleetd from before ListUnreadable
         if resp is None:
             return []
+        from fleetpy.registry.unreadable import Unreadable
+
         return [Unreadable(e.key, e.problem, e.revision) for e in resp.entries]
 
     async def watch_units(self, names: Sequence[str]) -> AsyncGenerator[Snapshot, None]:

@@ -6,6 +6,7 @@ from typing import Any
 
 from fleetpy.api.gen import fleet_pb2 as pb
 from fleetpy.api.snapshot import Snapshot
+from fleetpy.model.cordon import Cordon, MachineState
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
 from fleetpy.registry.base import UnitRecord
 
@@ -62,6 +63,32 @@ def machine_to_pb(machine: Machine) -> pb.Machine:
 
 def machine_from_pb(msg: pb.Machine) -> Machine:
     return Machine(id=msg.id, public_ip=msg.public_ip, metadata=dict(msg.metadata))
+
+
+def cordon_to_pb(cordon: Cordon) -> pb.Cordon:
+    return pb.Cordon(
+        machine_id=cordon.machine_id, state=cordon.state.value, by=cordon.by, at=cordon.at,
+        reason=cordon.reason, move=list(cordon.move), stop=list(cordon.stop),
+        stop_global=cordon.stop_global)
+
+
+def cordon_from_pb(msg: pb.Cordon) -> Cordon:
+    """The Cordon of a message; ConversionError for a state other than cordoned/draining
+    or a unit name that is not valid."""
+    try:
+        state = MachineState(msg.state)
+    except ValueError:
+        state = MachineState.READY
+    if state == MachineState.READY:
+        raise ConversionError(f"invalid cordon state {msg.state!r}: cordoned or draining")
+    from fleetpy.model.names import validate_unit_name  # the server's side only: not on
+    # fleetctl's list path (tests/unit/test_ctl_imports.py)
+
+    for name in (*msg.move, *msg.stop):
+        validate_unit_name(name)
+    return Cordon(
+        machine_id=msg.machine_id, state=state, by=msg.by, at=msg.at, reason=msg.reason,
+        move=tuple(msg.move), stop=tuple(msg.stop), stop_global=msg.stop_global)
 
 
 def state_msg_to_pb(state: UnitState) -> pb.UnitState:

@@ -21,7 +21,8 @@ import logging
 import os
 import ssl
 import stat
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import aclosing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -31,10 +32,10 @@ import grpc.aio
 from fleetpy.api import convert
 from fleetpy.api.gen import fleet_pb2 as pb
 from fleetpy.api.gen import fleet_pb2_grpc as pb_grpc
+from fleetpy.api.limits import MAX_REQUEST_BYTES
 from fleetpy.api.snapshot import watch_snapshots
 from fleetpy.api.transport import TlsFiles
 from fleetpy.api.validation import (
-    MAX_REQUEST_BYTES,
     check_count,
     checked_machine_id,
     checked_names,
@@ -59,9 +60,12 @@ SERVICE = "fleetpy.v1.Fleet"
 # fleetctl pings an open watch every few seconds (fleetpy.api.failover) to find a
 # dead member; gRPC's default would answer pings more often than every 5 min with GOAWAY.
 MIN_PING_INTERVAL = 2.0
+DEFAULT_PAGE = 1000  # entries per message of the Stream* listings
+MAX_PAGE = 5000
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
+T = TypeVar("T")
 Handler = Callable[[Any, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]]
 
 
@@ -113,6 +117,23 @@ def _checked_unit(msg: pb.UnitFile) -> UnitFile:
     if msg.hash and msg.hash != unit.hash:
         raise ValueError(f"unit {msg.name}: hash {msg.hash} does not match its contents")
     return unit
+
+
+def _page_size(asked: int) -> int:
+    """A stream's page size: the default for 0, at most MAX_PAGE."""
+    return min(asked, MAX_PAGE) if asked else DEFAULT_PAGE
+
+
+async def _streamed(
+    pages: AsyncGenerator[list[T], None], context: grpc.aio.ServicerContext[Any, Any]
+) -> AsyncGenerator[list[T], None]:
+    """The registry's pages, one at a time; a registry failure is UNAVAILABLE."""
+    try:
+        async with aclosing(pages):
+            async for page in pages:
+                yield page
+    except RegistryError as e:
+        await context.abort(grpc.StatusCode.UNAVAILABLE, short_detail(str(e) or type(e).__name__))
 
 
 class FleetService(pb_grpc.FleetServicer):
@@ -222,12 +243,57 @@ class FleetService(pb_grpc.FleetServicer):
         return pb.SetMachineMetadataResponse(machine=convert.machine_to_pb(machine))
 
     @_unary
+    async def PutCordon(
+        self, request: pb.PutCordonRequest, context: Any
+    ) -> pb.PutCordonResponse:
+        cordon = convert.cordon_from_pb(request.cordon)
+        checked_machine_id(cordon.machine_id)
+        if not cordon.machine_id:
+            raise ValueError("invalid machine ID: empty")
+        await self._registry.put_cordon(cordon)
+        return pb.PutCordonResponse()
+
+    @_unary
+    async def DeleteCordon(
+        self, request: pb.DeleteCordonRequest, context: Any
+    ) -> pb.DeleteCordonResponse:
+        machine_id = checked_machine_id(request.machine_id)
+        if not machine_id:
+            raise ValueError("invalid machine ID: empty")
+        return pb.DeleteCordonResponse(existed=await self._registry.delete_cordon(machine_id))
+
+    @_unary
+    async def ListCordons(
+        self, request: pb.ListCordonsRequest, context: Any
+    ) -> pb.ListCordonsResponse:
+        cordons = await self._registry.list_cordons()
+        return pb.ListCordonsResponse(
+            cordons=[convert.cordon_to_pb(c) for _, c in sorted(cordons.items())])
+
+    @_unary
     async def ListUnitStates(
         self, request: pb.ListUnitStatesRequest, context: Any
     ) -> pb.ListUnitStatesResponse:
         states = await self._registry.list_unit_states(
             checked_machine_id(request.machine_id) or None)
         return pb.ListUnitStatesResponse(states=[convert.state_msg_to_pb(s) for s in states])
+
+    async def StreamUnitStates(
+        self, request: pb.StreamUnitStatesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.ListUnitStatesResponse]:
+        await _refuse_malformed(request, context)
+        pages = self._registry.unit_state_pages(request.machine_id or None,
+                                                _page_size(request.page_size))
+        async for page in _streamed(pages, context):
+            yield pb.ListUnitStatesResponse(states=[convert.state_msg_to_pb(s) for s in page])
+
+    async def StreamMachines(
+        self, request: pb.StreamMachinesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.ListMachinesResponse]:
+        await _refuse_malformed(request, context)
+        pages = self._registry.machine_pages(_page_size(request.page_size))
+        async for page in _streamed(pages, context):
+            yield pb.ListMachinesResponse(machines=[convert.machine_to_pb(m) for m in page])
 
     @_unary
     async def ListSchedule(

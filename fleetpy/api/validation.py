@@ -18,18 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from fleetpy.api.limits import CLIENT_BATCH, MAX_DETAIL, MAX_ID_BYTES, MAX_UNITS_PER_CALL
 from fleetpy.model.names import quote, validate_unit_name
 from fleetpy.model.reserved import check_managed, check_unit
 from fleetpy.model.types import UnitFile
 from fleetpy.model.unitfile import make_unit_file, parse_unit
 from fleetpy.model.xfleet import check_xfleet
-
-MAX_REQUEST_BYTES = 16 * 1024 * 1024
-MAX_UNITS_PER_CALL = 5000
-MAX_ID_BYTES = 255
-CLIENT_BATCH = 1000
-CLIENT_BATCH_BYTES = 4 * 1024 * 1024
-MAX_DETAIL = 1000  # characters of an error message sent back (a huge name is cut)
 
 
 class RequestTooLarge(ValueError):

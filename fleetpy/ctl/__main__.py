@@ -1,5 +1,5 @@
 """``python -m fleetpy.ctl``: the same as the ``fleetctl`` script."""
 
-from fleetpy.ctl.main import main
+from fleetpy.ctl.main import run
 
-main(prog_name="fleetctl")
+run()

@@ -13,14 +13,19 @@ when a client is opened.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from fleetpy.api.snapshot import Snapshot, SnapshotSource, watch_snapshots
 from fleetpy.ctl.common import Settings
-from fleetpy.model.metadata import MetadataChange
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
 from fleetpy.registry.base import Registry, UnitRecord
-from fleetpy.registry.unreadable import Unreadable
+
+if TYPE_CHECKING:  # annotations only (no etcd client, no model parsing for list-units)
+    from fleetpy.model.cordon import Cordon
+    from fleetpy.model.metadata import MetadataChange
+    from fleetpy.registry.unreadable import Unreadable
+
+PAGE = 1000  # entries per page of the paged listings (etcd range limit, API message)
 
 
 class FleetClient(SnapshotSource, Protocol):
@@ -52,12 +57,28 @@ class FleetClient(SnapshotSource, Protocol):
         self, machine_id: str, change: MetadataChange
     ) -> Machine | None: ...
 
+    async def put_cordon(self, cordon: Cordon) -> None: ...
+
+    async def delete_cordon(self, machine_id: str) -> bool: ...
+
+    async def list_cordons(self) -> dict[str, Cordon]: ...
+
     async def list_unreadable(self) -> list[Unreadable]:
         """Registry entries every reader skips, with what is wrong with each."""
         ...
 
     def watch_units(self, names: Sequence[str]) -> AsyncGenerator[Snapshot, None]:
         """A snapshot of ``names`` now, then after every change."""
+        ...
+
+    def machine_pages(self, page_size: int = PAGE) -> AsyncGenerator[list[Machine], None]:
+        """Live machines by ID, a page at a time (list-machines: no whole copy)."""
+        ...
+
+    def unit_state_pages(
+        self, machine_id: str | None = None, page_size: int = PAGE
+    ) -> AsyncGenerator[list[UnitState], None]:
+        """Reported unit states, a page at a time (list-units)."""
         ...
 
 
@@ -112,11 +133,28 @@ class EtcdDriver:
     ) -> Machine | None:
         return await self.registry.set_machine_metadata(machine_id, change)
 
+    def machine_pages(self, page_size: int = PAGE) -> AsyncGenerator[list[Machine], None]:
+        return self.registry.machine_pages(page_size)
+
+    def unit_state_pages(
+        self, machine_id: str | None = None, page_size: int = PAGE
+    ) -> AsyncGenerator[list[UnitState], None]:
+        return self.registry.unit_state_pages(machine_id, page_size)
+
     async def list_unit_states(self, machine_id: str | None = None) -> list[UnitState]:
         return await self.registry.list_unit_states(machine_id)
 
     async def list_schedule(self, machine_id: str | None = None) -> list[ScheduledUnit]:
         return await self.registry.list_schedule(machine_id)
+
+    async def put_cordon(self, cordon: Cordon) -> None:
+        await self.registry.put_cordon(cordon)
+
+    async def delete_cordon(self, machine_id: str) -> bool:
+        return await self.registry.delete_cordon(machine_id)
+
+    async def list_cordons(self) -> dict[str, Cordon]:
+        return await self.registry.list_cordons()
 
     async def list_waiting(self) -> dict[str, str]:
         return await self.registry.list_waiting()

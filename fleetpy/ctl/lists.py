@@ -6,17 +6,19 @@ hand the rows to the one renderer (fleetpy.ctl.render).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from fleetpy.ctl.common import CtlEnv, CtlError, err, out, pass_env, run_with_client
-from fleetpy.ctl.render import OUTPUTS, parse_fields, render
+from fleetpy.ctl.render import OUTPUTS, parse_fields, render, render_rows, write
 
 if TYPE_CHECKING:
     from fleetpy.api.snapshot import Snapshot
     from fleetpy.ctl.client import FleetClient
+    from fleetpy.model.cordon import Cordon
     from fleetpy.model.types import Machine, UnitState
     from fleetpy.registry.unreadable import Unreadable
 
@@ -26,26 +28,44 @@ UNITS_FIELDS = ("unit", "machine", "load", "active", "sub", "hash")
 UNITS_DEFAULT = "unit,machine,active,sub"
 UNIT_FILES_FIELDS = ("unit", "hash", "dstate", "state", "target", "global", "desc", "reason")
 UNIT_FILES_DEFAULT = "unit,hash,dstate,state,target"
-MACHINES_FIELDS = ("machine", "ip", "metadata")
+MACHINES_FIELDS = ("machine", "ip", "metadata", "state")
 MACHINES_DEFAULT = "machine,ip,metadata"
+PAGE = 1000  # rows per page read (etcd range limit; API message)
+
+
+# One list-units row while the pages arrive: (unit, machine id, load, active, sub, hash).
+StateRow = tuple[str, str, str, str, str, str]
+
+
+def state_row(s: UnitState, share: dict[str, str], with_hash: bool = True) -> StateRow:
+    """A state as plain strings; the few distinct machine IDs and load/active/sub values
+    are shared, the hash is kept only when shown."""
+    return (s.name, share.setdefault(s.machine_id, s.machine_id),
+            share.setdefault(s.load_state, s.load_state),
+            share.setdefault(s.active_state, s.active_state),
+            share.setdefault(s.sub_state, s.sub_state), s.hash if with_hash else "")
+
+
+def state_cells(
+    rows: Iterable[StateRow], machines: Mapping[str, Machine], full: bool
+) -> Iterator[Row]:
+    """list-units rows, by unit then machine ID, from compact rows."""
+    from fleetpy.ctl.state import machine_legend
+
+    legends: dict[str, str] = {}  # machine id -> its legend, made once
+    for name, machine_id, load, active, sub, hsh in sorted(rows, key=lambda r: (r[0], r[1])):
+        legend = legends.get(machine_id)
+        if legend is None and machine_id:
+            legend = legends[machine_id] = machine_legend(machine_id, machines, full)
+        yield {"unit": name, "machine": legend, "load": load, "active": active, "sub": sub,
+               "hash": hsh if full else hsh[:7]}
 
 
 def unit_state_rows(
     states: Iterable[UnitState], machines: Mapping[str, Machine], full: bool
 ) -> list[Row]:
-    from fleetpy.ctl.state import machine_legend
-
-    return [
-        {
-            "unit": s.name,
-            "machine": machine_legend(s.machine_id, machines, full) if s.machine_id else None,
-            "load": s.load_state,
-            "active": s.active_state,
-            "sub": s.sub_state,
-            "hash": s.hash if full else s.hash[:7],
-        }
-        for s in sorted(states, key=lambda s: (s.name, s.machine_id))
-    ]
+    share: dict[str, str] = {}
+    return list(state_cells((state_row(s, share) for s in states), machines, full))
 
 
 def unit_file_rows(
@@ -97,16 +117,23 @@ def unreadable_report(entries: Sequence[Unreadable], output: str) -> str:
     return "\n".join(lines)
 
 
-def machine_rows(machines: Iterable[Machine], full: bool) -> list[Row]:
+def machine_rows(
+    machines: Iterable[Machine], full: bool, cordons: Mapping[str, Cordon] | None = None
+) -> list[Row]:
+    """One row per machine; STATE ready, cordoned or draining (fleetpy.model.cordon).
+    A cordoned machine whose lease is gone is listed too (IP -): its cordon stays."""
+    from fleetpy.ctl.cordon import known_machines
     from fleetpy.ctl.state import format_metadata, machine_id_legend
 
+    cordons = cordons or {}
     return [
         {
             "machine": machine_id_legend(m.id, full),
             "ip": m.public_ip or None,
             "metadata": format_metadata(m.metadata) or None,
+            "state": cordons[m.id].state.value if m.id in cordons else "ready",
         }
-        for m in sorted(machines, key=lambda m: m.id)
+        for m in sorted(known_machines(list(machines), cordons), key=lambda m: m.id)
     ]
 
 
@@ -143,13 +170,23 @@ def list_units(env: CtlEnv, full: bool, no_legend: bool, fields: str, output: st
     async def action(client: FleetClient) -> int:
         import asyncio
 
-        if "machine" in cols:
-            states, machines = await asyncio.gather(
-                client.list_unit_states(), client.list_machines())
-        else:
-            states, machines = await client.list_unit_states(), []
-        rows = unit_state_rows(states, {m.id: m for m in machines}, full or output == "json")
-        out(render(cols, rows, output=output, legend=not no_legend), nl=False)
+        machines: dict[str, Machine] = {}
+        rows: list[StateRow] = []
+
+        async def read_machines() -> None:
+            async with aclosing(client.machine_pages(PAGE)) as pages:
+                async for page in pages:
+                    machines.update((m.id, m) for m in page)
+
+        async def read_states() -> None:
+            share: dict[str, str] = {}
+            async with aclosing(client.unit_state_pages(None, PAGE)) as pages:
+                async for page in pages:
+                    rows.extend(state_row(s, share, "hash" in cols) for s in page)
+
+        await asyncio.gather(read_states(), *([read_machines()] if "machine" in cols else []))
+        cells = state_cells(rows, machines, full or output == "json")
+        write(render_rows(cols, cells, output=output, legend=not no_legend))
         return 0
 
     run_with_client(env, action)
@@ -192,12 +229,29 @@ def list_unit_files(env: CtlEnv, full: bool, no_legend: bool, fields: str, outpu
 @_table_options(MACHINES_DEFAULT, MACHINES_FIELDS)
 @pass_env
 def list_machines(env: CtlEnv, full: bool, no_legend: bool, fields: str, output: str) -> None:
-    """Enumerate the current hosts in the cluster"""
+    """Enumerate the current hosts in the cluster.
+
+    STATE (--fields state, always in -o json) is ready, cordoned or draining
+    (fleetctl cordon, drain); the default columns add it when some machine is
+    not ready, so fleet's three columns stay as they were otherwise.
+    """
     cols = _fields(fields, MACHINES_FIELDS)
 
     async def action(client: FleetClient) -> int:
-        rows = machine_rows(await client.list_machines(), full or output == "json")
-        out(render(cols, rows, output=output, legend=not no_legend), nl=False)
+        import asyncio
+
+        async def pages() -> list[Machine]:
+            found: list[Machine] = []
+            async with aclosing(client.machine_pages(PAGE)) as stream:
+                async for page in stream:
+                    found.extend(page)
+            return found
+
+        found, cordons = await asyncio.gather(pages(), client.list_cordons())
+        if fields == MACHINES_DEFAULT and (cordons or output == "json"):
+            cols.append("state")
+        write(render_rows(cols, machine_rows(found, full or output == "json", cordons),
+                          output=output, legend=not no_legend))
         return 0
 
     run_with_client(env, action)

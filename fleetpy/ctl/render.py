@@ -9,7 +9,7 @@ multiple of 8. :func:`tabwrite` reproduces that byte for byte.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 EMPTY = "-"
 OUTPUTS = ("plain", "json")
@@ -17,16 +17,15 @@ TAB_WIDTH = 8
 PADDING = 1
 
 
-def tabwrite(lines: Sequence[Sequence[str]]) -> str:
-    """Align ``lines`` (rows of cells) the way fleet's tabwriter does."""
+def tab_lines(lines: Sequence[Sequence[str]]) -> Iterator[str]:
+    """Align ``lines`` (rows of cells) the way fleet's tabwriter does, a line at a time."""
     if not lines:
-        return ""
+        return
     ncols = max(len(line) for line in lines)
     widths = [0] * ncols
     for line in lines:
         for i, cell in enumerate(line[:-1]):
             widths[i] = max(widths[i], len(cell) + PADDING)
-    out: list[str] = []
     for line in lines:
         parts: list[str] = []
         for i, cell in enumerate(line):
@@ -34,8 +33,32 @@ def tabwrite(lines: Sequence[Sequence[str]]) -> str:
             if i < len(line) - 1:
                 cellw = -(-widths[i] // TAB_WIDTH) * TAB_WIDTH
                 parts.append("\t" * -(-(cellw - len(cell)) // TAB_WIDTH))
-        out.append("".join(parts) + "\n")
-    return "".join(out)
+        yield "".join(parts) + "\n"
+
+
+def tabwrite(lines: Sequence[Sequence[str]]) -> str:
+    """Align ``lines`` (rows of cells) the way fleet's tabwriter does."""
+    return "".join(tab_lines(lines))
+
+
+def render_rows(
+    fields: Sequence[str],
+    rows: Iterable[Mapping[str, str | None]],
+    *,
+    output: str = "plain",
+    legend: bool = True,
+) -> Iterator[str]:
+    """:func:`render`, in pieces: a row is kept as its cells only (the column widths
+    need every row before the first line), then the lines come one at a time."""
+    if output == "json":
+        data = [{f: (row.get(f) or None) for f in fields} for row in rows]
+        yield json.dumps(data, indent=2) + "\n"
+        return
+    if output != "plain":
+        raise ValueError(f"unknown output {output!r} (choose from {', '.join(OUTPUTS)})")
+    lines: list[list[str]] = [[f.upper() for f in fields]] if legend else []
+    lines.extend([row.get(f) or EMPTY for f in fields] for row in rows)
+    yield from tab_lines(lines)
 
 
 def render(
@@ -51,14 +74,21 @@ def render(
     False), missing values shown as ``-``. json: a list of objects with the
     selected fields, missing values as null.
     """
-    if output == "json":
-        data = [{f: (row.get(f) or None) for f in fields} for row in rows]
-        return json.dumps(data, indent=2) + "\n"
-    if output != "plain":
-        raise ValueError(f"unknown output {output!r} (choose from {', '.join(OUTPUTS)})")
-    lines: list[list[str]] = [[f.upper() for f in fields]] if legend else []
-    lines.extend([row.get(f) or EMPTY for f in fields] for row in rows)
-    return tabwrite(lines)
+    return "".join(render_rows(fields, rows, output=output, legend=legend))
+
+
+def write(pieces: Iterable[str], lines_per_write: int = 1000) -> None:
+    """Print ``pieces`` (lines) on stdout, many lines per write."""
+    import click
+
+    batch: list[str] = []
+    for piece in pieces:
+        batch.append(piece)
+        if len(batch) >= lines_per_write:
+            click.echo("".join(batch), nl=False)
+            batch.clear()
+    if batch:
+        click.echo("".join(batch), nl=False)
 
 
 def parse_fields(spec: str, valid: Sequence[str]) -> list[str]:

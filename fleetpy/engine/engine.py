@@ -1,8 +1,9 @@
 """The engine: on the one fleetd holding the lead, place units on machines.
 
 Leadership is a key on the agent's lease (create-if-absent). While leading,
-the engine keeps a view of units/, machines/, schedule/ and refused/ (units
-a machine has outside fleet, fleetpy.agent.foreign) from resumable watches
+the engine keeps a view of units/, machines/, schedule/, refused/ (units
+a machine has outside fleet, fleetpy.agent.foreign) and cordoned/ (machines
+taken out of placement, fleetpy.model.cordon) from resumable watches
 and runs the pure planner (fleetpy.engine.plan) when one of them changed the
 view: the plan is pure, so an idle cluster costs no passes (the echo of the
 engine's own writes is no change either); one pass follows each write, and a
@@ -27,6 +28,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from fleetpy.engine.plan import FENCE_MARGIN, SpecCache, plan_engine
+from fleetpy.model.cordon import Cordon
 from fleetpy.model.types import Machine, ScheduledUnit
 from fleetpy.registry.base import (
     LeaderToken,
@@ -38,9 +40,11 @@ from fleetpy.registry.base import (
     WatchUpdate,
 )
 from fleetpy.registry.codec import (
+    CORDONED,
     LEADER,
     UNITS,
     CodecError,
+    decode_cordon,
     decode_leader,
     decode_machine,
     decode_refusal,
@@ -75,6 +79,7 @@ class Engine:
         self._schedule: dict[tuple[str, str], ScheduledUnit] = {}
         self._skipped: dict[str, dict[str, Unreadable]] = {}  # watched prefix -> entries
         self._refused: dict[tuple[str, str], str] = {}
+        self._cordons: dict[str, Cordon] = {}
         self._synced: set[str] = set()
         self._waiting: dict[str, str] = {}
         self._specs: SpecCache = {}
@@ -157,6 +162,7 @@ class Engine:
             group.create_task(self._follow("machines/", self._apply_machines))
             group.create_task(self._follow("schedule/", self._apply_schedule))
             group.create_task(self._follow("refused/", self._apply_refused))
+            group.create_task(self._follow(CORDONED, self._apply_cordons))
             group.create_task(self._follow(LEADER, self._check_leader))
             group.create_task(self._tick())
             await self._reconcile_loop(token)
@@ -237,6 +243,20 @@ class Engine:
             lambda key, value, _rev: decode_refusal(key, value)[2],
         )[1]
 
+    def _apply_cordons(self, update: WatchUpdate) -> bool:
+        changes, changed = self._fold(
+            CORDONED, self._cordons, update, _name,
+            lambda key, value, _rev: decode_cordon(key, value),
+        )
+        for machine_id, known, cordon in changes:
+            if cordon is None:
+                log.info("machine %s uncordoned: units may be placed there again",
+                         machine_id[:8])
+            elif known is None or known.state != cordon.state:
+                log.info("machine %s %s by %s (%s): no new units placed there", machine_id[:8],
+                         cordon.state, cordon.by or "?", cordon.reason or "no reason given")
+        return changed
+
     async def _tick(self) -> None:
         """A full pass now and then, whatever the watches said (a safety net)."""
         while True:
@@ -254,7 +274,7 @@ class Engine:
             # took, so that planning never takes more than half of fleetd's time.
             await asyncio.sleep(max(COALESCE, min(last, MAX_COALESCE)))
             self._wake.clear()
-            if len(self._synced) < 5 or not self._dirty:
+            if len(self._synced) < 6 or not self._dirty:
                 continue
             self._dirty = False
             started = time.perf_counter()
@@ -276,6 +296,7 @@ class Engine:
                 refused=dict(self._refused),
                 gone=gone,
                 fence_wait=self.fence_wait,
+                cordons=dict(self._cordons),
             )
             last = time.perf_counter() - started
             if self.observe_pass is not None:

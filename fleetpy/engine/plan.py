@@ -17,6 +17,9 @@ and one sentence per decision, for the log:
   unit it Replaces displaces that unit, which is placed again;
 - a Global unit gets one entry per matching machine, machines joining later
   included;
+- a cordoned or draining machine (``cordons``) gets no new unit; a drain's
+  ``move`` requests move units off it where another machine can take them,
+  its ``stop`` requests take units off it whatever happens (``_cordoned``);
 - a machine that refuses a unit (``refused``: it has a unit of that name
   outside fleet) never gets it: an entry there moves, a global unit skips
   that machine (its reason says which machines it skips and why), a unit
@@ -37,6 +40,7 @@ import heapq
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 
+from fleetpy.model.cordon import Cordon, MachineState
 from fleetpy.model.names import is_template
 from fleetpy.model.names import parse as parse_name
 from fleetpy.model.reserved import managed_problem
@@ -127,8 +131,12 @@ def _order(specs: Mapping[str, XFleet]) -> list[str]:
 class _Pass:
     """One planning pass: the cluster as it evolves, and what was decided."""
 
-    def __init__(self, cluster: Cluster, specs: Mapping[str, XFleet], order: list[str]) -> None:
+    def __init__(
+        self, cluster: Cluster, specs: Mapping[str, XFleet], order: list[str],
+        moves: Mapping[str, str] | None = None,
+    ) -> None:
         self.cluster = cluster
+        self.moves = moves or {}  # unit -> the draining machine it should leave
         self.specs = specs
         self.rank = {name: i for i, name in enumerate(order)}
         self.followers: dict[str, list[str]] = {}
@@ -174,8 +182,13 @@ class _Pass:
         for machine_id in sorted(self.cluster.placed(name)):
             bad = violations(self.cluster, spec, machine_id)
             if not bad:
-                self.reasons.pop(name, None)
-                return
+                if self.moves.get(name) != machine_id:
+                    self.reasons.pop(name, None)
+                    self.partial.discard(name)
+                    return
+                if not self._drain_move(spec, machine_id):
+                    return
+                break
             self._unschedule(name, machine_id, "; ".join(bad))
         decision = decide(self.cluster, spec)
         if decision.machine_id is None:
@@ -187,6 +200,31 @@ class _Pass:
         self.cluster.place(spec, decision.machine_id)
         self.reasons.pop(name, None)
         self.decisions.append(f"scheduled {name} on {decision.machine_id[:8]} ({decision.basis})")
+
+    def _drain_move(self, spec: UnitSpec, machine_id: str) -> bool:
+        """Take ``spec`` off a draining machine if another one can take it (True: it is
+        off, and that machine refuses it for the rest of the pass); else it stays and
+        the reason it cannot move is written (as for a partly placed global unit)."""
+        name = spec.name
+        refusing = self.cluster.refused.setdefault(name, {})
+        refusing[machine_id] = f"machine {machine_id[:8]} is draining"
+        self.cluster.remove(name, machine_id)
+        decision = decide(self.cluster, spec)
+        if decision.machine_id is None:
+            del refusing[machine_id]
+            if not refusing:
+                del self.cluster.refused[name]
+            self.cluster.place(spec, machine_id)
+            self.reasons[name] = (f"cannot leave draining machine {machine_id[:8]}: "
+                                  + "; ".join(decision.reasons))
+            self.partial.add(name)
+            return False
+        self.partial.discard(name)
+        self.decisions.append(f"unscheduled {name} from {machine_id[:8]}: machine is draining")
+        for follower in self.followers.get(name, ()):
+            if follower in self.rank:
+                self._requeue(follower)
+        return True
 
     def _global(self, spec: UnitSpec) -> None:
         name = spec.name
@@ -311,6 +349,39 @@ def _changes(
     return puts, deletes
 
 
+def _cordoned(
+    cordons: Mapping[str, Cordon],
+    active: Mapping[str, XFleet],
+    schedule: Sequence[ScheduledUnit],
+) -> tuple[dict[tuple[str, str], str], dict[str, str]]:
+    """What cordons mean to the planner: (refusals, moves).
+
+    A cordoned or draining machine refuses every unit not on it already ("machine
+    a1b2c3d4 is cordoned"), so no new unit lands there and a unit nothing else can
+    take waits naming it. A draining machine also refuses the units its drain says
+    to ``stop`` (and its global units with ``stop_global``): they leave it. Units it
+    says to ``move`` (not global, not MachineOf followers: they follow their targets)
+    are moves: placed elsewhere when some machine can take them, kept otherwise.
+    """
+    on: dict[str, set[str]] = {}
+    for entry in schedule:
+        on.setdefault(entry.machine_id, set()).add(entry.name)
+    refusals: dict[tuple[str, str], str] = {}
+    moves: dict[str, str] = {}
+    for machine_id, cordon in sorted(cordons.items()):
+        here = on.get(machine_id, set())
+        stop, move = set(cordon.stop), set(cordon.move)
+        draining = cordon.state == MachineState.DRAINING
+        for name, spec in active.items():
+            if name not in here:
+                refusals[(machine_id, name)] = cordon.why()
+            elif draining and (name in stop or (spec.is_global and cordon.stop_global)):
+                refusals[(machine_id, name)] = f"machine {machine_id[:8]} is draining"
+            elif draining and name in move and not spec.is_global and not spec.machine_of:
+                moves[name] = machine_id
+    return refusals, moves
+
+
 def plan_engine(
     units: Sequence[UnitRecord],
     machines: Sequence[Machine],
@@ -321,6 +392,7 @@ def plan_engine(
     refused: Mapping[tuple[str, str], str] | None = None,
     gone: Mapping[str, float] | None = None,
     fence_wait: float = 0.0,
+    cordons: Mapping[str, Cordon] | None = None,
 ) -> EnginePlan:
     """Plan one engine pass.
 
@@ -334,6 +406,7 @@ def plan_engine(
     since the engine's view began, for one it never saw); a machine left out
     is long gone. ``fence_wait``: how long after that a unit with
     StopWhenDisconnected=true keeps its entry there before it is placed elsewhere.
+    ``cordons``: machine id -> its cordon (fleetpy.model.cordon): see ``_cordoned``.
     """
     previous = waiting or {}
     records = {r.unit.name: r for r in units if r.unit.name not in unreadable}
@@ -366,8 +439,12 @@ def plan_engine(
         else:
             reasons[name] = why or str(spec)
 
+    live = {m.id for m in machines}
+    refusals, moves = _cordoned(
+        {mid: c for mid, c in (cordons or {}).items() if mid in live}, active, schedule)
+    refusals.update(refused or {})  # a machine's own refusal says more than its cordon
     by_unit: dict[str, dict[str, str]] = {}
-    for (machine_id, name), why in (refused or {}).items():
+    for (machine_id, name), why in refusals.items():
         if name in records:
             by_unit.setdefault(name, {})[machine_id] = why
     cluster = Cluster(machines, refused=by_unit)
@@ -378,7 +455,7 @@ def plan_engine(
                          f"elsewhere {fence_wait:.1f}s after that, once its copy there stopped")
     decisions: list[str] = []
     _initial(schedule, active, reasons, records, cluster, decisions, held.keys())
-    planner = _Pass(cluster, active, _order(active))
+    planner = _Pass(cluster, active, _order(active), moves)
     planner.run()
     decisions.extend(planner.decisions)
     reasons.update(planner.reasons)

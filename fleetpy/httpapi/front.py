@@ -25,8 +25,8 @@ from collections.abc import Sequence
 
 import grpc.aio
 
+from fleetpy.api.limits import MAX_REQUEST_BYTES
 from fleetpy.api.transport import TlsFiles, _read
-from fleetpy.api.validation import MAX_REQUEST_BYTES
 from fleetpy.httpapi.http11 import Buffered, serve_connection
 from fleetpy.httpapi.resources import Resources
 

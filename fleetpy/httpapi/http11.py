@@ -4,7 +4,8 @@ Persistent connections (HTTP/1.1 default; ``Connection: close`` honoured;
 HTTP/1.0 closes unless keep-alive), request bodies by Content-Length or
 chunked transfer coding, ``Expect: 100-continue`` (curl sends it for larger
 bodies). A malformed request gets 400 and the connection is closed; a body over
-``max_body`` gets 413. Responses always carry Content-Length.
+``max_body`` gets 413. Responses always carry Content-Length, but for a
+:class:`StreamResponse` (server-sent events): written as it comes, then closed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import asyncio
 import email.utils
 import logging
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 
 from fleetpy.httpapi.resources import Request, Response, error_response
@@ -24,7 +26,18 @@ MAX_LINE = 16 * 1024
 MAX_HEADERS = 100
 SERVER = "fleetd/fleetpy"
 
-Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamResponse:
+    """A response of unknown length (server-sent events): its chunks are written as
+    they come, then the connection is closed (no Content-Length, so no keep-alive)."""
+
+    chunks: AsyncIterator[bytes]
+    content_type: str = "text/event-stream"
+
+
+Handler = Callable[[Request], Awaitable[Response | StreamResponse]]
 
 
 class BadRequest(Exception):
@@ -146,6 +159,18 @@ async def _request(reader: Buffered, writer: asyncio.StreamWriter,
     return Request(method, path, query, headers, body), keep
 
 
+async def _stream(resp: StreamResponse, writer: asyncio.StreamWriter) -> None:
+    head = ["HTTP/1.1 200 OK", f"Server: {SERVER}",
+            f"Date: {email.utils.formatdate(usegmt=True)}",
+            f"Content-Type: {resp.content_type}", "Cache-Control: no-store",
+            "Connection: close"]
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+    await writer.drain()
+    async for chunk in resp.chunks:
+        writer.write(chunk)
+        await writer.drain()
+
+
 async def serve_connection(reader: Buffered, writer: asyncio.StreamWriter, handler: Handler,
                            max_body: int) -> None:
     """Answer requests on one connection until either side closes it."""
@@ -165,6 +190,9 @@ async def serve_connection(reader: Buffered, writer: asyncio.StreamWriter, handl
             except Exception:  # a bug must not cut the connection without an answer
                 log.exception("HTTP %s %s failed", req.method, req.path)
                 resp = error_response(500, "internal error")
+            if isinstance(resp, StreamResponse):
+                await _stream(resp, writer)
+                return
             log.debug("HTTP %s %s -> %d", req.method, req.path, resp.status)
             writer.write(_response_bytes(resp, close=not keep))
             await writer.drain()

@@ -12,6 +12,8 @@ key                                         value (JSON)                        
 ``waiting/<name>``                          {"reason"}                            engine (leader)
 ``refused/<machine_id>/<name>``             {"reason"}                            agent (lease)
 ``engine/leader``                           {"machine_id"}                        engine (lease)
+``cordoned/<machine_id>``                   {"state","by","at","reason","move",   fleetctl / API
+                                            "stop","stop_global"}
 ==========================================  ====================================  ===============
 
 - An agent only ever watches ``schedule/<its machine id>/``: the schedule entry
@@ -36,10 +38,10 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from fleetpy.model.metadata import MetadataChange
-from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: fleetctl imports this module on every command
+    from fleetpy.model.cordon import Cordon
+    from fleetpy.model.metadata import MetadataChange
+    from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
     from fleetpy.registry.unreadable import Unreadable
 
 DEFAULT_PREFIX = "/fleetpy/"
@@ -220,6 +222,17 @@ class Registry(Protocol):
 
     async def list_unit_states(self, machine_id: str | None = None) -> list[UnitState]: ...
 
+    def unit_state_pages(
+        self, machine_id: str | None = None, page_size: int = 1000
+    ) -> AsyncGenerator[list[UnitState], None]:
+        """``list_unit_states`` in pages of at most ``page_size`` (by machine, then name),
+        all read at one revision (fleetpy.registry.pages)."""
+        ...
+
+    def machine_pages(self, page_size: int = 1000) -> AsyncGenerator[list[Machine], None]:
+        """``list_machines`` in pages of at most ``page_size``, by ID, at one revision."""
+        ...
+
     async def put_refusals(
         self, machine_id: str, changes: Mapping[str, str | None], lease: Lease
     ) -> None:
@@ -227,6 +240,16 @@ class Registry(Protocol):
 
     async def list_refusals(self, machine_id: str | None = None) -> dict[tuple[str, str], str]:
         """(machine id, unit name) -> the reason that machine refuses that unit."""
+
+    # cordon and drain (fleetpy.registry.cordons; no lease: durable) ------------
+    async def put_cordon(self, cordon: Cordon) -> None:
+        """Create or replace ``cordoned/<machine_id>``."""
+
+    async def delete_cordon(self, machine_id: str) -> bool:
+        """Uncordon; False when the machine was not cordoned."""
+
+    async def list_cordons(self) -> dict[str, Cordon]:
+        """Machine id -> its cordon (machines that are not cordoned are absent)."""
 
     # schedule (engine writes, agents read) -------------------------------------
     async def list_schedule(self, machine_id: str | None = None) -> list[ScheduledUnit]: ...

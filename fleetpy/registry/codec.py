@@ -15,6 +15,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from fleetpy.model.cordon import Cordon, MachineState
 from fleetpy.model.names import InvalidUnitName, validate_unit_name
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
 from fleetpy.model.unitfile import unit_hash
@@ -27,6 +28,7 @@ STATES = "states/"
 WAITING = "waiting/"
 REFUSED = "refused/"
 LEADER = "engine/leader"
+CORDONED = "cordoned/"
 
 
 class CodecError(ValueError):
@@ -91,6 +93,10 @@ def refused_prefix(machine_id: str | None = None) -> str:
 
 def refused_key(machine_id: str, name: str) -> str:
     return refused_prefix(machine_id) + check_name("unit name", name)
+
+
+def cordon_key(machine_id: str) -> str:
+    return CORDONED + check_name("machine id", machine_id)
 
 
 def split_key(key: str, prefix: str) -> list[str]:
@@ -259,6 +265,41 @@ def decode_refusal(key: str, value: bytes) -> tuple[str, str, str]:
     return machine_id, name, _str(_load(value, ("reason",), key), "reason", key)
 
 
+def encode_cordon(cordon: Cordon) -> bytes:
+    return _dump({
+        "state": cordon.state.value, "by": cordon.by, "at": cordon.at,
+        "reason": cordon.reason, "move": list(cordon.move), "stop": list(cordon.stop),
+        "stop_global": cordon.stop_global,
+    })
+
+
+def _names(obj: Mapping[str, Any], name: str, where: str) -> tuple[str, ...]:
+    value = obj.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise CodecError(f"{where}: {name} must be a list of unit names")
+    return tuple(value)
+
+
+def decode_cordon(key: str, value: bytes) -> Cordon:
+    """``cordoned/<machine_id>`` -> the Cordon."""
+    parts = split_key(key, CORDONED)
+    if len(parts) != 1 or not parts[0]:
+        raise CodecError(f"key {key!r}: expected {CORDONED}<machine_id>")
+    obj = _load(value, ("state",), key)
+    try:
+        state = MachineState(_str(obj, "state", key))
+    except ValueError:
+        raise CodecError(f"{key}: state must be cordoned or draining") from None
+    if state == MachineState.READY:
+        raise CodecError(f"{key}: state must be cordoned or draining")
+    return Cordon(
+        machine_id=parts[0], state=state,
+        by=str(obj.get("by", "")), at=str(obj.get("at", "")), reason=str(obj.get("reason", "")),
+        move=_names(obj, "move", key), stop=_names(obj, "stop", key),
+        stop_global=bool(obj.get("stop_global", False)),
+    )
+
+
 def encode_leader(machine_id: str) -> bytes:
     return _dump({"machine_id": machine_id})
 
@@ -282,6 +323,8 @@ def decode_entry(key: str, value: bytes) -> None:
         decode_machine(key, value)
     elif key.startswith(WAITING):
         decode_waiting(key, value)
+    elif key.startswith(CORDONED):
+        decode_cordon(key, value)
     elif key == LEADER:
         decode_leader(value)
     elif key.startswith(LEADER):

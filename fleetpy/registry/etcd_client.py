@@ -215,8 +215,11 @@ class EtcdClient:
 
     # KVBackend --------------------------------------------------------------
 
-    async def range(self, key: bytes, range_end: bytes | None = None) -> RangeResult:
-        request = rpc.RangeRequest(key=key, range_end=range_end or b"")
+    async def range(
+        self, key: bytes, range_end: bytes | None = None, *, limit: int = 0, revision: int = 0
+    ) -> RangeResult:
+        request = rpc.RangeRequest(key=key, range_end=range_end or b"", limit=limit,
+                                   revision=revision)
 
         async def call(conn: _Conn) -> Any:
             return await conn.kv.Range(
@@ -224,7 +227,8 @@ class EtcdClient:
             )
 
         response, _ = await self._rpc("range", call, idempotent=True)
-        return RangeResult(response.header.revision, [kv_from(kv) for kv in response.kvs])
+        return RangeResult(response.header.revision, [kv_from(kv) for kv in response.kvs],
+                           bool(response.more))
 
     async def txn(
         self, compare: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op] = ()

@@ -11,7 +11,6 @@ import grpc.aio
 
 from fleetpy.registry.base import LeaseLostError, RegistryError
 from fleetpy.registry.etcd_rpc import CLIENT_CERT_REFUSED, reason
-from fleetpy.tlscheck import certificate_problem
 
 UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
@@ -43,6 +42,8 @@ def why_unusable(me: Identity, secure: bool, error: grpc.aio.AioRpcError, timeou
         if me.cert_file is None:
             return ("TLS: etcd requires a client certificate (etcd_certfile and "
                     "etcd_keyfile; fleetctl --cert-file and --key-file)")
+        from fleetpy.tlscheck import certificate_problem  # only when a certificate is refused
+
         return f"{why}: {certificate_problem(me.cert_file, me.ca_file, 'etcd')}"
     if why == "connection closed" and not secure:
         return "connection closed at once: does etcd require TLS? use https:// endpoints"

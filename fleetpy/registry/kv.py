@@ -38,8 +38,11 @@ class KeyValue:
 
 @dataclass(frozen=True, slots=True)
 class RangeResult:
+    """``kvs`` in key order; ``more``: a ``limit`` cut the range short."""
+
     revision: int
     kvs: Sequence[KeyValue]
+    more: bool = False
 
 
 class Target(enum.Enum):
@@ -140,7 +143,12 @@ class KVBackend(Protocol):
     def requests(self) -> collections.Counter[str]:
         """Requests made so far, by kind (range, txn, lease_keepalive, watch...)."""
 
-    async def range(self, key: bytes, range_end: bytes | None = None) -> RangeResult: ...
+    async def range(
+        self, key: bytes, range_end: bytes | None = None, *, limit: int = 0, revision: int = 0
+    ) -> RangeResult:
+        """Keys in ``[key, range_end)`` (or ``key`` alone), the first ``limit`` of them
+        (0: all), as of ``revision`` (0: now); RegistryError when that revision is
+        compacted. ``RangeResult.revision`` is the store's revision, not ``revision``."""
 
     async def txn(
         self, compare: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op] = ()

@@ -56,9 +56,11 @@ class MemoryClient:
         if cut_off:
             self.store.break_watches(owner=self, why="partitioned")
 
-    async def range(self, key: bytes, range_end: bytes | None = None) -> RangeResult:
+    async def range(
+        self, key: bytes, range_end: bytes | None = None, *, limit: int = 0, revision: int = 0
+    ) -> RangeResult:
         self._count("range")
-        return self.store.range(key, range_end)
+        return self.store.range(key, range_end, limit=limit, revision=revision)
 
     async def txn(
         self, compare: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op] = ()

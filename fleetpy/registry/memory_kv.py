@@ -128,9 +128,48 @@ class MemoryKV:
         if not self.available:
             raise RegistryError(unreachable_message([(URL, "connection refused")]))
 
-    def range(self, key: bytes, range_end: bytes | None = None) -> RangeResult:
+    def range(
+        self, key: bytes, range_end: bytes | None = None, *, limit: int = 0, revision: int = 0
+    ) -> RangeResult:
         self.check()
-        return RangeResult(self.revision, self._select(key, range_end))
+        if revision and revision < self.revision:
+            kvs = self._select_at(key, range_end, revision)
+        else:
+            kvs = self._select(key, range_end)
+        if limit and len(kvs) > limit:
+            return RangeResult(self.revision, kvs[:limit], more=True)
+        return RangeResult(self.revision, kvs)
+
+    def _select_at(self, key: bytes, range_end: bytes | None, revision: int) -> list[KeyValue]:
+        """The range as it was at ``revision``: the current entries with the changes
+        since undone, from the history (etcd keeps old versions; this store keeps
+        the events since the last compaction)."""
+        if revision < self.compacted:
+            raise RegistryError(
+                f"{URL}: required revision {revision} has been compacted ({self.compacted})")
+        then: dict[bytes, KeyValue | None] = {}  # last change at or before (None: deleted)
+        first_after: dict[bytes, tuple[int, KVEvent]] = {}  # first change after
+        for rev, events in self._history:
+            for event in events:
+                k = event.kv.key
+                if not _in_range(k, key, range_end):
+                    continue
+                if rev <= revision:
+                    then[k] = event.kv if event.type is EventType.PUT else None
+                else:
+                    first_after.setdefault(k, (rev, event))
+        found = {k: kv for k, kv in self._data.items()
+                 if _in_range(k, key, range_end) and k not in first_after}
+        for k, (rev, event) in first_after.items():
+            if k in then:
+                old = then[k]
+                if old is not None:
+                    found[k] = old
+            elif not (event.type is EventType.PUT and event.kv.create_revision == rev):
+                # it existed at ``revision``, changed later, and its value then is compacted
+                raise RegistryError(f"{URL}: required revision {revision} has been compacted "
+                                    f"({self.compacted})")
+        return [found[k] for k in sorted(found)]
 
     def _select(self, key: bytes, range_end: bytes | None) -> list[KeyValue]:
         if range_end is None:

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from fleetpy.model.metadata import MetadataChange
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
-from fleetpy.registry import bulk, codec
+from fleetpy.registry import bulk, codec, pages
 from fleetpy.registry.base import (
     DEFAULT_PREFIX,
     LeaderToken,
@@ -30,6 +30,7 @@ from fleetpy.registry.base import (
     UnitRecord,
     WatchUpdate,
 )
+from fleetpy.registry.cordons import CordonStore
 from fleetpy.registry.kv import (
     Compare,
     Delete,
@@ -52,7 +53,7 @@ DEFAULT_MAX_TXN_OPS = 128
 _CAS_ATTEMPTS = 10
 
 
-class KVRegistry:
+class KVRegistry(CordonStore):
     """Implements ``base.Registry`` on a ``KVBackend``."""
 
     def __init__(
@@ -322,6 +323,16 @@ class KVRegistry:
     async def list_unit_states(self, machine_id: str | None = None) -> list[UnitState]:
         kvs = await self._list(codec.states_prefix(machine_id))
         return self._decoded(kvs, lambda kv: codec.decode_state(self._rel(kv.key), kv.value))
+
+    def unit_state_pages(
+        self, machine_id: str | None = None, page_size: int = pages.DEFAULT_PAGE
+    ) -> AsyncGenerator[list[UnitState], None]:
+        return pages.unit_state_pages(self, machine_id, page_size)
+
+    def machine_pages(
+        self, page_size: int = pages.DEFAULT_PAGE
+    ) -> AsyncGenerator[list[Machine], None]:
+        return pages.machine_pages(self, page_size)
 
     async def put_refusals(
         self, machine_id: str, changes: Mapping[str, str | None], lease: Lease

@@ -22,7 +22,8 @@ from fleetpy.model.names import quote
 log = logging.getLogger("fleetpy.registry.unreadable")
 
 # The prefixes whose entries fleetpy reads (relative to the registry prefix).
-PREFIXES = ("units/", "schedule/", "states/", "machines/", "waiting/", "engine/leader")
+PREFIXES = ("units/", "schedule/", "states/", "machines/", "waiting/", "engine/leader",
+            "cordoned/")
 
 
 @dataclass(frozen=True, slots=True)

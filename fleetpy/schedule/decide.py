@@ -273,7 +273,9 @@ def explain(cluster: Cluster, spec: UnitSpec) -> tuple[str, ...]:
         more = [f"... {len(pool) - SHOWN} more machines refuse it"] if len(pool) > SHOWN else []
         return (*notes, *why, *more)
     if len(accepting) < len(pool):
-        notes.append(f"refused by {_ids([mid for mid in pool if mid in refusing])}")
+        refusers = [mid for mid in pool if mid in refusing]
+        whys = _list(sorted({refusing[mid] for mid in refusers}))
+        notes.append(f"refused by {_ids(refusers)} ({whys})")
         pool = accepting
     causes = [_cause(cluster, spec, mid) for mid in pool[:SHOWN]]
     clauses = ", ".join(clause for clause, _ in causes)

@@ -13,6 +13,7 @@ import pytest
 
 from fleetpy.confd.loop import Confd, make_jobs
 from fleetpy.confd.resource import Wait, parse_resource
+from fleetpy.registry.base import RegistryError
 from fleetpy.registry.etcd_client import EtcdClient
 from fleetpy.registry.kv import Delete, Put, prefix_end
 from tests.fixtures.etcd import EtcdProcess
@@ -97,8 +98,14 @@ async def test_it_rides_out_an_etcd_restart(fresh_etcd: EtcdProcess, tmp_path: P
         assert (tmp_path / "out").read_text() == before
         await asyncio.to_thread(fresh_etcd.start)
         writer = EtcdClient(fresh_etcd.endpoint, request_timeout=1.0)
-        try:
-            await writer.txn([], [Put(b"/svc/z", b"10.0.0.9:80")])
+        try:  # a just restarted etcd on a busy machine may need a moment to answer
+            async with asyncio.timeout(15):
+                while True:
+                    try:
+                        await writer.txn([], [Put(b"/svc/z", b"10.0.0.9:80")])
+                        break
+                    except RegistryError:
+                        await asyncio.sleep(0.2)
         finally:
             await writer.close()
         # Followed without a restart of confd: its watch resumed.

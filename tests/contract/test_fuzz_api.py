@@ -14,13 +14,8 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from fleetpy.api.gen import fleet_pb2 as pb
-from fleetpy.api.validation import (
-    MAX_DETAIL,
-    MAX_REQUEST_BYTES,
-    MAX_UNITS_PER_CALL,
-    checked_unit_file,
-    short_detail,
-)
+from fleetpy.api.limits import MAX_DETAIL, MAX_REQUEST_BYTES, MAX_UNITS_PER_CALL
+from fleetpy.api.validation import checked_unit_file, short_detail
 from fleetpy.model.metadata import MAX_CHANGE, MAX_KEY, MAX_VALUE
 from fleetpy.model.unitfile import MAX_UNIT_SIZE, unit_hash
 from tests.contract.fuzz_support import FuzzCluster

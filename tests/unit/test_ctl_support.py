@@ -211,8 +211,17 @@ class LoopProxy:
 
         return call
 
-    async def watch(self, prefix: str) -> AsyncIterator[Any]:
-        agen = self._cluster.registry.watch(prefix)
+    def watch(self, prefix: str) -> AsyncIterator[Any]:
+        return self._generator(self._cluster.registry.watch(prefix))
+
+    def unit_state_pages(self, *args: Any) -> AsyncIterator[Any]:
+        return self._generator(self._cluster.registry.unit_state_pages(*args))
+
+    def machine_pages(self, *args: Any) -> AsyncIterator[Any]:
+        return self._generator(self._cluster.registry.machine_pages(*args))
+
+    async def _generator(self, agen: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """An async generator of the cluster's loop, iterated from this one."""
         loop = self._cluster.loop
         try:
             while True:

@@ -246,6 +246,58 @@ class SetMachineMetadataResponse(_message.Message):
     machine: Machine
     def __init__(self, machine: _Optional[_Union[Machine, _Mapping]] = ...) -> None: ...
 
+class Cordon(_message.Message):
+    __slots__ = ("machine_id", "state", "by", "at", "reason", "move", "stop", "stop_global")
+    MACHINE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    BY_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MOVE_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    STOP_GLOBAL_FIELD_NUMBER: _ClassVar[int]
+    machine_id: str
+    state: str
+    by: str
+    at: str
+    reason: str
+    move: _containers.RepeatedScalarFieldContainer[str]
+    stop: _containers.RepeatedScalarFieldContainer[str]
+    stop_global: bool
+    def __init__(self, machine_id: _Optional[str] = ..., state: _Optional[str] = ..., by: _Optional[str] = ..., at: _Optional[str] = ..., reason: _Optional[str] = ..., move: _Optional[_Iterable[str]] = ..., stop: _Optional[_Iterable[str]] = ..., stop_global: _Optional[bool] = ...) -> None: ...
+
+class PutCordonRequest(_message.Message):
+    __slots__ = ("cordon",)
+    CORDON_FIELD_NUMBER: _ClassVar[int]
+    cordon: Cordon
+    def __init__(self, cordon: _Optional[_Union[Cordon, _Mapping]] = ...) -> None: ...
+
+class PutCordonResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DeleteCordonRequest(_message.Message):
+    __slots__ = ("machine_id",)
+    MACHINE_ID_FIELD_NUMBER: _ClassVar[int]
+    machine_id: str
+    def __init__(self, machine_id: _Optional[str] = ...) -> None: ...
+
+class DeleteCordonResponse(_message.Message):
+    __slots__ = ("existed",)
+    EXISTED_FIELD_NUMBER: _ClassVar[int]
+    existed: bool
+    def __init__(self, existed: _Optional[bool] = ...) -> None: ...
+
+class ListCordonsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListCordonsResponse(_message.Message):
+    __slots__ = ("cordons",)
+    CORDONS_FIELD_NUMBER: _ClassVar[int]
+    cordons: _containers.RepeatedCompositeFieldContainer[Cordon]
+    def __init__(self, cordons: _Optional[_Iterable[_Union[Cordon, _Mapping]]] = ...) -> None: ...
+
 class ListUnitStatesRequest(_message.Message):
     __slots__ = ("machine_id",)
     MACHINE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -257,6 +309,20 @@ class ListUnitStatesResponse(_message.Message):
     STATES_FIELD_NUMBER: _ClassVar[int]
     states: _containers.RepeatedCompositeFieldContainer[UnitState]
     def __init__(self, states: _Optional[_Iterable[_Union[UnitState, _Mapping]]] = ...) -> None: ...
+
+class StreamMachinesRequest(_message.Message):
+    __slots__ = ("page_size",)
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    def __init__(self, page_size: _Optional[int] = ...) -> None: ...
+
+class StreamUnitStatesRequest(_message.Message):
+    __slots__ = ("machine_id", "page_size")
+    MACHINE_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    machine_id: str
+    page_size: int
+    def __init__(self, machine_id: _Optional[str] = ..., page_size: _Optional[int] = ...) -> None: ...
 
 class ListScheduleRequest(_message.Message):
     __slots__ = ("machine_id",)

@@ -99,6 +99,31 @@ class FleetStub:
                 request_serializer=fleetpy_dot_v1_dot_fleet__pb2.ListUnitStatesRequest.SerializeToString,
                 response_deserializer=fleetpy_dot_v1_dot_fleet__pb2.ListUnitStatesResponse.FromString,
                 _registered_method=True)
+        self.PutCordon = channel.unary_unary(
+                '/fleetpy.v1.Fleet/PutCordon',
+                request_serializer=fleetpy_dot_v1_dot_fleet__pb2.PutCordonRequest.SerializeToString,
+                response_deserializer=fleetpy_dot_v1_dot_fleet__pb2.PutCordonResponse.FromString,
+                _registered_method=True)
+        self.DeleteCordon = channel.unary_unary(
+                '/fleetpy.v1.Fleet/DeleteCordon',
+                request_serializer=fleetpy_dot_v1_dot_fleet__pb2.DeleteCordonRequest.SerializeToString,
+                response_deserializer=fleetpy_dot_v1_dot_fleet__pb2.DeleteCordonResponse.FromString,
+                _registered_method=True)
+        self.ListCordons = channel.unary_unary(
+                '/fleetpy.v1.Fleet/ListCordons',
+                request_serializer=fleetpy_dot_v1_dot_fleet__pb2.ListCordonsRequest.SerializeToString,
+                response_deserializer=fleetpy_dot_v1_dot_fleet__pb2.ListCordonsResponse.FromString,
+                _registered_method=True)
+        self.StreamMachines = channel.unary_stream(
+                '/fleetpy.v1.Fleet/StreamMachines',
+                request_serializer=fleetpy_dot_v1_dot_fleet__pb2.StreamMachinesRequest.SerializeToString,
+                response_deserializer=fleetpy_dot_v1_dot_fleet__pb2.ListMachinesResponse.FromString,
+                _registered_method=True)
+        self.StreamUnitStates = channel.unary_stream(
+                '/fleetpy.v1.Fleet/StreamUnitStates',
+                request_serializer=fleetpy_dot_v1_dot_fleet__pb2.StreamUnitStatesRequest.SerializeToString,
+                response_deserializer=fleetpy_dot_v1_dot_fleet__pb2.ListUnitStatesResponse.FromString,
+                _registered_method=True)
         self.ListSchedule = channel.unary_unary(
                 '/fleetpy.v1.Fleet/ListSchedule',
                 request_serializer=fleetpy_dot_v1_dot_fleet__pb2.ListScheduleRequest.SerializeToString,
@@ -215,6 +240,44 @@ class FleetServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PutCordon(self, request, context):
+        """Cordon and drain (fleetctl cordon/uncordon/drain): cordoned/<machine_id>,
+        on no lease. PutCordon creates or replaces it; DeleteCordon says whether
+        there was one. INVALID_ARGUMENT for a bad machine id, state or unit name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteCordon(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCordons(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamMachines(self, request, context):
+        """The same two listings in pages (server-streamed): each message holds at
+        most page_size entries (default 1000, at most 5000), read from etcd one
+        page at a time, all pages at one revision, so neither fleetd nor the
+        client holds the whole listing in one message. fleetctl list-units and
+        list-machines use these.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamUnitStates(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListSchedule(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -311,6 +374,31 @@ def add_FleetServicer_to_server(servicer, server):
             'ListUnitStates': grpc.unary_unary_rpc_method_handler(
                     servicer.ListUnitStates,
                     request_deserializer=fleetpy_dot_v1_dot_fleet__pb2.ListUnitStatesRequest.FromString,
+                    response_serializer=fleetpy_dot_v1_dot_fleet__pb2.ListUnitStatesResponse.SerializeToString,
+            ),
+            'PutCordon': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutCordon,
+                    request_deserializer=fleetpy_dot_v1_dot_fleet__pb2.PutCordonRequest.FromString,
+                    response_serializer=fleetpy_dot_v1_dot_fleet__pb2.PutCordonResponse.SerializeToString,
+            ),
+            'DeleteCordon': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteCordon,
+                    request_deserializer=fleetpy_dot_v1_dot_fleet__pb2.DeleteCordonRequest.FromString,
+                    response_serializer=fleetpy_dot_v1_dot_fleet__pb2.DeleteCordonResponse.SerializeToString,
+            ),
+            'ListCordons': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCordons,
+                    request_deserializer=fleetpy_dot_v1_dot_fleet__pb2.ListCordonsRequest.FromString,
+                    response_serializer=fleetpy_dot_v1_dot_fleet__pb2.ListCordonsResponse.SerializeToString,
+            ),
+            'StreamMachines': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamMachines,
+                    request_deserializer=fleetpy_dot_v1_dot_fleet__pb2.StreamMachinesRequest.FromString,
+                    response_serializer=fleetpy_dot_v1_dot_fleet__pb2.ListMachinesResponse.SerializeToString,
+            ),
+            'StreamUnitStates': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamUnitStates,
+                    request_deserializer=fleetpy_dot_v1_dot_fleet__pb2.StreamUnitStatesRequest.FromString,
                     response_serializer=fleetpy_dot_v1_dot_fleet__pb2.ListUnitStatesResponse.SerializeToString,
             ),
             'ListSchedule': grpc.unary_unary_rpc_method_handler(
@@ -684,6 +772,141 @@ class Fleet:
             target,
             '/fleetpy.v1.Fleet/ListUnitStates',
             fleetpy_dot_v1_dot_fleet__pb2.ListUnitStatesRequest.SerializeToString,
+            fleetpy_dot_v1_dot_fleet__pb2.ListUnitStatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutCordon(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetpy.v1.Fleet/PutCordon',
+            fleetpy_dot_v1_dot_fleet__pb2.PutCordonRequest.SerializeToString,
+            fleetpy_dot_v1_dot_fleet__pb2.PutCordonResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteCordon(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetpy.v1.Fleet/DeleteCordon',
+            fleetpy_dot_v1_dot_fleet__pb2.DeleteCordonRequest.SerializeToString,
+            fleetpy_dot_v1_dot_fleet__pb2.DeleteCordonResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCordons(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetpy.v1.Fleet/ListCordons',
+            fleetpy_dot_v1_dot_fleet__pb2.ListCordonsRequest.SerializeToString,
+            fleetpy_dot_v1_dot_fleet__pb2.ListCordonsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamMachines(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/fleetpy.v1.Fleet/StreamMachines',
+            fleetpy_dot_v1_dot_fleet__pb2.StreamMachinesRequest.SerializeToString,
+            fleetpy_dot_v1_dot_fleet__pb2.ListMachinesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamUnitStates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/fleetpy.v1.Fleet/StreamUnitStates',
+            fleetpy_dot_v1_dot_fleet__pb2.StreamUnitStatesRequest.SerializeToString,
             fleetpy_dot_v1_dot_fleet__pb2.ListUnitStatesResponse.FromString,
             options,
             channel_credentials,
