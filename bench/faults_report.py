@@ -18,9 +18,10 @@ TITLE = "# Reliability\n"
 DEFAULT = """## fleet's default: units keep running
 
 - A machine that loses etcd (etcd down, or the machine cut off from it) keeps
-  running its units: fleetd never stops a unit for lack of etcd, and a fleetd
-  restart, crash (kill -9) or upgrade leaves the units alone (they live in
-  their own cgroups; `KillMode=process` in fleet.service).
+  running its units: fleetd never stops a unit for lack of etcd (unless the
+  unit asks for fencing, next section), and a fleetd restart, crash (kill -9)
+  or upgrade leaves the units alone (they live in their own cgroups;
+  `KillMode=process` in fleet.service).
 - The engine sees a machine gone when its lease expires, `agent_ttl` (default
   30 s) after its last keepalive, and places the machine's units elsewhere.
 - When the machine comes back, its agent finds its schedule changed and stops
