@@ -20,6 +20,7 @@ BENCHES = {
     "reschedule": ["-m", "bench.reschedule_bench"],
     "scale": ["-m", "bench.scale_bench"],
     "ctl": ["-m", "bench.ctl_bench"],
+    "faults": ["-m", "bench.faults_bench"],
 }
 
 
