@@ -17,7 +17,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -303,18 +303,16 @@ class EtcdClient:
                 key=key, range_end=range_end, start_revision=start_revision, progress_notify=True
             )
         )
-        done = asyncio.Event()
-
-        async def requests() -> AsyncIterator[Any]:
-            yield create
-            await done.wait()  # closing our side would end the stream
-
         async def call(conn: _Conn) -> tuple[Any, Any]:
             # "hasleader": etcd cancels the stream if its member loses the
             # cluster leader, instead of leaving us on a silent partition.
-            stream = conn.watch.Watch(requests(), metadata=(*conn.metadata, ("hasleader", "true")))
+            # The create request is written on the call (our side stays open: closing
+            # it would end the stream), not fed by a request iterator that gRPC would
+            # consume in a task of its own, destroyed pending when the stream broke.
+            stream = conn.watch.Watch(metadata=(*conn.metadata, ("hasleader", "true")))
             try:
                 async with asyncio.timeout(self.request_timeout):
+                    await stream.write(create)
                     first = await stream.read()
             except TimeoutError:
                 stream.cancel()
@@ -354,5 +352,4 @@ class EtcdClient:
                     why = reason(e, self.request_timeout)
                     raise RegistryError(f"watch stream from {url} broke: {why}") from None
         finally:
-            done.set()
             stream.cancel()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -44,12 +43,22 @@ class KeepaliveStream:
         self._in_flight: set[int] = set()  # leases with a request sent, not yet answered
         self._last_answer = asyncio.get_running_loop().time()
         self.broken: grpc.aio.AioRpcError | None = None
-        self._call = lease_stub.LeaseKeepAlive(self._requests(), metadata=metadata)
+        # Written by a task of ours (not a request iterator that gRPC consumes in a
+        # task of its own: when the stream broke, that task was destroyed pending and
+        # asyncio logged errors, hundreds of lines in an etcd outage).
+        self._call = lease_stub.LeaseKeepAlive(metadata=metadata)
         self._reader = asyncio.create_task(self._read(), name="etcd-lease-keepalive-stream")
+        self._writer = asyncio.create_task(self._write(), name="etcd-lease-keepalive-writes")
 
-    async def _requests(self) -> AsyncIterator[Any]:
-        while True:
-            yield rpc.LeaseKeepAliveRequest(ID=await self._queue.get())
+    async def _write(self) -> None:
+        try:
+            while True:
+                lease_id = await self._queue.get()
+                await self._call.write(rpc.LeaseKeepAliveRequest(ID=lease_id))
+        except grpc.aio.AioRpcError as exc:
+            self._break(exc)
+        except (grpc.aio.UsageError, asyncio.InvalidStateError) as exc:  # the call ended
+            self._break(rpc_error(grpc.StatusCode.UNAVAILABLE, f"keepalive stream: {exc}"))
 
     async def _read(self) -> None:
         try:
@@ -107,5 +116,8 @@ class KeepaliveStream:
     async def close(self) -> None:
         self._call.cancel()
         self._reader.cancel()
+        self._writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._writer
