@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from fleetpy.lab import Lab
-from tests.lab.conftest import fresh_lab, require_root, session_lock
+from tests.lab.conftest import own_lab
 from tests.lab.fleet_helpers import (
     UNIT_FILES,
     active_on,
@@ -47,14 +47,8 @@ pytestmark = [pytest.mark.lab, pytest.mark.timeout(240)]
 
 @pytest.fixture(scope="module")
 def cordon_lab() -> Iterator[Lab]:
-    require_root()
-    with session_lock("flcordon"):
-        lab = fresh_lab("flcordon", "172.17.64.0/24")
-        lab.up(hosts=3, etcd_members=3)
-        try:
-            yield lab
-        finally:
-            lab.down()
+    with own_lab("flcordon", "172.17.64.0/24", hosts=3, etcd_members=3) as lab:
+        yield lab
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import pytest
 
 from fleetpy.lab import Lab
 from fleetpy.model.unitfile import make_unit_file
-from tests.lab.conftest import fresh_lab, require_root, session_lock
+from tests.lab.conftest import own_lab
 from tests.lab.fleet_helpers import destroy_all, eventually, fleetctl, ok, placement, table
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(150)]
@@ -38,14 +38,8 @@ def digest(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def roll() -> Iterator[Lab]:
-    require_root()
-    with session_lock("flroll"):
-        lab = fresh_lab("flroll", "172.17.65.0/24")
-        lab.up(hosts=3, etcd_members=3)
-        try:
-            yield lab
-        finally:
-            lab.down()
+    with own_lab("flroll", "172.17.65.0/24", hosts=3, etcd_members=3) as lab:
+        yield lab
 
 
 @pytest.fixture
