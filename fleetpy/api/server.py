@@ -134,6 +134,8 @@ async def _streamed(
                 yield page
     except RegistryError as e:
         await context.abort(grpc.StatusCode.UNAVAILABLE, short_detail(str(e) or type(e).__name__))
+    except ValueError as e:  # e.g. an invalid machine id: the request's fault
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, short_detail(str(e)))
 
 
 class FleetService(pb_grpc.FleetServicer):
@@ -282,8 +284,11 @@ class FleetService(pb_grpc.FleetServicer):
         self, request: pb.StreamUnitStatesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.ListUnitStatesResponse]:
         await _refuse_malformed(request, context)
-        pages = self._registry.unit_state_pages(request.machine_id or None,
-                                                _page_size(request.page_size))
+        try:
+            machine_id = checked_machine_id(request.machine_id) if request.machine_id else None
+        except ValueError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, short_detail(str(e)))
+        pages = self._registry.unit_state_pages(machine_id, _page_size(request.page_size))
         async for page in _streamed(pages, context):
             yield pb.ListUnitStatesResponse(states=[convert.state_msg_to_pb(s) for s in page])
 

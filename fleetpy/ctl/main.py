@@ -10,8 +10,10 @@ pays for Python, click, gRPC and protobuf, little else (docs/benchmarks.md).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -46,12 +48,37 @@ COMMAND_MODULES = {
 }
 
 
+@contextlib.contextmanager
+def _one_line_usage_errors() -> Iterator[None]:
+    """A usage error quotes what was typed: control characters in it (a stray CR or
+    newline) are shown escaped, so the error stays one line."""
+    try:
+        yield
+    except click.UsageError as e:
+        text = e.format_message()
+        clean = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+        if clean == text:
+            raise
+        raise click.UsageError(clean, e.ctx) from None
+
+
 class FleetGroup(click.Group):
     """fleet's wording for an unknown command; ``--version`` as in fleet; commands
     loaded from their modules when first asked for (COMMAND_MODULES)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(self.commands) | set(COMMAND_MODULES))
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        with _one_line_usage_errors():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _one_line_usage_errors():
+            return super().invoke(ctx)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         module = COMMAND_MODULES.get(cmd_name)

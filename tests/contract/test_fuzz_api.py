@@ -151,6 +151,7 @@ OTHER_MESSAGES = [
 @example(method="CreateUnits", data=b"\xff\xff\xff\xff")
 @example(method="GetUnit", data=b"\x0a\x02\xff\xfe")  # a string field that is not UTF-8
 @example(method="WatchUnitStates", data=b"\x0a\x02\xff\xfe")
+@example(method="StreamUnitStates", data=b"\n\x02\x00/")  # CI found it: an invalid machine id
 @example(method="CreateUnits", data=b"\x0a\x05\x0a\x03\xc3\x28a")  # UnitFile.name not UTF-8
 def test_malformed_requests(
     fz: FuzzCluster, channel: grpc.Channel, method: str, data: bytes

@@ -126,6 +126,7 @@ GLOBAL = ("--request-timeout=abc", "--driver=xyz", "--endpoint=nonsense", "--bog
 @example(driver="api", command="bogus", args=[], global_flag=None)
 @example(driver="api", command="submit", args=["{"], global_flag=None)
 @example(driver="etcd", command="list-units", args=[], global_flag="--request-timeout=abc")
+@example(driver="api", command="list-units", args=["\r"], global_flag=None)  # CI found it
 def test_bad_commands(
     fz: FuzzCluster, files: Path, driver: str, command: str, args: list[str],
     global_flag: str | None,
