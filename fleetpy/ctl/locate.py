@@ -6,7 +6,7 @@ Messages are fleet's where fleet had one ("Unit x does not exist.",
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from fleetpy.api.snapshot import Snapshot
 from fleetpy.ctl.files import BadInput
@@ -18,12 +18,17 @@ def _legends(machines: Sequence[Machine], snap: Snapshot) -> str:
     return ", ".join(machine_legend(m.id, snap.machines, False) for m in machines)
 
 
-def machines_by_prefix(prefix: str, snap: Snapshot) -> list[Machine]:
-    prefix = prefix.removesuffix("...")  # as list-machines shows it: "605c0ca8..."
+def with_id_prefix(arg: str, machines: Iterable[Machine]) -> list[Machine]:
+    """The machines whose ID starts with ``arg`` (also as list-machines shows it:
+    "605c0ca8..."), by ID."""
+    prefix = arg.removesuffix("...")
     if not prefix:
         return []
-    return sorted((m for m in snap.machines.values() if m.id.startswith(prefix)),
-                  key=lambda m: m.id)
+    return sorted((m for m in machines if m.id.startswith(prefix)), key=lambda m: m.id)
+
+
+def machines_by_prefix(prefix: str, snap: Snapshot) -> list[Machine]:
+    return with_id_prefix(prefix, snap.machines.values())
 
 
 def _one_machine(prefix: str, snap: Snapshot) -> Machine:

@@ -23,11 +23,10 @@ if TYPE_CHECKING:
 def find_machine(arg: str, machines: Sequence[Machine]) -> Machine:
     """The one machine whose ID starts with ``arg``, or whose public IP is ``arg``."""
     from fleetpy.ctl.files import BadInput
+    from fleetpy.ctl.locate import with_id_prefix
     from fleetpy.ctl.state import machine_legend
 
-    prefix = arg.removesuffix("...")  # as list-machines shows it: "605c0ca8..."
-    found = [m for m in machines if prefix and m.id.startswith(prefix)]
-    found = found or [m for m in machines if m.public_ip == arg]
+    found = with_id_prefix(arg, machines) or [m for m in machines if m.public_ip == arg]
     if not found:
         raise BadInput(f"Unable to proceed: no machine matches {arg!r} "
                        "(fleetctl list-machines shows them)", plain=True)

@@ -25,7 +25,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from fleetpy.lab import Lab
-from tests.lab.conftest import fresh_lab, require_root, session_lock
+from tests.lab.conftest import own_lab
 from tests.lab.fleet_helpers import ROOT, destroy_all, fleetctl, ok, write_units
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(240)]
@@ -38,16 +38,13 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    require_root()
-    with session_lock("fldash"):
-        the_lab = fresh_lab("fldash", "172.17.66.0/24")
-        the_lab.up(hosts=2, etcd_members=1, metadata={"core-01": "role=web,disk=hdd"},
-                   fleet_env={"FLEET_DASHBOARD_ADDRESS": f":{PORT}"})
+    with own_lab("fldash", "172.17.66.0/24", hosts=2, etcd_members=1,
+                 metadata={"core-01": "role=web,disk=hdd"},
+                 fleet_env={"FLEET_DASHBOARD_ADDRESS": f":{PORT}"}) as the_lab:
         try:
             yield the_lab
         finally:
             destroy_all(the_lab)
-            the_lab.down()
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.faults_analysis import doubled
 from fleetpy.lab import Lab
 from tests.lab.conftest import own_lab
 from tests.lab.fleet_helpers import etcdctl, eventually, fleetctl, ok, via
@@ -142,16 +143,10 @@ class Observer:
 
 
 def overlap(spans: dict[str, list[tuple[float, float, str]]], since: float = 0.0) -> float:
-    """Seconds (after ``since``) during which the unit ran on two hosts or more."""
-    edges = sorted((t, d) for ss in spans.values() for s, e, _ in ss if e > since
-                   for t, d in ((max(s, since), 1), (e, -1)))
-    total, depth, since = 0.0, 0, 0.0
-    for t, d in edges:
-        if depth >= 2:
-            total += t - since
-        depth += d
-        since = t
-    return total
+    """Seconds (after ``since``) during which the unit ran on two hosts or more (the
+    fault bench's rule, bench.faults_analysis.doubled)."""
+    return doubled([[(max(s, since), e) for s, e, _ in ss if e > since]
+                    for ss in spans.values()])
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import pytest
 
 from fleetpy.lab import Lab
 from tests.fixtures.fleet_http import fleet_hash, serialize
-from tests.lab.conftest import fresh_lab, require_root, session_lock
+from tests.lab.conftest import own_lab
 from tests.lab.fleet_helpers import UNIT_FILES, eventually, ok, table
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
@@ -28,14 +28,8 @@ SOCK = "/var/run/fleet.sock"
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    require_root()
-    with session_lock("flhttp"):
-        the_lab = fresh_lab("flhttp", "172.17.63.0/24")
-        the_lab.up(hosts=2, etcd_members=1)
-        try:
-            yield the_lab
-        finally:
-            the_lab.down()
+    with own_lab("flhttp", "172.17.63.0/24", hosts=2, etcd_members=1) as the_lab:
+        yield the_lab
 
 
 def curl(lab: Lab, host: str, method: str, path: str,
