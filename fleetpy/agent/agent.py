@@ -42,7 +42,7 @@ from fleetpy.agent.plan import (
 from fleetpy.agent.record import DEFAULT_STATE_DIR, RecordFile
 from fleetpy.agent.refusals import Refusals
 from fleetpy.agent.retry import Failures, Key
-from fleetpy.agent.settle import Settling
+from fleetpy.agent.settle import SETTLE_S, Settling
 from fleetpy.model.types import ScheduledUnit, UnitState
 from fleetpy.registry.base import Lease, Registry, RegistryError, WatchUpdate
 from fleetpy.registry.codec import decode_scheduled
@@ -53,6 +53,11 @@ from fleetpy.systemd.base import SystemdError, UnitManager, UnitStatus, check_un
 log = logging.getLogger("fleetpy.agent")
 
 RETRY_DELAY = 1.0
+# States are written at once after a quiet spell, then at most once per REPORT_GAP:
+# what follows a start's first report (active, then launched once it settled) goes in
+# one transaction, and a busy machine's reports are merged: two writes per start, not
+# three, and one per REPORT_GAP however many units change.
+REPORT_GAP = SETTLE_S + 0.05
 
 
 class Agent:
@@ -399,11 +404,16 @@ class Agent:
                 self._follow_start(status)
 
     async def _report_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = -REPORT_GAP
         while True:
             await self._report_wake.wait()
+            if (wait := last + REPORT_GAP - loop.time()) > 0:
+                await asyncio.sleep(wait)
             self._report_wake.clear()
             batch, self._pending = self._pending, {}
             if batch:
+                last = loop.time()
                 await self._put_states(list(batch.values()))
 
     async def _report_now(self, names: list[str]) -> None:

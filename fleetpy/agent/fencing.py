@@ -33,6 +33,8 @@ CONFIRM_EVERY = 1.0  # seconds between reads while some fenced unit is unconfirm
 def fenced(name: str, contents: str) -> bool:
     """Whether a scheduled unit asks for StopWhenDisconnected (the engine schedules only
     units whose [X-Fleet] is valid; one that is not is taken as not fenced)."""
+    if "StopWhenDisconnected" not in contents:
+        return False  # the only spelling of the option: no need to parse the file
     try:
         return xfleet_of(name, contents).stop_when_disconnected
     except ValueError:

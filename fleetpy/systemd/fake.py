@@ -31,6 +31,7 @@ Test helpers: ``set_state`` (a unit crashes, finishes...), ``forget``, ``add_hos
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 
 from fleetpy.model.names import template_of
@@ -93,7 +94,7 @@ class FakeUnitManager:
         self.links.discard(name)
 
     def loaded_files(self) -> dict[str, str]:
-        return {name: content_hash(contents) for name, contents in self.files.items()}
+        return {name: _hash(contents) for name, contents in self.files.items()}
 
     async def outside_fleet(self, names: Sequence[str]) -> dict[str, str]:
         self.calls.append(("outside_fleet", *names))
@@ -202,3 +203,10 @@ class FakeUnitManager:
     def _drop(self, name: str) -> None:
         self.units.pop(name, None)
         self.loaded.pop(name, None)
+
+
+@functools.lru_cache(maxsize=4096)
+def _hash(contents: str) -> str:
+    """content_hash, remembered: the agent asks for every file on every pass and report
+    (the real manager likewise hashes a file again only when it changed)."""
+    return content_hash(contents)
