@@ -99,6 +99,7 @@ class Worker:
             loop.add_signal_handler(sig, stop.set)
         server = await asyncio.start_unix_server(self._serve, path=self.args.control,
                                                  limit=CONTROL_LIMIT)
+        lag = asyncio.create_task(_watch_lag(), name="hollow-lag")
         boot = each(self.machines.values(), self._boot, BOOT_CONCURRENCY)
         log.info("hollow machines %d..%d starting (ttl %ds, start delay %gs)", first,
                  first + count - 1, self.args.ttl, self.args.start_delay)
@@ -107,6 +108,7 @@ class Worker:
             log.info("hollow machines %d..%d registered", first, first + count - 1)
             await stop.wait()
         finally:
+            lag.cancel()
             server.close()
             await self._leave_all()
             await self.client.close()
@@ -161,6 +163,21 @@ class Worker:
         with contextlib.suppress(ConnectionError):
             await writer.drain()
         writer.close()
+
+
+async def _watch_lag(tick: float = 0.5, said_every: float = 10.0) -> None:
+    """Say when this process's event loop runs late (its machines' timers, keepalives
+    and watches with it): the worst lag since it was last said, at most every said_every."""
+    loop = asyncio.get_running_loop()
+    worst, said = 0.0, loop.time()
+    while True:
+        due = loop.time() + tick
+        await asyncio.sleep(tick)
+        worst = max(worst, loop.time() - due)
+        if worst > 1.0 and loop.time() - said >= said_every:
+            log.warning("event loop ran up to %.1fs late in the last %.0fs", worst,
+                        loop.time() - said)
+            worst, said = 0.0, loop.time()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -50,14 +50,19 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Metadata = tuple[tuple[str, str], ...]
 # A refresh may wait this long for its answer even with a shorter request timeout:
-# an answer in 2 s still keeps the lease (refreshed every ttl/3), and giving up
-# sooner on a busy etcd only sends more refreshes.
-KEEPALIVE_TIMEOUT = 3.0
+# an answer in 4 s still keeps the lease (refreshed every ttl/3), and giving up
+# sooner on a busy etcd, or in a busy process (500 hollow machines whose event loop
+# ran 2 s late while 10,000 units started: every refresh timed out at 3 s), only
+# breaks the stream and sends more refreshes. A dead member is still left in time:
+# a refresh sent at ttl/3 is retried on the next member at ttl/3 + 5 s.
+KEEPALIVE_TIMEOUT = 5.0
 # etcd answers the requests of one keepalive stream one after the other, and a
 # renewal waits for etcd to have applied what it committed: under a heavy write
-# load one stream for hundreds of leases falls behind (measured: 500 hollow machines on
-# 8 streams went 20 s without a renewal while 10,000 units started). Streams in parallel.
-KEEPALIVE_STREAMS = 32
+# load one stream for hundreds of leases falls behind: 500 hollow machines on 8 streams
+# (and on 32) went 20 s without a renewal while 10,000 units started, every first
+# refresh timing out, while a lease alone on its stream was renewed within 1 s. So a
+# few leases per stream at most (a real fleetd has one lease: one stream).
+KEEPALIVE_STREAMS = 128
 
 class _Conn:
     """One endpoint's channel and stubs (created lazily, inside the event loop)."""
