@@ -1,4 +1,4 @@
-"""One hollow worker process: machines FIRST..FIRST+COUNT-1 on one etcd connection.
+"""One hollow worker process: machines FIRST..FIRST+COUNT-1, a few etcd connections.
 
 ::
 
@@ -8,7 +8,8 @@
 Each machine is a real :class:`fleetpy.node.Node` without the engine: own
 machine id, lease, registration (metadata ``hollow=true``,
 ``hostname=hollow-NNNN`` plus ``--metadata``), agent and presence. They share
-one :class:`EtcdClient` (one gRPC channel). Control requests, one JSON line
+:class:`EtcdClient` connections (one gRPC channel each), ``--per-connection`` machines
+on each. Control requests, one JSON line
 each on ``--control``:
 
 - ``{"op": "status"}`` -> ``{"machines": N, "alive": A, "registered": R,
@@ -46,6 +47,11 @@ from fleetpy.systemd.hollow import HollowUnitManager
 log = logging.getLogger("fleetpy.hollow")
 
 BOOT_CONCURRENCY = 32
+# Hollow machines per etcd connection (one gRPC channel). All 500 of a worker on one
+# connection lagged: while 10,000 units started, their lease refreshes went unanswered
+# for 10-20 s (none with 8 workers of 125 machines, nor from another process meanwhile);
+# a real fleetd has a connection of its own.
+MACHINES_PER_CONNECTION = 50
 RETRY = 1.0
 
 
@@ -64,7 +70,9 @@ class Hollow:
 class Worker:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.client = EtcdClient(args.etcd.split(","), request_timeout=args.request_timeout)
+        # machines share connections, MACHINES_PER_CONNECTION on each (see there)
+        self.clients = [EtcdClient(args.etcd.split(","), request_timeout=args.request_timeout)
+                        for _ in range(-(-args.count // args.per_connection))]
         self.machines: dict[int, Hollow] = {}
         extra = parse_assignments(args.metadata.split(",")) if args.metadata else {}
         self.metadata = {**extra, "hollow": "true"}
@@ -73,7 +81,8 @@ class Worker:
         meta = {**self.metadata, "hostname": machine_name(index)}
         machine = Machine(id=machine_id(self.args.lab, index), public_ip=machine_ip(index),
                           metadata=meta)
-        registry = EtcdRegistry(prefix=self.args.prefix, client=self.client)
+        client = self.clients[(index - self.args.first) // self.args.per_connection]
+        registry = EtcdRegistry(prefix=self.args.prefix, client=client)
         manager = HollowUnitManager(self.args.start_delay)
         node = Node(registry, manager, machine, state_dir=Path(self.args.state_dir) / machine.id,
                     agent_ttl=self.args.ttl, engine=False)
@@ -111,7 +120,8 @@ class Worker:
             lag.cancel()
             server.close()
             await self._leave_all()
-            await self.client.close()
+            for client in self.clients:
+                await client.close()
         log.info("hollow machines %d..%d left the cluster", first, first + count - 1)
 
     async def _leave_all(self) -> None:
@@ -189,6 +199,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--ttl", type=int, default=30)
     p.add_argument("--request-timeout", type=float, default=1.0)
+    p.add_argument("--per-connection", type=int, default=MACHINES_PER_CONNECTION,
+                   help="hollow machines sharing one etcd connection")
     p.add_argument("--start-delay", type=float, default=0.0)
     p.add_argument("--metadata", default="")
     p.add_argument("--state-dir", required=True)

@@ -2,7 +2,8 @@
 
 A start goes through activating -> active -> launched (settled) within a few
 hundred milliseconds; the agent reports the start at once, then what it reached
-REPORT_GAP later in one transaction, not one per step.
+REPORT_GAP later in one transaction, not one per step; on a machine that wrote
+within REPORT_BUSY, a start is one write.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from fleetpy.agent.agent import REPORT_GAP
+from fleetpy.agent.agent import REPORT_BUSY, REPORT_GAP
 from fleetpy.agent.settle import SETTLE_S
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitState
 from fleetpy.node import Node
-from fleetpy.registry.base import Lease
+from fleetpy.registry.base import LeaderToken, Lease
 from fleetpy.registry.etcd import EtcdRegistry
 from fleetpy.systemd.base import content_hash
 from fleetpy.systemd.hollow import HollowUnitManager
@@ -30,10 +31,24 @@ TEXT = "[Unit]\nDescription=batch\n\n[Service]\nExecStart=/bin/sleep infinity\n"
 UNITS = [f"batch@{i}.service" for i in range(10)]
 
 
-async def test_a_start_of_ten_units_is_reported_in_two_state_transactions(
+async def start(leader: EtcdRegistry, token: LeaderToken, names: list[str]) -> None:
+    """Schedule NAMES here in one write; return once all report active and launched."""
+    await leader.apply_schedule(token, [
+        ScheduledUnit(name=n, machine_id=MACHINE.id, target=TargetState.LAUNCHED,
+                      hash=content_hash(TEXT), contents=TEXT) for n in names], [])
+    async with asyncio.timeout(10):
+        while True:
+            states = {s.name: s for s in await leader.list_unit_states(MACHINE.id)}
+            if all(n in states and states[n].active_state == "active"
+                   and states[n].fleet == "launched" for n in names):
+                return
+            await asyncio.sleep(0.05)
+
+
+async def test_starts_are_reported_in_few_state_transactions(
     etcd_server: EtcdProcess, etcd_prefix: str, tmp_path: Path
 ) -> None:
-    assert REPORT_GAP > SETTLE_S  # a start settles before its second report
+    assert REPORT_BUSY > 2 * REPORT_GAP > 2 * SETTLE_S  # a start settles before its report
     registry = EtcdRegistry(etcd_server.endpoint, etcd_prefix)
     leader = EtcdRegistry(etcd_server.endpoint, etcd_prefix)
     manager = HollowUnitManager(start_delay=0.1)  # activating, active 0.1 s later
@@ -54,17 +69,7 @@ async def test_a_start_of_ten_units_is_reported_in_two_state_transactions(
         token = await leader.campaign("f" * 32, await leader.grant_lease(10))
         assert token is not None
         txns_before = registry.client.requests["txn"]
-        await leader.apply_schedule(token, [
-            ScheduledUnit(name=n, machine_id=MACHINE.id, target=TargetState.LAUNCHED,
-                          hash=content_hash(TEXT), contents=TEXT) for n in UNITS], [])
-        async with asyncio.timeout(10):
-            while True:
-                states = {s.name: s for s in await leader.list_unit_states(MACHINE.id)}
-                if len(states) == len(UNITS) and all(
-                        s.active_state == "active" and s.fleet == "launched"
-                        for s in states.values()):
-                    break
-                await asyncio.sleep(0.05)
+        await start(leader, token, UNITS)
         await asyncio.sleep(2 * REPORT_GAP)  # nothing more is written afterwards
         # Without the gap: activating, then active, then launched: three writes of ten
         # states. With it: the start (starting, activating), then active and launched.
@@ -74,6 +79,16 @@ async def test_a_start_of_ten_units_is_reported_in_two_state_transactions(
         assert sorted(s.name for s in writes[0]) == UNITS
         # and the agent's etcd client sent just those transactions (no other writes)
         assert registry.client.requests["txn"] - txns_before == 2
+        # Busy (it wrote within REPORT_BUSY): the next start is one write, launched.
+        writes.clear()
+        more = [f"more@{i}.service" for i in range(10)]
+        await start(leader, token, more)
+        await asyncio.sleep(2 * REPORT_GAP)
+        said = [[(s.name, s.active_state, s.fleet) for s in w] for w in writes]
+        assert len(writes) == 1, said
+        assert sorted(s.name for s in writes[0]) == sorted(more), said
+        assert all(s.active_state == "active" and s.fleet == "launched"
+                   for s in writes[0]), said
     finally:
         if task is not None:
             task.cancel()
