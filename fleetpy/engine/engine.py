@@ -267,12 +267,13 @@ class Engine:
     async def _reconcile_loop(self, token: LeaderToken) -> None:
         """Plan when something changed: the plan is pure, so unchanged inputs (the
         idle tick) would give the same empty plan; a failed write plans again."""
-        last = 0.0
+        loop = asyncio.get_running_loop()
+        last, ended = 0.0, loop.time()
         while True:
             await self._wake.wait()
             # Gather what else changes meanwhile; a costly pass waits as long as it
             # took, so that planning never takes more than half of fleetd's time.
-            await asyncio.sleep(max(COALESCE, min(last, MAX_COALESCE)))
+            await asyncio.sleep(coalesce_wait(last, loop.time() - ended))
             self._wake.clear()
             if len(self._synced) < 6 or not self._dirty:
                 continue
@@ -299,6 +300,7 @@ class Engine:
                 cordons=dict(self._cordons),
             )
             last = time.perf_counter() - started
+            ended = loop.time()
             if self.observe_pass is not None:
                 self.observe_pass(last)
             self._specs = plan.specs
@@ -317,6 +319,7 @@ class Engine:
                 self._dirty = True
                 self._wake.set()
                 continue
+            ended = loop.time()  # idle from when the write is done
             for decision in plan.decisions:
                 log.info("%s", decision)
             # Our own writes come back through the watch; keep the view in
@@ -356,6 +359,14 @@ class Engine:
         }
         changes.update({name: None for name in self._waiting if name not in now})
         return changes
+
+
+def coalesce_wait(last: float, idle: float) -> float:
+    """How long a pass waits for more changes: as long as the last pass took (at most
+    MAX_COALESCE), less the time the engine has been idle since it (and its write)
+    ended. The first change after a quiet spell (a machine gone) is planned at once;
+    passes in a row still leave fleetd half of its time."""
+    return max(COALESCE, min(last, MAX_COALESCE) - idle)
 
 
 def _readable(value: bytes, machine_id: str | None = None) -> bool:
