@@ -30,6 +30,7 @@ from pathlib import Path
 from fleetpy.agent import hold
 from fleetpy.agent.fencing import Fencing, fenced
 from fleetpy.agent.machine_log import MachineLog
+from fleetpy.agent.pace import ReportPace
 from fleetpy.agent.plan import (
     BUSY_STATES,
     CurrentUnit,
@@ -42,7 +43,7 @@ from fleetpy.agent.plan import (
 from fleetpy.agent.record import DEFAULT_STATE_DIR, RecordFile
 from fleetpy.agent.refusals import Refusals
 from fleetpy.agent.retry import Failures, Key
-from fleetpy.agent.settle import SETTLE_S, Settling
+from fleetpy.agent.settle import Settling
 from fleetpy.model.types import ScheduledUnit, UnitState
 from fleetpy.registry.base import Lease, Registry, RegistryError, WatchUpdate
 from fleetpy.registry.codec import decode_scheduled
@@ -53,13 +54,6 @@ from fleetpy.systemd.base import SystemdError, UnitManager, UnitStatus, check_un
 log = logging.getLogger("fleetpy.agent")
 
 RETRY_DELAY = 1.0
-# States are written at once after a quiet spell, then at most once per REPORT_GAP:
-# what follows a start's first report (active, then launched once it settled) goes in
-# one transaction: two writes per start, not three. On a busy machine (a write in the
-# last REPORT_BUSY seconds) a report waits REPORT_GAP after its change, so that a
-# start is one write (10,000 units starting in waves: 1,000 machines wrote 9 times each).
-REPORT_GAP = SETTLE_S + 0.05
-REPORT_BUSY = 5.0
 
 
 class Agent:
@@ -406,17 +400,14 @@ class Agent:
                 self._follow_start(status)
 
     async def _report_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        last = -REPORT_GAP
+        pace = ReportPace(self._report_wake)  # few transactions (fleetpy.agent.pace)
         while True:
             await self._report_wake.wait()
-            since = loop.time() - last
-            if since < REPORT_BUSY:
-                await asyncio.sleep(REPORT_GAP - since if since < REPORT_GAP else REPORT_GAP)
+            await pace.turn(lambda: any(n in self._settling for n in self._pending))
             self._report_wake.clear()
             batch, self._pending = self._pending, {}
             if batch:
-                last = loop.time()
+                pace.wrote()
                 await self._put_states(list(batch.values()))
 
     async def _report_now(self, names: list[str]) -> None:

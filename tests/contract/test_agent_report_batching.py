@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetpy.agent.agent import REPORT_BUSY, REPORT_GAP
+from fleetpy.agent.pace import REPORT_BUSY, REPORT_GAP
 from fleetpy.agent.settle import SETTLE_S
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitState
 from fleetpy.node import Node
