@@ -309,7 +309,11 @@ class Engine:
             if not (plan.puts or plan.deletes or waiting):
                 continue
             try:
-                await self._registry.apply_schedule(token, plan.puts, plan.deletes, waiting,
+                # by machine: an agent gets its units of a pass in one transaction, so
+                # one watch event and one reconcile (10,000 units in transactions of 128
+                # in name order reached each of 1,000 agents one unit at a time)
+                puts = sorted(plan.puts, key=lambda u: (u.machine_id, u.name))
+                await self._registry.apply_schedule(token, puts, plan.deletes, waiting,
                                                     absent=plan.absent)
             except RegistryError as exc:
                 if isinstance(exc, NotLeaderError):
