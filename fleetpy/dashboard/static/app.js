@@ -205,7 +205,9 @@ function connect() {
   const apply = (how) => (m) => {
     if (how === onPatch && !state) return;  // a patch before any view: wait for the view
     how(JSON.parse(m.data));
-    document.body.dataset.version = String((+document.body.dataset.version || 0) + 1);
+    const count = (k) => { document.body.dataset[k] = String((+document.body.dataset[k] || 0) + 1); };
+    count("version");
+    count(how === onView ? "views" : "patches");
     render();
   };
   events.addEventListener("view", apply(onView));
