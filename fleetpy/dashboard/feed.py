@@ -19,7 +19,7 @@ import logging
 import time
 from typing import Any
 
-from fleetpy.dashboard.model import fold, placements_of, view
+from fleetpy.dashboard.model import Memo, fold, placements_of, view
 from fleetpy.dashboard.patch import diff
 from fleetpy.model.types import Machine
 from fleetpy.registry.base import Registry, RegistryError
@@ -78,9 +78,10 @@ class Feed:
         self._text = (0, "")
         self._patches: collections.deque[tuple[int, str]] = collections.deque(maxlen=HISTORY)
         self._synced = asyncio.Event()
+        self._memo: Memo = {}
 
     def render(self) -> dict[str, Any]:
-        return view(self._snapshot, list(self._placements), self._this_machine)
+        return view(self._snapshot, list(self._placements), self._this_machine, self._memo)
 
     @property
     def text(self) -> str:

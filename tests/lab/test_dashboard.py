@@ -142,6 +142,9 @@ def test_dashboard_lists_the_cluster_and_shows_a_started_unit_live(
     assert int(driver.execute_script("return document.body.dataset.patches")) > patches
     assert driver.execute_script("return document.body.dataset.views") == "1"  # once
     assert _text(driver, cell.format("machine"))[0].endswith(core1.ip)
+    row = f"#machines tr[data-machine='{core1.machine_id}'] td[data-field='units']"
+    _wait(driver, "hello.service among core-01's units", lambda d: "hello.service" in " ".join(
+        _text(d, row)), 5)
     _wait(driver, "hello.service among recent placements", lambda d: any(
         "placed" in r for r in _text(d, "#placements tr[data-unit='hello.service']")), 5)
     print(f"hello.service shown running {took:.1f}s after fleetctl start --no-block")

@@ -33,11 +33,12 @@ function cmp(a, b) { return a < b ? -1 : a > b ? 1 : 0; }
 // A table whose rows belong to keyed items (a machine, a unit: a unit has one row per
 // machine it is on), kept in key order; a patch replaces, adds or removes only its items' rows.
 class Keyed {
-  constructor(id, cols, none, key, rows) {
-    Object.assign(this, { id, cols, none, key, rows, items: new Map(), trs: new Map(), keys: [] });
+  constructor(id, cols, none, key, rows, changed) {
+    Object.assign(this, { id, cols, none, key, rows, changed, items: new Map(), trs: new Map(), keys: [] });
   }
   get tbody() { return document.querySelector("#" + this.id + " tbody"); }
   reset(list) {
+    if (this.changed) for (const x of list) this.changed(null, x);
     this.items = new Map(list.map(x => [x[this.key], x]));
     this.keys = [...this.items.keys()].sort(cmp);
     this.trs = new Map(this.keys.map(k => [k, this.rows(this.items.get(k))]));
@@ -52,13 +53,16 @@ class Keyed {
     const tbody = this.tbody;
     if (!this.keys.length && (set || []).length) tbody.replaceChildren();
     for (const k of del || []) {
-      if (!this.items.delete(k)) continue;
+      if (!this.items.has(k)) continue;
+      if (this.changed) this.changed(this.items.get(k), null);
+      this.items.delete(k);
       for (const tr of this.trs.get(k)) tr.remove();
       this.trs.delete(k);
       this.keys.splice(this.where(k), 1);
     }
     for (const x of set || []) {
       const k = x[this.key], trs = this.rows(x), old = this.trs.get(k);
+      if (this.changed) this.changed(this.items.get(k) || null, x);
       if (old) {
         old[0].before(...trs);
         for (const tr of old) tr.remove();
@@ -75,14 +79,33 @@ class Keyed {
   }
 }
 
+// The units on each machine (for the machines table), from the units' placements: a
+// machine's row is drawn again when one of its units changes, never sent again.
+const onMachine = new Map();  // machine id -> Map(unit name -> active state)
+const touched = new Set();  // machines whose units changed in this update
+function placed(before, after) {
+  for (const p of before ? before.placements : []) {
+    const on = onMachine.get(p.machine);
+    if (on) on.delete(before.name);
+    touched.add(p.machine);
+  }
+  for (const p of after ? after.placements : []) {
+    if (!onMachine.has(p.machine)) onMachine.set(p.machine, new Map());
+    onMachine.get(p.machine).set(after.name, p.active);
+    touched.add(p.machine);
+  }
+}
+
 function machineRows(m) {
+  const units = [...(onMachine.get(m.id) || new Map())].sort((a, b) => cmp(a[0], b[0]));
   return [el("tr", { "data-machine": m.id },
     td("id", el("span", { class: "mono", title: m.id }, short(m.id)),
        m.leader ? el("span", { class: "leader" }, " engine leader") : ""),
     td("ip", m.ip),
     td("metadata", ...Object.entries(m.metadata).map(([k, v]) => el("span", { class: "tag" }, k + "=" + v))),
     td("state", el("span", { class: "state-" + m.state }, m.state)),
-    td("units", ...m.units.map(u => el("span", { class: "tag active-" + (u.active || "none") }, unitLink(u.name)))))];
+    td("units", ...units.map(([name, active]) => el("span", { class: "tag active-" + (active || "none") },
+                                                     unitLink(name)))))];
 }
 
 function unitRows(u) {
@@ -100,7 +123,7 @@ function unitRows(u) {
 
 const tables = {
   machines: new Keyed("machines", 5, "no machines", "id", machineRows),
-  units: new Keyed("units", 7, "no units", "name", unitRows),
+  units: new Keyed("units", 7, "no units", "name", unitRows, placed),
   waiting: new Keyed("waiting", 2, "nothing waits", "name", w => [el("tr", { "data-unit": w.name },
     td("name", unitLink(w.name)), td("reason", w.reason))]),
 };
@@ -181,16 +204,22 @@ function route() {
 // The whole view on connecting (and on reconnecting), then patches (fleetpy/dashboard/patch.py).
 function onView(s) {
   state = { this_machine: s.this_machine, leader: s.leader };
-  for (const [name, table] of Object.entries(tables)) table.reset(s[name]);
+  onMachine.clear();
+  for (const name of ["units", "machines", "waiting"]) tables[name].reset(s[name]);
+  touched.clear();
   renderPlacements(s.placements);
   renderHeader(state);
 }
 
 function onPatch(p) {
-  for (const [name, table] of Object.entries(tables)) {
+  for (const name of ["units", "machines", "waiting"]) {
     const set = (p.set || {})[name], del = (p.del || {})[name];
-    if (set || del) table.patch(set, del);
+    if (set || del) tables[name].patch(set, del);
   }
+  for (const m of (p.set || {}).machines || []) touched.delete(m.id);  // drawn already
+  const machines = tables.machines;
+  tables.machines.patch([...touched].filter(id => machines.items.has(id)).map(id => machines.items.get(id)));
+  touched.clear();
   if ("this_machine" in p) state.this_machine = p.this_machine;
   if ("leader" in p) state.leader = p.leader;
   if ("placements" in p) renderPlacements(p.placements);
