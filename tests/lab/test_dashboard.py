@@ -139,7 +139,7 @@ def test_dashboard_lists_the_cluster_and_shows_a_started_unit_live(
     took = time.monotonic() - start
     assert driver.execute_script("return window.notReloaded") == "yes"
     assert int(driver.execute_script("return document.body.dataset.version")) > versions
-    assert int(driver.execute_script("return document.body.dataset.patches")) > patches
+    assert int(driver.execute_script("return document.body.dataset.patches || 0")) > patches
     assert driver.execute_script("return document.body.dataset.views") == "1"  # once
     assert _text(driver, cell.format("machine"))[0].endswith(core1.ip)
     row = f"#machines tr[data-machine='{core1.machine_id}'] td[data-field='units']"
