@@ -61,6 +61,7 @@ class Dashboard:
     def __init__(self, feed: Feed, client: ssl.SSLContext | None = None) -> None:
         self.feed = feed
         self._client = client  # TLS to other machines' dashboards (None: plain HTTP)
+        self._unreachable: dict[str, str] = {}  # machine -> why its journal could not be had
         self._connections: set[asyncio.Task[None]] = set()
 
     async def handle(self, req: Request) -> Response | StreamResponse:
@@ -144,10 +145,14 @@ class Dashboard:
         try:
             got = await fetch_journal(url, name, self._client)
         except RemoteError as exc:
-            log.info("journal of %s from %s: %s", name, where, exc)
+            if self._unreachable.get(machine_id) != str(exc):  # once, not per page poll
+                self._unreachable[machine_id] = str(exc)
+                log.warning("cannot fetch journals from machine %s: %s", where, exc)
             return {**answer, "message": f"{name} runs on {where}, whose journal this "
                                          f"dashboard cannot fetch: {exc} "
                                          f"(fleetctl journal {name})"}
+        if self._unreachable.pop(machine_id, None) is not None:
+            log.info("journals from machine %s can be fetched again", where)
         if got["machine"] != machine_id:
             return {**answer, "message": f"{url} is machine {got['machine'][:8]}, not "
                                          f"{where}: fleetctl journal {name}"}
