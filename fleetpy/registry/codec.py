@@ -197,11 +197,17 @@ def decode_scheduled(key: str, value: bytes) -> ScheduledUnit:
 
 
 def encode_machine(machine: Machine) -> bytes:
-    return _dump({"id": machine.id, "public_ip": machine.public_ip, "metadata": machine.metadata})
+    """``dashboard`` only when set: a record without one is what older fleetd wrote."""
+    obj: dict[str, Any] = {"id": machine.id, "public_ip": machine.public_ip,
+                           "metadata": machine.metadata}
+    if machine.dashboard:
+        obj["dashboard"] = machine.dashboard
+    return _dump(obj)
 
 
 def decode_machine(key: str, value: bytes) -> Machine:
-    """``machines/<id>``: the record's id is the key's."""
+    """``machines/<id>``: the record's id is the key's; ``dashboard`` may be missing
+    (no dashboard there, or an older fleetd's record)."""
     machine_id = _one_part(key, MACHINES)
     obj = _load(value, ("id", "public_ip", "metadata"), key)
     if _str(obj, "id", key) != machine_id:
@@ -212,7 +218,8 @@ def decode_machine(key: str, value: bytes) -> Machine:
     ):
         raise CodecError(f"{key}: metadata must map strings to strings")
     return Machine(
-        id=_str(obj, "id", key), public_ip=_str(obj, "public_ip", key), metadata=metadata
+        id=_str(obj, "id", key), public_ip=_str(obj, "public_ip", key), metadata=metadata,
+        dashboard=_str(obj, "dashboard", key) if "dashboard" in obj else "",
     )
 
 
