@@ -121,9 +121,13 @@ def test_ctrl_c_leaves_the_machine_draining_and_says_so(tmp_path: Path) -> None:
             proc.send_signal(signal.SIGINT)
             rest, errors = proc.communicate(timeout=20)
             assert proc.returncode == 130, (seen, rest, errors)
-            assert ("Machine 4f4a4289.../172.17.8.101 stays draining (0 moved, 1 left); "
-                    "fleetctl drain 4f4a continues, fleetctl uncordon 4f4a ends it") in errors
+            assert ("Machine 4f4a4289.../172.17.8.101 stays draining (0 moved, 1 left): "
+                    "fleetd carries the drain on; fleetctl drain 4f4a shows its progress, "
+                    "fleetctl uncordon 4f4a ends it") in errors
             cordon = cluster.run(cluster.registry.list_cordons())[M1.id]
             assert cordon.state == MachineState.DRAINING
+            # the deadline stays with the drain, for fleetd to enforce
+            assert cordon.deadline is not None
+            assert 3500 < cordon.deadline - time.time() <= 3600
     finally:
         shutil.rmtree(short, ignore_errors=True)
