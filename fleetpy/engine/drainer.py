@@ -119,10 +119,11 @@ class Drainer:
                 return
             for line in decisions(cordon, step, passed):
                 log.info("%s", line)
-        for line in reports(step):
-            if line not in said:
-                said.add(line)
-                log.info("drain of machine %s: %s", machine_id[:8], line)
+        current = set(reports(step))
+        for line in sorted(current - said):
+            log.info("drain of machine %s: %s", machine_id[:8], line)
+        said &= current | {"finished"}  # a unit stuck again later is said again
+        said |= current
         if not step.finished:
             self._idle.pop(machine_id, None)
             said.discard("finished")

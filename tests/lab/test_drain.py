@@ -198,3 +198,64 @@ def test_drain_reports_a_pinned_unit_and_stops_it_at_the_deadline(
     ok(fleetctl(lab, "uncordon", c2[:8]))
     eventually(lambda: running(lab, ["pinned.service"]), timeout=60,
                what="pinned back once uncordoned")
+
+
+SLOW = ("[Unit]\nDescription={name}\n\n[Service]\nExecStartPre=/bin/sleep 3\n"
+        "ExecStart=/bin/sleep infinity\n")
+
+
+def active_hosts(lab: Lab, names: list[str]) -> dict[str, set[str]]:
+    """unit -> the hosts whose systemd says it is active (one systemctl per host)."""
+    found: dict[str, set[str]] = {n: set() for n in names}
+    for host in lab.hosts:
+        shown = lab.exec(host.name, ["systemctl", "show", "-p", "Id", "-p", "ActiveState",
+                                     "--", *names]).stdout
+        for block in shown.strip().split("\n\n"):
+            props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+            if props.get("ActiveState") == "active":
+                found[props["Id"]].add(host.name)
+    return found
+
+
+def test_drain_no_block_returns_at_once_and_fleetd_paces_it(lab: Lab, tmp_path: Path) -> None:
+    """Four instances of one service on core-01 (each takes 3 s to become active):
+    drain --no-block returns at once, and fleetd alone moves them one at a time, so
+    systemd on the hosts never shows fewer than 3 of them active."""
+    names = [f"slow@{i}.service" for i in range(1, 5)]
+    paths = []
+    for name in names:
+        (tmp_path / name).write_text(SLOW.format(name=name))
+        paths.append(str(tmp_path / name))
+    for host in ("core-02", "core-03"):  # so that all four land on core-01
+        ok(fleetctl(lab, "cordon", mid(lab, host)))
+    ok(fleetctl(lab, "start", *paths, timeout=90))
+    for host in ("core-02", "core-03"):
+        ok(fleetctl(lab, "uncordon", mid(lab, host)))
+    eventually(lambda: all(active_hosts(lab, names)[n] == {"core-01"} for n in names),
+               timeout=60, what="four instances active on core-01")
+
+    source = mid(lab, "core-01")
+    started = time.monotonic()
+    out = ok(fleetctl(lab, "drain", source[:8], "--no-block"))
+    took = time.monotonic() - started
+    at_return = active_hosts(lab, names)
+    assert took < 10, f"drain --no-block took {took:.1f}s: {out}"
+    # a paced drain of four 3 s starts takes 12 s or more: it was not waited for
+    assert sum(1 for hosts in at_return.values() if hosts == {"core-01"}) >= 3, at_return
+    assert "fleetd moves its units 1 MachineOf group(s) at a time" in out, out
+
+    fewest, polls = 4, 0
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+        now = active_hosts(lab, names)
+        fewest, polls = min(fewest, sum(1 for hosts in now.values() if hosts)), polls + 1
+        if all(hosts and "core-01" not in hosts for hosts in now.values()):
+            break
+    else:
+        raise AssertionError(f"not all moved off core-01 in 150 s: {now}")
+    assert polls >= 5, polls
+    assert fewest >= 3, f"only {fewest} of 4 instances active at one point ({polls} polls)"
+    assert states(lab)[source] == "draining"
+    # fleetctl drain shows the progress fleetd made, and says the drain is done
+    done = ok(fleetctl(lab, "drain", source[:8], timeout=60))
+    assert "drained: 4 unit(s) moved" in done, done
