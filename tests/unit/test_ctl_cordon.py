@@ -131,3 +131,25 @@ def test_ctrl_c_leaves_the_machine_draining_and_says_so(tmp_path: Path) -> None:
             assert 3500 < cordon.deadline - time.time() <= 3600
     finally:
         shutil.rmtree(short, ignore_errors=True)
+
+
+def test_drain_writes_its_pace_and_drain_again_changes_only_the_flags_given(
+    ctl: tuple[Cluster, str | None],
+) -> None:
+    import time
+    from dataclasses import replace
+
+    cluster, _ = ctl
+    done = run(ctl, "drain", "4f4a", "--no-block", "--max-parallel", "2", "--deadline", "90s")
+    assert done.exit_code == 0, done.output
+    assert "fleetd moves its units 2 MachineOf group(s) at a time" in done.stdout
+    cordon = cluster.run(cluster.registry.list_cordons())[M1.id]
+    assert cordon.max_parallel == 2 and cordon.deadline is not None
+    assert 80 < cordon.deadline - time.time() <= 90
+    # the engine carries it on meanwhile: its requests stay
+    asked = replace(cordon, move=("a.service",))
+    cluster.run(cluster.registry.put_cordon(asked))
+    assert run(ctl, "drain", "4f4a", "--no-block").exit_code == 0
+    assert cluster.run(cluster.registry.list_cordons())[M1.id] == asked
+    assert run(ctl, "drain", "4f4a", "--no-block", "--max-parallel", "1").exit_code == 0
+    assert cluster.run(cluster.registry.list_cordons())[M1.id] == replace(asked, max_parallel=1)
