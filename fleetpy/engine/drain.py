@@ -28,6 +28,7 @@ each, what a step asked that the record did not ask before.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -80,6 +81,14 @@ def _groups(names: Sequence[str], specs: Mapping[str, XFleet]) -> list[tuple[str
     return sorted(tuple(sorted(g)) for g in out.values())
 
 
+@functools.lru_cache(maxsize=4096)
+def _spec(name: str, contents: str) -> XFleet:
+    """The unit's [X-Fleet] (an empty one when it does not parse); memoized: a drain
+    in progress asks for the same few units' every step."""
+    spec = parse_spec(name, contents)
+    return spec if isinstance(spec, XFleet) else XFleet()
+
+
 def _running(entry: ScheduledUnit, state: UnitState | None) -> bool:
     if state is None or state.hash != entry.hash:
         return False
@@ -103,8 +112,7 @@ def plan_drain(
     state_of = {(s.machine_id, s.name): s for s in states}
     specs: dict[str, XFleet] = {}
     for name, entry in here.items():
-        spec = parse_spec(name, entry.contents)
-        specs[name] = spec if isinstance(spec, XFleet) else XFleet()
+        specs[name] = _spec(name, entry.contents)
     staying = tuple(sorted(n for n in here if specs[n].is_global))
     movable = [n for n in sorted(here) if not specs[n].is_global]
     asked = set(cordon.move)
@@ -138,8 +146,7 @@ def plan_drain(
     # groups that left the machine but are not running yet hold their slot (counted
     # by the units that lead them: those without MachineOf)
     for name in moving - set(here):
-        spec = parse_spec(name, elsewhere[name].contents)
-        busy += not (isinstance(spec, XFleet) and spec.machine_of)
+        busy += not _spec(name, elsewhere[name].contents).machine_of
     slots = max(0, max_parallel - busy)
     ask = [n for g in queued[:slots] for n in g]
     moving.update(ask)
