@@ -32,6 +32,7 @@ from tests.lab.fleet_helpers import (
     etcdctl,
     eventually,
     fleetctl,
+    key_revision,
     ok,
     placement,
     reasons,
@@ -41,6 +42,7 @@ from tests.lab.fleet_helpers import (
     write_units,
 )
 from tests.lab.fleet_helpers import waiting as waiting_units
+from tests.lab.test_fencing import engine_leader
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(240)]
 
@@ -259,3 +261,51 @@ def test_drain_no_block_returns_at_once_and_fleetd_paces_it(lab: Lab, tmp_path: 
     # fleetctl drain shows the progress fleetd made, and says the drain is done
     done = ok(fleetctl(lab, "drain", source[:8], timeout=60))
     assert "drained: 4 unit(s) moved" in done, done
+
+
+def test_a_new_leader_carries_a_drain_on_and_fleetd_enforces_its_deadline(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """drain --no-block --deadline of three slow instances and a pinned unit: the engine
+    leader's fleetd restarts mid-drain (a new term, maybe on another host); the drain
+    goes on at its pace from the record, and at the deadline, with no fleetctl
+    running, fleetd stops the pinned unit."""
+    names = [f"slow@{i}.service" for i in range(1, 4)]
+    for name in names:
+        (tmp_path / name).write_text(SLOW.format(name=name))
+    c1 = mid(lab, "core-01")
+    paths = [str(tmp_path / n) for n in names]
+    paths += write_units(tmp_path, {"pinned.service": f"MachineID={c1[:8]}"})
+    for host in ("core-02", "core-03"):
+        ok(fleetctl(lab, "cordon", mid(lab, host)))
+    ok(fleetctl(lab, "start", *paths, timeout=90))
+    for host in ("core-02", "core-03"):
+        ok(fleetctl(lab, "uncordon", mid(lab, host)))
+    eventually(lambda: all(active_hosts(lab, names)[n] == {"core-01"} for n in names),
+               timeout=60, what="three instances active on core-01")
+
+    started = time.monotonic()
+    ok(fleetctl(lab, "drain", c1[:8], "--no-block", "--deadline", "40s"))
+    fewest = 3
+    restarted = False
+    term = key_revision(lab, "engine/leader")
+    while time.monotonic() - started < 120:
+        now = active_hosts(lab, names)
+        fewest = min(fewest, sum(1 for hosts in now.values() if hosts))
+        moved = sum(1 for hosts in now.values() if hosts and "core-01" not in hosts)
+        if moved >= 1 and not restarted:  # mid-drain: the leader's fleetd restarts
+            leader = eventually(lambda: engine_leader(lab), what="an engine leader")
+            ok(lab.exec(leader, ["systemctl", "restart", "fleet.service"]))
+            restarted = True
+        if moved == 3:
+            break
+    assert restarted and moved == 3, now
+    assert key_revision(lab, "engine/leader") > term  # a new term took the drain up
+    assert fewest >= 2, f"only {fewest} of 3 instances active at one point"
+    assert active_on(lab, "core-01", "pinned.service") == "active"
+    assert time.monotonic() - started < 40, "the instances moved too slowly for this test"
+
+    eventually(lambda: active_on(lab, "core-01", "pinned.service") != "active",
+               timeout=70, what="the pinned unit stopped at the deadline by fleetd")
+    assert time.monotonic() - started >= 40
+    assert reasons(lab) == {"pinned.service": f"machine {c1[:8]} is draining"}
