@@ -9,7 +9,11 @@
   (it reads /services/nginx/ and takes any address that answers), and counts
   0 failures in a bounded curl loop while the drained instance moves;
 - drain with a unit pinned by MachineID reports it, and with --deadline stops
-  it at the deadline (it then waits, naming the drain).
+  it at the deadline (it then waits, naming the drain);
+- drain --no-block returns at once and fleetd paces the drain (never fewer than
+  instances - max_parallel active, observed in systemd on the hosts); a new
+  engine leader carries it on, and fleetd enforces its deadline with no
+  fleetctl running.
 """
 
 from __future__ import annotations
