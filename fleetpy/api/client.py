@@ -261,6 +261,13 @@ class ApiDriver:
     async def put_cordon(self, cordon: Cordon) -> None:
         await self._call("PutCordon", pb.PutCordonRequest(cordon=convert.cordon_to_pb(cordon)))
 
+    async def update_cordon(self, cordon: Cordon, expected: Cordon | None) -> bool:
+        request = pb.PutCordonRequest(cordon=convert.cordon_to_pb(cordon), compare=True)
+        if expected is not None:
+            request.expected.CopyFrom(convert.cordon_to_pb(expected))
+        resp: pb.PutCordonResponse = await self._call("PutCordon", request)
+        return resp.written
+
     async def delete_cordon(self, machine_id: str) -> bool:
         resp: pb.DeleteCordonResponse = await self._call(
             "DeleteCordon", pb.DeleteCordonRequest(machine_id=machine_id))

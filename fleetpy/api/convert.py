@@ -69,7 +69,8 @@ def cordon_to_pb(cordon: Cordon) -> pb.Cordon:
     return pb.Cordon(
         machine_id=cordon.machine_id, state=cordon.state.value, by=cordon.by, at=cordon.at,
         reason=cordon.reason, move=list(cordon.move), stop=list(cordon.stop),
-        stop_global=cordon.stop_global)
+        stop_global=cordon.stop_global, max_parallel=cordon.max_parallel,
+        deadline=cordon.deadline or 0.0)
 
 
 def cordon_from_pb(msg: pb.Cordon) -> Cordon:
@@ -86,9 +87,14 @@ def cordon_from_pb(msg: pb.Cordon) -> Cordon:
 
     for name in (*msg.move, *msg.stop):
         validate_unit_name(name)
+    if msg.max_parallel < 0:
+        raise ConversionError(f"invalid max_parallel {msg.max_parallel}: 1 or more")
+    if not 0 <= msg.deadline < float("inf"):
+        raise ConversionError(f"invalid deadline {msg.deadline}: a Unix time, 0 for none")
     return Cordon(
         machine_id=msg.machine_id, state=state, by=msg.by, at=msg.at, reason=msg.reason,
-        move=tuple(msg.move), stop=tuple(msg.stop), stop_global=msg.stop_global)
+        move=tuple(msg.move), stop=tuple(msg.stop), stop_global=msg.stop_global,
+        max_parallel=msg.max_parallel or 1, deadline=msg.deadline or None)
 
 
 def state_msg_to_pb(state: UnitState) -> pb.UnitState:

@@ -252,8 +252,13 @@ class FleetService(pb_grpc.FleetServicer):
         checked_machine_id(cordon.machine_id)
         if not cordon.machine_id:
             raise ValueError("invalid machine ID: empty")
-        await self._registry.put_cordon(cordon)
-        return pb.PutCordonResponse()
+        if not request.compare:
+            await self._registry.put_cordon(cordon)
+            return pb.PutCordonResponse(written=True)
+        expected = (convert.cordon_from_pb(request.expected)
+                    if request.HasField("expected") else None)
+        return pb.PutCordonResponse(
+            written=await self._registry.update_cordon(cordon, expected))
 
     @_unary
     async def DeleteCordon(

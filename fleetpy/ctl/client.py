@@ -59,6 +59,8 @@ class FleetClient(SnapshotSource, Protocol):
 
     async def put_cordon(self, cordon: Cordon) -> None: ...
 
+    async def update_cordon(self, cordon: Cordon, expected: Cordon | None) -> bool: ...
+
     async def delete_cordon(self, machine_id: str) -> bool: ...
 
     async def list_cordons(self) -> dict[str, Cordon]: ...
@@ -149,6 +151,9 @@ class EtcdDriver:
 
     async def put_cordon(self, cordon: Cordon) -> None:
         await self.registry.put_cordon(cordon)
+
+    async def update_cordon(self, cordon: Cordon, expected: Cordon | None) -> bool:
+        return await self.registry.update_cordon(cordon, expected)
 
     async def delete_cordon(self, machine_id: str) -> bool:
         return await self.registry.delete_cordon(machine_id)

@@ -251,6 +251,15 @@ class Registry(Protocol):
     async def list_cordons(self) -> dict[str, Cordon]:
         """Machine id -> its cordon (machines that are not cordoned are absent)."""
 
+    async def update_cordon(
+        self, cordon: Cordon, expected: Cordon | None, token: LeaderToken | None = None
+    ) -> bool:
+        """Compare-and-swap: write ``cordon`` only if the stored one is ``expected`` (None:
+        absent) and, with ``token``, only while it holds the lead; False otherwise."""
+
+    async def get_unit_states(self, keys: Sequence[tuple[str, str]]) -> list[UnitState]:
+        """The states reported for these (machine id, unit) pairs (absent: left out)."""
+
     # schedule (engine writes, agents read) -------------------------------------
     async def list_schedule(self, machine_id: str | None = None) -> list[ScheduledUnit]: ...
 
