@@ -218,6 +218,31 @@ async def test_a_start_that_fails_at_once_is_never_reported_launched_and_running
         assert any(r.fleet == "starting" for r in n.reports)
 
 
+FAILS_AFTER = 0.08  # s after it went up: within SETTLE_S
+
+
+class FailingSoon(FakeUnitManager):
+    """A unit that fails a moment after it went up, within the settle time."""
+
+    async def start_unit(self, name: str) -> None:
+        await super().start_unit(name)
+        asyncio.get_running_loop().call_later(FAILS_AFTER, self.set_state, name, "failed",
+                                              "failed")
+
+
+async def test_a_start_that_fails_within_the_settle_time_is_reported_failed(
+    tmp_path: Path,
+) -> None:
+    assert FAILS_AFTER < SETTLE_S
+    async with node(tmp_path) as n:
+        n.manager.__class__ = FailingSoon
+        await n.schedule("soon.service", LAUNCHED)
+        s = await n.until_state("soon.service", lambda s: s is not None and s.fleet
+                                == "launched")
+        assert s is not None and s.active_state == "failed"
+        assert not [r for r in n.reports if r.fleet == "launched" and r.active_state == "active"]
+
+
 class QueuedStart(FakeUnitManager):
     """A start whose job waits 0.6 s (After= a unit still starting): inactive/dead
     until then, as systemd shows a unit with a queued start job."""
