@@ -56,7 +56,8 @@ async def until_active(m: DbusUnitManager, name: str) -> list[str] | None:
 
 async def noreload(prefix: str) -> dict[str, Any]:
     r: dict[str, Any] = {}
-    looked_up, never, changed = (f"{prefix}-{x}.service" for x in ("lookedup", "never", "changed"))
+    looked_up, never, changed, pinner, pinned = (
+        f"{prefix}-{x}.service" for x in ("lookedup", "never", "changed", "pinner", "pinned"))
     m = DbusUnitManager(units_dir=UNITS_DIR)
     await m.start()
     try:
@@ -72,22 +73,32 @@ async def noreload(prefix: str) -> dict[str, Any]:
         await m.write_unit(never, UNIT.format(desc="v1"))
         await m.start_unit(never)
         r["never_started"] = await until_active(m, never)
+        # 3. a not-found stub held in memory by another unit's Wants= (a fleet unit that
+        #    names one not loaded yet): linked later, found and started, no reload
+        await m.write_unit(pinner, UNIT.format(desc="v1").replace(
+            "[Service]", f"Wants={pinned}\n[Service]"))
+        await m.start_unit(pinner)
+        await until_active(m, pinner)
+        r["pinned_before"] = row((await m.statuses([pinned])).get(pinned))
+        await m.write_unit(pinned, UNIT.format(desc="v1"))
+        await m.start_unit(pinned)
+        r["pinned_started"] = await until_active(m, pinned)
         r["reloads_meanwhile"] = reloads() - r["reloads_before"]
-        # 3. a unit systemd has loaded keeps what it read until a daemon-reload
+        # 4. a unit systemd has loaded keeps what it read until a daemon-reload
         await m.write_unit(changed, UNIT.format(desc="v1"))
         await m.start_unit(changed)
         await until_active(m, changed)
         await m.write_unit(changed, UNIT.format(desc="v2"))
         await m.start_unit(changed)  # the agent's start of the new version, no reload
         r["changed_without_reload"] = show(changed, "Description", "NeedDaemonReload")
-        # 4. a removed file: systemd still has the unit loaded until a reload
+        # 5. a removed file: systemd still has the unit loaded until a reload
         await m.remove_unit(never)
         r["removed_without_reload"] = row((await m.statuses([never])).get(never))
         await m.daemon_reload()
         r["changed_after_reload"] = show(changed, "Description", "NeedDaemonReload")
         r["removed_after_reload"] = row((await m.statuses([never])).get(never))
     finally:
-        for name in (looked_up, never, changed):
+        for name in (looked_up, never, changed, pinner, pinned):
             await m.stop_unit(name)
             await m.remove_unit(name)
         await m.daemon_reload()

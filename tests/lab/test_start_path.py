@@ -64,6 +64,9 @@ def test_systemd_loads_a_new_unit_without_a_daemon_reload(lab: Lab) -> None:
     assert r["looked_up_after_link"] == ["loaded", "inactive", "dead"]
     assert r["looked_up_started"] == ["loaded", "active", "running"]
     assert r["never_started"] == ["loaded", "active", "running"]
+    # a not-found stub another unit's Wants= keeps in memory: retried from disk too
+    assert r["pinned_before"] == ["not-found", "inactive", "dead"]
+    assert r["pinned_started"] == ["loaded", "active", "running"]
     assert r["reloads_meanwhile"] == 0
     # where the agent keeps the reload: a loaded unit runs what systemd read...
     assert r["changed_without_reload"] == {"Description": "v1", "NeedDaemonReload": "yes"}
