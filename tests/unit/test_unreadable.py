@@ -10,6 +10,7 @@ import logging
 
 import pytest
 
+from fleetpy.engine import placement
 from fleetpy.engine import plan as engine_plan
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState
 from fleetpy.model.unitfile import make_unit_file
@@ -172,14 +173,14 @@ def _record(name: str, contents: str = "[Service]\nExecStart=/bin/true\n") -> Un
 def test_a_unit_whose_planning_raises_waits_and_the_others_are_placed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = engine_plan.decide
+    real = placement.decide
 
-    def decide(cluster: object, spec: engine_plan.UnitSpec) -> object:
+    def decide(cluster: object, spec: placement.UnitSpec) -> object:
         if spec.name == "b.service":
             raise RuntimeError("boom")
         return real(cluster, spec)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(engine_plan, "decide", decide)
+    monkeypatch.setattr(placement, "decide", decide)
     plan = engine_plan.plan_engine(
         [_record("a.service"), _record("b.service"), _record("c.service")], [M1, M2], [])
     assert sorted(p.name for p in plan.puts) == ["a.service", "c.service"]
