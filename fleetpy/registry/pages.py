@@ -45,8 +45,10 @@ async def kv_pages(
             return await registry.backend.range(first, end, limit=page_size, revision=revision)
         except RegistryError as e:
             if revision:
-                raise RegistryError(f"listing {registry.prefix}{relative_prefix} at revision "
-                                    f"{revision} failed part way ({e}); run it again") from None
+                raise RegistryError(
+                    f"listing {registry.prefix}{relative_prefix} at revision "
+                    f"{revision} failed part way ({e}); run it again"
+                ) from None
             raise
 
     result = await page(start)
@@ -69,7 +71,9 @@ async def kv_pages(
 
 
 async def _decoded_pages(
-    registry: KVBase, relative_prefix: str, page_size: int,
+    registry: KVBase,
+    relative_prefix: str,
+    page_size: int,
     decode: Callable[[KeyValue], T],
 ) -> AsyncGenerator[list[T], None]:
     async with contextlib.aclosing(kv_pages(registry, relative_prefix, page_size)) as pages:
@@ -83,11 +87,19 @@ def unit_state_pages(
     registry: KVBase, machine_id: str | None, page_size: int
 ) -> AsyncGenerator[list[UnitState], None]:
     """Reported unit states, by machine then unit name, in pages."""
-    return _decoded_pages(registry, codec.states_prefix(machine_id), page_size,
-                          lambda kv: codec.decode_state(registry._rel(kv.key), kv.value))
+    return _decoded_pages(
+        registry,
+        codec.states_prefix(machine_id),
+        page_size,
+        lambda kv: codec.decode_state(registry._rel(kv.key), kv.value),
+    )
 
 
 def machine_pages(registry: KVBase, page_size: int) -> AsyncGenerator[list[Machine], None]:
     """Live machines, by ID, in pages."""
-    return _decoded_pages(registry, codec.MACHINES, page_size,
-                          lambda kv: codec.decode_machine(registry._rel(kv.key), kv.value))
+    return _decoded_pages(
+        registry,
+        codec.MACHINES,
+        page_size,
+        lambda kv: codec.decode_machine(registry._rel(kv.key), kv.value),
+    )
