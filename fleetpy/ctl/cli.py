@@ -1,4 +1,4 @@
-"""fleetctl: the command-line interface to fleetpy, with fleet's commands and flags.
+"""fleetctl's click group: fleet's commands and flags, help and usage errors.
 
 Global flags are also read from ``FLEETCTL_<FLAG>`` (``FLEETCTL_ENDPOINT``,
 ``FLEETCTL_DRIVER``, ``FLEETCTL_ETCD_ENDPOINTS``...). Only click is imported
@@ -11,10 +11,8 @@ pays for Python, click, gRPC and protobuf, little else (docs/benchmarks.md).
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any
 
 import click
 
@@ -23,29 +21,17 @@ from fleetpy.ctl.common import (
     DEFAULT_KNOWN_HOSTS,
     DEFAULT_PREFIX,
     CtlEnv,
+    CtlError,
     Settings,
     looks_like_etcd,
 )
+from fleetpy.ctl.main import COMMAND_MODULES
 
 
 def _version() -> str:
     from fleetpy import __version__
 
     return __version__
-
-
-# Each command's module in fleetpy.ctl (its COMMANDS): imported when the command is used.
-COMMAND_MODULES = {
-    **dict.fromkeys(["submit", "load", "start", "stop", "unload", "destroy", "restart", "cat"],
-                    "units"),
-    **dict.fromkeys(["list-units", "list-unit-files", "list-machines"], "lists"),
-    **dict.fromkeys(["status", "journal"], "status"),
-    **dict.fromkeys(["ssh", "fd-forward"], "remote"),
-    "set-metadata": "machines",
-    **dict.fromkeys(["cordon", "uncordon"], "cordon"),
-    "drain": "drain",
-    "rolling-update": "rollcmd",
-}
 
 
 @contextlib.contextmanager
@@ -60,6 +46,17 @@ def _one_line_usage_errors() -> Iterator[None]:
         if clean == text:
             raise
         raise click.UsageError(clean, e.ctx) from None
+
+
+class ShownError(click.ClickException):
+    """A CtlError (fleetpy.ctl.common: no click there) as click shows errors."""
+
+    def __init__(self, error: CtlError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        self.error.show(file)
 
 
 class FleetGroup(click.Group):
@@ -78,7 +75,10 @@ class FleetGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         with _one_line_usage_errors():
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except CtlError as e:  # click shows it: "Error: ...", exit 1
+                raise ShownError(e) from None
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         module = COMMAND_MODULES.get(cmd_name)
@@ -226,31 +226,3 @@ def help_cmd(ctx: click.Context, command: str | None) -> None:
         raise click.UsageError(f'unknown subcommand: "{command}"', ctx)
     with click.Context(cmd, info_name=command, parent=parent) as sub:
         click.echo(cmd.get_help(sub))
-
-
-def run() -> None:
-    """The ``fleetctl`` command (console script, ``python -m fleetpy.ctl``): :data:`main`,
-    then a quick exit.
-
-    Once a command that talked to the cluster is done, Python's own teardown
-    (gRPC's threads, the cleanup of a few hundred modules) would cost a cold
-    command about 30-50 ms more; nothing of fleetctl's is left to do then (the
-    client and any --tunnel are closed), so its output is flushed and the
-    process ends with the command's status. Tests call ``main`` itself.
-    """
-    try:
-        main(prog_name="fleetctl")
-    except SystemExit as e:
-        code = e.code
-    else:  # pragma: no cover - click's standalone mode always exits
-        code = 0
-    if "grpc" not in sys.modules or not isinstance(code, int | None):
-        sys.exit(code)
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except BrokenPipeError:  # fleetctl list-units | head: the reader left
-        code = code or 141
-    except OSError:
-        code = code or 1
-    os._exit(code or 0)
