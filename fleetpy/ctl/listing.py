@@ -116,12 +116,19 @@ def unreadable_report(entries: Sequence[Unreadable], output: str) -> str:
     return "\n".join(lines)
 
 
+def known_machines(machines: Sequence[Machine], cordons: Mapping[str, Cordon]) -> list[Machine]:
+    """Live machines, and cordoned ones whose lease is gone (their cordon stays)."""
+    from fleetpy.model.types import Machine
+
+    live = {m.id for m in machines}
+    return [*machines, *(Machine(mid, "") for mid in sorted(cordons) if mid not in live)]
+
+
 def machine_rows(
     machines: Iterable[Machine], full: bool, cordons: Mapping[str, Cordon] | None = None
 ) -> list[Row]:
     """One row per machine; STATE ready, cordoned or draining (fleetpy.model.cordon).
     A cordoned machine whose lease is gone is listed too (IP -): its cordon stays."""
-    from fleetpy.ctl.cordon import known_machines
     from fleetpy.ctl.state import format_metadata, machine_id_legend
 
     cordons = cordons or {}
