@@ -43,7 +43,6 @@ VALUES = {
     "--strict-host-key-checking": ("strict_host_key_checking", "bool"),
 }
 FLAGS = {"--plain-http-ok": "plain_http_ok"}
-COMMANDS = ("list-units", "list-machines", "list-unit-files")
 # click's BoolParamType.bool_states ("" is unset for a variable, so not here).
 BOOLS = {"1": True, "0": False, "yes": True, "no": False, "true": True, "false": False,
          "on": True, "off": False, "t": True, "f": False, "y": True, "n": False}
@@ -51,32 +50,82 @@ ENV_PREFIX = "FLEETCTL_"
 
 
 @dataclass(frozen=True, slots=True)
+class Spec:
+    """A command's options as its click command declares them: flag -> parameter name
+    (``flags``: booleans; ``values``: a value of the parameter's kind), defaults, and
+    whether it takes UNIT... (required) arguments."""
+
+    flags: Mapping[str, str]
+    values: Mapping[str, tuple[str, str]]
+    defaults: Mapping[str, object]
+    units: bool = False
+
+
+def _list_spec(default_fields: str) -> Spec:  # fleetpy.ctl.lists._table_options
+    return Spec({"--full": "full", "-l": "full", "--no-legend": "no_legend"},
+                {"--fields": ("fields", "str"), "--output": ("output", "output"),
+                 "-o": ("output", "output")},
+                {"full": False, "no_legend": False, "fields": default_fields,
+                 "output": "plain"})
+
+
+def _unit_spec(replace: bool) -> Spec:  # fleetpy.ctl.units
+    flags = {"--no-block": "no_block", **({"--replace": "replace"} if replace else {})}
+    defaults = {"no_block": False, "block_attempts": 0, **({"replace": False} if replace else {})}
+    return Spec(flags, {"--block-attempts": ("block_attempts", "count")}, defaults, units=True)
+
+
+# The commands read here (their defaults: fleetpy.ctl.listing's, checked by the tests).
+SPECS = {
+    "list-units": _list_spec("unit,machine,active,sub"),
+    "list-machines": _list_spec("machine,ip,metadata"),
+    "list-unit-files": _list_spec("unit,hash,dstate,state,target"),
+    "load": _unit_spec(replace=True),
+    "start": _unit_spec(replace=True),
+    "stop": _unit_spec(replace=False),
+    "unload": _unit_spec(replace=False),
+    "destroy": _unit_spec(replace=False),
+}
+
+
+@dataclass(frozen=True, slots=True)
 class Quick:
-    """A list command as click would have read it."""
+    """A command as click would have read it: the global settings, the command, and the
+    values of its parameters (by name, as its click command gets them)."""
 
     settings: Settings
     command: str
-    full: bool = False
-    no_legend: bool = False
-    fields: str | None = None  # None: the command's default
-    output: str = "plain"
+    params: Mapping[str, object]
 
 
 class _Refused(Exception):
     """Not a plain command line: click reads it."""
 
 
-def _convert(kind: str, value: str) -> str | float | bool:
+def _convert(kind: str, value: str) -> str | float | bool | int:
+    """A value as click converts it; _Refused where click would refuse it."""
     if kind == "float":
         try:
             return float(value)
         except ValueError:
             raise _Refused from None
     if kind == "bool":
-        got = BOOLS.get(value.strip().lower())
-        if got is None:
+        truth = BOOLS.get(value.strip().lower())
+        if truth is None:
             raise _Refused
-        return got
+        return truth
+    if kind == "count":  # click.IntRange(min=0)
+        try:
+            count = int(value)
+        except ValueError:
+            raise _Refused from None
+        if count < 0:
+            raise _Refused
+        return count
+    if kind == "output":  # click.Choice(OUTPUTS)
+        if value not in ("plain", "json"):
+            raise _Refused
+        return value
     if kind == "driver":  # click.Choice(["api", "etcd"], case_sensitive=False)
         if value.lower() not in ("api", "etcd"):
             raise _Refused
@@ -123,52 +172,69 @@ def _globals(
     return given, i
 
 
+def _command(spec: Spec, args: Sequence[str]) -> dict[str, object]:
+    """The command's parameters from its arguments (options and UNIT... interspersed,
+    as click allows)."""
+    params: dict[str, object] = {}
+    units: list[str] = []
+    got: object
+    j = 0
+    while j < len(args):
+        arg = args[j]
+        if not arg.startswith("-") or arg == "-":
+            if not spec.units or arg == "-":
+                raise _Refused  # an argument the command does not take: click says so
+            units.append(arg)
+            j += 1
+            continue
+        flag, eq, value = arg.partition("=")
+        if arg in spec.flags:
+            name, got = spec.flags[arg], True
+        elif flag in spec.values and (eq or arg == flag) and flag.startswith("--"):
+            if not eq:
+                j += 1
+                if j == len(args) or args[j].startswith("-"):
+                    raise _Refused
+                value = args[j]
+            name, kind = spec.values[flag]
+            got = _convert(kind, value)
+        elif arg[:2] in spec.values and not arg.startswith("--"):  # -o json, -ojson
+            name, kind = spec.values[arg[:2]]
+            value = arg[2:]
+            if not value:
+                j += 1
+                if j == len(args) or args[j].startswith("-"):
+                    raise _Refused
+                value = args[j]
+            got = _convert(kind, value)
+        else:
+            raise _Refused  # --help, -lo, --, an unknown option...
+        if name in params:
+            raise _Refused
+        params[name] = got
+        j += 1
+    if spec.units:
+        if not units:
+            raise _Refused  # click: Missing argument 'UNIT...'
+        params["units"] = tuple(units)
+    return {**spec.defaults, **params}
+
+
 def parse(argv: Sequence[str], environ: Mapping[str, str]) -> Quick | None:
-    """``fleetctl ARGV`` as click reads it, if it is a plain list command; else None."""
+    """``fleetctl ARGV`` as click reads it, if it is a plain command of SPECS; else None."""
     try:
         given, i = _globals(argv, environ)
+        if i == len(argv) or argv[i] not in SPECS:
+            return None
+        params = _command(SPECS[argv[i]], argv[i + 1:])
     except _Refused:
         return None
-    if i == len(argv) or argv[i] not in COMMANDS:
-        return None
-    command, rest = argv[i], argv[i + 1:]
-    opts: dict[str, str | bool] = {}
-    j = 0
-    while j < len(rest):
-        arg = rest[j]
-        flag, eq, value = arg.partition("=")
-        if arg in ("--full", "-l", "--no-legend"):
-            name: str = "no_legend" if arg == "--no-legend" else "full"
-            opts_value: str | bool = True
-        elif flag in ("--fields", "--output") or arg.startswith("-o"):
-            if flag in ("--fields", "--output") and eq:
-                pass
-            elif arg == "-o" or arg in ("--fields", "--output"):
-                j += 1
-                if j == len(rest) or rest[j].startswith("-"):
-                    return None
-                value = rest[j]
-            else:  # -ojson
-                value = arg[2:]
-            name = "fields" if flag == "--fields" else "output"
-            if name == "output" and value not in ("plain", "json"):
-                return None
-            opts_value = value
-        else:
-            return None  # a positional argument, --help, -lo...: click says what it is
-        if name in opts:
-            return None
-        opts[name] = opts_value
-        j += 1
     driver = str(given.get("driver", "api"))
     endpoint = given.get("endpoint")
     if "driver" not in given and endpoint is not None and looks_like_etcd(str(endpoint)):
         driver = "etcd"  # fleet: an --endpoint on an etcd port means --driver=etcd
     settings = Settings(**{**given, "driver": driver})  # type: ignore[arg-type]
-    return Quick(settings, command, full=bool(opts.get("full", False)),
-                 no_legend=bool(opts.get("no_legend", False)),
-                 fields=str(opts["fields"]) if "fields" in opts else None,
-                 output=str(opts.get("output", "plain")))
+    return Quick(settings, argv[i], params)
 
 
 def _utf8(stream: object) -> bool:
@@ -177,8 +243,8 @@ def _utf8(stream: object) -> bool:
 
 
 def run_quick(argv: Sequence[str]) -> int | None:
-    """Run ``fleetctl ARGV`` if it is a plain list command: its exit status; None when
-    click is to read it (nothing was done)."""
+    """Run ``fleetctl ARGV`` if it is a plain command of SPECS: its exit status; None
+    when click is to read it (nothing was done)."""
     if not (_utf8(sys.stdout) and _utf8(sys.stderr)):
         return None  # click.echo writes to other streams its own way
     quick = parse(argv, os.environ)
@@ -186,20 +252,22 @@ def run_quick(argv: Sequence[str]) -> int | None:
         return None
     import logging
 
-    from fleetpy.ctl import listing
     from fleetpy.ctl.common import CtlEnv, CtlError
 
     # As fleetpy.ctl.cli's group does without --debug.
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     logging.getLogger("fleetpy.registry.unreadable").addHandler(logging.NullHandler())
-    run, default = {
-        "list-units": (listing.list_units, listing.UNITS_DEFAULT),
-        "list-machines": (listing.list_machines, listing.MACHINES_DEFAULT),
-        "list-unit-files": (listing.list_unit_files, listing.UNIT_FILES_DEFAULT),
-    }[quick.command]
     try:
-        run(CtlEnv(settings=quick.settings), quick.full, quick.no_legend,
-            default if quick.fields is None else quick.fields, quick.output)
+        if quick.command.startswith("list-"):
+            from fleetpy.ctl import listing
+
+            work = getattr(listing, quick.command.replace("-", "_"))
+            work(CtlEnv(settings=quick.settings), **quick.params)
+        else:
+            from fleetpy.ctl import actions
+
+            actions.run_unit_command(CtlEnv(settings=quick.settings), quick.command,
+                                     **quick.params)  # type: ignore[arg-type]
     except CtlError as e:
         e.show()
         return e.exit_code

@@ -10,6 +10,7 @@ back on the list path.
 
 from __future__ import annotations
 
+import inspect
 import shutil
 import subprocess
 import sys
@@ -21,29 +22,37 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from fleetpy.ctl import listing, quick
+from fleetpy.ctl import actions, listing, quick
 from fleetpy.ctl.common import CtlEnv
 from fleetpy.ctl.main import main
 from fleetpy.model.types import Machine, UnitState
 from tests.unit.test_ctl_support import M1, M2, Cluster
 
 STYLED = Machine("0dd0ba11c0ffee0000000000000000a3", "172.17.8.103", {"note": "\x1b[31mred"})
-COMMAND = {"list-units": "list_units", "list-machines": "list_machines",
-           "list-unit-files": "list_unit_files"}
-DEFAULTS = {"list-units": listing.UNITS_DEFAULT, "list-machines": listing.MACHINES_DEFAULT,
-            "list-unit-files": listing.UNIT_FILES_DEFAULT}
+LISTS = {"list-units": "list_units", "list-machines": "list_machines",
+         "list-unit-files": "list_unit_files"}
 
 
 def click_reading(monkeypatch: pytest.MonkeyPatch, argv: list[str],
                   env: dict[str, str]) -> tuple[Any, ...] | None:
-    """What the click group hands the list command's work: (command, settings, full,
-    no_legend, fields, output); None when click refuses the command line."""
+    """What the click group hands the command's work: (command, settings, parameters by
+    name); None when click refuses the command line."""
     got: list[tuple[Any, ...]] = []
-    for command, name in COMMAND.items():
-        def record(ctl: CtlEnv, *args: Any, command: str = command) -> None:
-            got.append((command, ctl.settings, *args))
 
-        monkeypatch.setattr(listing, name, record)
+    def recorder(real: Any, command: str | None) -> Any:
+        def record(ctl: CtlEnv, *args: Any, **kwargs: Any) -> None:
+            bound = inspect.signature(real).bind(ctl, *args, **kwargs)
+            bound.apply_defaults()
+            params = dict(bound.arguments)
+            del params["env"]
+            name = command or params.pop("verb")
+            got.append((name, ctl.settings, params))
+        return record
+
+    for command, name in LISTS.items():
+        monkeypatch.setattr(listing, name, recorder(getattr(listing, name), command))
+    monkeypatch.setattr(actions, "run_unit_command",
+                        recorder(actions.run_unit_command, None))
     result = CliRunner().invoke(main, argv, env=env, obj=CtlEnv())
     if result.exit_code != 0:
         return None
@@ -52,11 +61,19 @@ def click_reading(monkeypatch: pytest.MonkeyPatch, argv: list[str],
 
 
 def quick_reading(argv: list[str], env: dict[str, str]) -> tuple[Any, ...] | None:
+    """The same from fleetpy.ctl.quick: the call run_quick makes, bound the same way."""
     q = quick.parse(argv, env)
     if q is None:
         return None
-    fields = DEFAULTS[q.command] if q.fields is None else q.fields
-    return (q.command, q.settings, q.full, q.no_legend, fields, q.output)
+    if q.command in LISTS:
+        bound = inspect.signature(getattr(listing, LISTS[q.command])).bind(None, **q.params)
+    else:
+        bound = inspect.signature(actions.run_unit_command).bind(None, q.command, **q.params)
+    bound.apply_defaults()
+    params = dict(bound.arguments)
+    del params["env"]
+    params.pop("verb", None)
+    return (q.command, q.settings, params)
 
 
 READ_QUICKLY: list[tuple[list[str], dict[str, str]]] = [
@@ -88,6 +105,13 @@ READ_QUICKLY: list[tuple[list[str], dict[str, str]]] = [
     (["--endpoint", "unix:///a.sock", "list-units"], {"FLEETCTL_ENDPOINT": "unix:///b.sock"}),
     (["list-units"], {"FLEETCTL_ETCD_PASSWORD": "secret", "FLEETCTL_PLAIN_HTTP_OK": "no",
                       "FLEETCTL_STRICT_HOST_KEY_CHECKING": "0", "FLEETCTL_ENDPOINT": ""}),
+    (["start", "a.service"], {}),
+    (["start", "--no-block", "a.service", "b@1.service", "--replace"], {}),
+    (["--endpoint", "http://h:49153", "start", "--block-attempts", "3", "./x/a.service"], {}),
+    (["load", "a.service", "--block-attempts=0"], {}),
+    (["stop", "a.service", "b.service"], {"FLEETCTL_ENDPOINT": "unix:///s.sock"}),
+    (["unload", "--no-block", "a.service"], {}),
+    (["destroy", "a.service", "--block-attempts", " 7"], {}),
 ]
 
 LEFT_TO_CLICK: list[tuple[list[str], dict[str, str]]] = [
@@ -112,7 +136,18 @@ LEFT_TO_CLICK: list[tuple[list[str], dict[str, str]]] = [
     (["--strict-host-key-checking", "maybe", "list-units"], {}),
     (["--bogus", "list-units"], {}),
     (["list-units", "--endpoint", "x"], {}),
-    (["start", "a.service"], {}),
+    (["start"], {}),
+    (["start", "--no-block"], {}),
+    (["start", "-", "a.service"], {}),
+    (["start", "a.service", "--"], {}),
+    (["start", "--block-attempts", "-1", "a.service"], {}),
+    (["start", "--block-attempts", "1.5", "a.service"], {}),
+    (["stop", "--replace", "a.service"], {}),
+    (["destroy", "--no-block=yes", "a.service"], {}),
+    (["submit", "a.service"], {}),
+    (["restart", "a.service"], {}),
+    (["cat", "a.service"], {}),
+    (["start", "a.service"], {"FLEETCTL_START_NO_BLOCK": "1"}),
     (["list-units"], {"FLEETCTL_DEBUG": "1"}),
     (["list-units"], {"FLEETCTL_LIST_UNITS_FULL": "1"}),
     (["list-units"], {"FLEETCTL_VERSION": "1"}),
@@ -208,3 +243,47 @@ def test_list_commands_do_not_import_click(api: str, argv: list[str]) -> None:
     assert "fleetpy.ctl.cli" not in imported and "fleetpy.ctl.lists" not in imported
     p = fleetctl(RUN, ["--help"], api, importtime=True)
     assert p.returncode == 0 and "click" in p.stderr  # the guard sees click when it is there
+
+
+@pytest.fixture(scope="module")
+def acting_api() -> Iterator[str]:
+    """An API whose fake engine and agent act on what fleetctl asks (one machine)."""
+    short = Path(tempfile.mkdtemp(prefix="fqa", dir="/tmp"))
+    try:
+        with Cluster() as cluster:
+            yield cluster.start_api(str(short / "fleet.sock"))
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+
+
+def in_dir(code: str, where: Path) -> str:
+    return f"import os\nos.chdir({str(where)!r})\n{code}"
+
+
+@pytest.mark.parametrize("steps", [
+    [["start", "{}.service"], ["stop", "{}.service"], ["unload", "{}.service"],
+     ["destroy", "{}.service"]],
+    [["load", "--no-block", "{}.service"], ["start", "{}.service", "--block-attempts", "40"],
+     ["destroy", "--no-block", "{}.service"]],
+    [["start", "{}.service", "missing.service"]],  # bad input: nothing written
+    [["start", "--replace", "{}.service"], ["start", "{}.service"]],
+])
+def test_unit_commands_on_the_quick_path_print_what_click_prints(
+    acting_api: str, tmp_path: Path, steps: list[list[str]]
+) -> None:
+    """The same steps on two units, one through the quick path, one through click: the
+    same output (the unit's name aside), status and import of no click on the first."""
+    for name in ("fast", "slow"):
+        (tmp_path / f"{name}.service").write_text("[Service]\nExecStart=/bin/sleep 1000\n")
+    for step in steps:
+        fast = fleetctl(in_dir(RUN, tmp_path), [a.format("fast") for a in step], acting_api,
+                        importtime=True)
+        slow = fleetctl(in_dir(CLICK, tmp_path), [a.format("slow") for a in step], acting_api)
+        imported = [line.split("|")[-1].strip() for line in fast.stderr.splitlines()
+                    if line.startswith("import time:")]
+        assert "fleetpy.ctl.actions" in imported and "click" not in imported
+        fast_err = "".join(line + "\n" for line in fast.stderr.splitlines()
+                           if not line.startswith("import time:"))
+        assert (fast.returncode, fast.stdout.replace("fast", "slow"),
+                fast_err.replace("fast", "slow")) == (slow.returncode, slow.stdout, slow.stderr)
+        assert fast.stdout or fast_err  # each step says something (launched, error...)
