@@ -287,3 +287,32 @@ def test_unit_commands_on_the_quick_path_print_what_click_prints(
         assert (fast.returncode, fast.stdout.replace("fast", "slow"),
                 fast_err.replace("fast", "slow")) == (slow.returncode, slow.stdout, slow.stderr)
         assert fast.stdout or fast_err  # each step says something (launched, error...)
+
+
+GC_CHECK = """
+import gc, sys
+from fleetpy.ctl import listing, remote
+from fleetpy.ctl.main import run
+real_write = listing.write
+def write(pieces):
+    sys.stderr.write(f"gc on when the rows are written: {gc.isenabled()}\\n")
+    real_write(pieces)
+listing.write = write
+def ssh(*args, **kwargs):
+    sys.stderr.write(f"gc on when ssh runs: {gc.isenabled()}\\n")
+remote.ssh.callback = ssh
+run()
+"""
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["list-units"], "gc on when the rows are written: True"),
+    (["ssh", "somewhere"], "gc on when ssh runs: True"),
+])
+def test_the_garbage_collector_is_back_on_once_the_start_up_is_done(
+    api: str, argv: list[str], said: str
+) -> None:
+    """run() turns the cyclic collector off for the start-up's imports only: a command's
+    work (the rows, a long ssh session on the click path) runs with it on."""
+    p = fleetctl(GC_CHECK, argv, api)
+    assert said in p.stderr.splitlines(), p.stderr
