@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from fleetpy.ctl.common import Settings, looks_like_etcd
 
@@ -49,8 +49,7 @@ BOOLS = {"1": True, "0": False, "yes": True, "no": False, "true": True, "false":
 ENV_PREFIX = "FLEETCTL_"
 
 
-@dataclass(frozen=True, slots=True)
-class Spec:
+class Spec(NamedTuple):
     """A command's options as its click command declares them: flag -> parameter name
     (``flags``: booleans; ``values``: a value of the parameter's kind), defaults, and
     whether it takes UNIT... (required) arguments."""
@@ -88,8 +87,7 @@ SPECS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Quick:
+class Quick(NamedTuple):
     """A command as click would have read it: the global settings, the command, and the
     values of its parameters (by name, as its click command gets them)."""
 
