@@ -83,8 +83,9 @@ def run() -> None:
     if "grpc" not in sys.modules or not isinstance(code, int | None):
         sys.exit(code)
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:  # None: started with that descriptor closed
+                stream.flush()
     except BrokenPipeError:  # fleetctl list-units | head: the reader left
         code = code or 141
     except OSError:

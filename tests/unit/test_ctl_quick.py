@@ -316,3 +316,14 @@ def test_the_garbage_collector_is_back_on_once_the_start_up_is_done(
     work (the rows, a long ssh session on the click path) runs with it on."""
     p = fleetctl(GC_CHECK, argv, api)
     assert said in p.stderr.splitlines(), p.stderr
+
+
+def test_a_list_command_started_with_stdout_closed_ends_quietly(api: str) -> None:
+    """Started with descriptor 1 closed (sys.stdout is None), the rows go nowhere, as
+    click.echo drops them, and the command still ends with its status, no traceback."""
+    import os
+
+    env = {"PATH": "/usr/bin:/bin", "FLEETCTL_ENDPOINT": api}
+    p = subprocess.run([sys.executable, "-c", RUN, "list-units"], stderr=subprocess.PIPE,
+                       text=True, timeout=60, env=env, preexec_fn=lambda: os.close(1))
+    assert (p.returncode, p.stderr) == (0, "")
