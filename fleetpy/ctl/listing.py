@@ -49,7 +49,7 @@ def state_cells(
     rows: Iterable[StateRow], machines: Mapping[str, Machine], full: bool
 ) -> Iterator[Row]:
     """list-units rows, by unit then machine ID, from compact rows."""
-    from fleetpy.ctl.state import machine_legend
+    from fleetpy.ctl.legend import machine_legend
 
     legends: dict[str, str] = {}  # machine id -> its legend, made once
     for name, machine_id, load, active, sub, hsh in sorted(rows, key=lambda r: (r[0], r[1])):
@@ -129,7 +129,7 @@ def machine_rows(
 ) -> list[Row]:
     """One row per machine; STATE ready, cordoned or draining (fleetpy.model.cordon).
     A cordoned machine whose lease is gone is listed too (IP -): its cordon stays."""
-    from fleetpy.ctl.state import format_metadata, machine_id_legend
+    from fleetpy.ctl.legend import format_metadata, machine_id_legend
 
     cordons = cordons or {}
     return [
