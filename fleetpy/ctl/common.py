@@ -176,8 +176,8 @@ def run_with_client(env: CtlEnv, action: Callable[[FleetClient], Awaitable[int]]
     """
     import asyncio
 
-    from fleetpy.ctl.client import open_client
-    from fleetpy.registry.base import RegistryError
+    from fleetpy.ctl.connect import open_client
+    from fleetpy.registry.errors import RegistryError
 
     assert env.settings is not None
 

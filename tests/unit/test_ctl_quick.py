@@ -243,6 +243,9 @@ def test_list_commands_do_not_import_click(api: str, argv: list[str]) -> None:
     assert "fleetpy.ctl.cli" not in imported and "fleetpy.ctl.lists" not in imported
     if argv[0] != "list-unit-files":  # its STATE column is the unit-state views'
         assert "fleetpy.ctl.state" not in imported and "pathlib" not in imported
+        # nor the Registry protocol, the snapshot types, the FleetClient protocol
+        assert sorted(imported & {"fleetpy.registry.base", "fleetpy.api.snapshot",
+                                  "fleetpy.ctl.client", "fleetpy.registry.endpoints"}) == []
     p = fleetctl(RUN, ["--help"], api, importtime=True)
     assert p.returncode == 0 and "click" in p.stderr  # the guard sees click when it is there
 
