@@ -3,9 +3,10 @@
 This module is the ``fleetctl`` console script's (:func:`run`) and is kept
 light: the click group (``main``: fleet's commands, flags, help and usage
 errors) lives in fleetpy.ctl.cli and is loaded from here when asked for
-(``from fleetpy.ctl.main import main`` still works). A plain ``fleetctl
-list-units``/``list-machines``/``list-unit-files`` with fleet's flags is read
-by fleetpy.ctl.quick without importing click at all; anything else (help,
+(``from fleetpy.ctl.main import main`` still works). A plain list command
+(``list-units``, ``list-machines``, ``list-unit-files``) or unit command
+(``load``, ``start``, ``stop``, ``unload``, ``destroy``) with fleet's flags is
+read by fleetpy.ctl.quick without importing click at all; anything else (help,
 usage errors, other commands, unusual spellings) goes to click. A cold
 ``fleetctl list-units`` then pays for Python, gRPC and protobuf, little else
 (docs/benchmarks.md).

@@ -1,17 +1,20 @@
-"""fleetctl's list commands without click: the quick reading of a plain command line.
+"""fleetctl's everyday commands without click: the quick reading of a plain command line.
 
 A cold ``fleetctl list-units`` is mostly imports, and click is one of the
 largest (~12 ms of a ~170 ms command here, with what it pulls in). The list
-commands are the ones people and scripts run most, with few flags, so
+and unit commands are the ones people and scripts run most, with few flags, so
 :func:`parse` reads exactly what click would for a plain command line (fleet's
 global flags, ``FLEETCTL_*`` variables, then ``list-units``, ``list-machines``
 or ``list-unit-files`` with ``--full``/``-l``, ``--no-legend``, ``--fields``,
-``--output``/``-o``) and runs the command's own code (fleetpy.ctl.listing);
+``--output``/``-o``; or ``load``/``start``/``stop``/``unload``/``destroy``
+UNIT... with ``--no-block``, ``--block-attempts``, ``--replace``) and runs the
+command's own code (fleetpy.ctl.listing, fleetpy.ctl.actions.run_unit_command);
 anything else is left to click (``None``): help, ``--version``, ``--debug``,
 usage errors, a value click would refuse, a spelling this reader does not know
 (``-lo json``, ``--``), a ``FLEETCTL_*`` variable it does not read, streams that
 are not UTF-8. Output, errors and exit codes are those of the click command:
-tests/unit/test_ctl_quick.py holds the two readings side by side.
+tests/unit/test_ctl_quick.py and tests/contract/test_ctl_quick_etcd.py hold the
+two readings side by side.
 """
 
 from __future__ import annotations
