@@ -38,6 +38,8 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from fleetpy.registry.errors import RegistryError as RegistryError  # (defined apart: light)
+
 if TYPE_CHECKING:  # annotations only: fleetctl imports this module on every command
     from fleetpy.model.cordon import Cordon
     from fleetpy.model.metadata import MetadataChange
@@ -45,13 +47,6 @@ if TYPE_CHECKING:  # annotations only: fleetctl imports this module on every com
     from fleetpy.registry.unreadable import Unreadable
 
 DEFAULT_PREFIX = "/fleetpy/"
-
-
-class RegistryError(Exception):
-    """The registry could not do what was asked (etcd unreachable, timeout...).
-
-    The message names the cause and, for connection problems, the endpoints tried.
-    """
 
 
 class NotLeaderError(RegistryError):
