@@ -10,10 +10,11 @@ Events of one run (all times from the command's start):
   modules, read the unit, asked whether it exists and created it);
 - ``desired``: its desired state becomes launched (the next request);
 - ``scheduled``: ``schedule/<machine>/<name>`` appears (the engine placed it);
-- ``reported``: the agent's first state report of it (written, linked,
-  daemon-reload, StartUnit called, systemd's state read);
+- ``reported``: the agent's first state report of it (written, linked, no
+  daemon-reload for a unit new to systemd (fleetpy.agent.reload), StartUnit
+  called, systemd's state read);
 - ``launched``: its report says ``launched`` (the start settled: up for the
-  agent's settle time, fleetpy.agent.settle);
+  agent's settle time after the agent saw it up, fleetpy.agent.settle);
 - ``returned``: the command returned (fleetctl's watch saw it launched,
   printed, and the process exited).
 """
@@ -36,8 +37,8 @@ SPANS = (
     ("created", "command started -> unit created (start-up, imports, 2 requests)"),
     ("desired", "unit created -> desired launched (1 request)"),
     ("scheduled", "desired launched -> scheduled (the engine)"),
-    ("reported", "scheduled -> first state report (the agent: file, link, daemon-reload, "
-                 "StartUnit, report)"),
+    ("reported", "scheduled -> first state report (the agent: file, link, StartUnit, "
+                 "report; a daemon-reload only if systemd had the unit loaded)"),
     ("launched", "first report -> report says launched (the agent's settle)"),
     ("returned", "launched -> command returned (the watch stream to fleetctl, print, exit)"),
 )

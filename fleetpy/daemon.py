@@ -76,16 +76,19 @@ class Daemon:
     async def run(self) -> None:
         from fleetpy.api.server import start_api_server
         from fleetpy.api.transport import TlsFiles
+        from fleetpy.dashboard.remote import dashboard_url
         from fleetpy.node import Node
         from fleetpy.registry.etcd import EtcdRegistry
         from fleetpy.systemd.dbus_manager import DbusUnitManager
 
         config = self.config
         try:
+            ip = public_ip(config.public_ip)
             machine = Machine(
                 id=read_machine_id(config.machine_id_file),
-                public_ip=public_ip(config.public_ip),
+                public_ip=ip,
                 metadata=dict(config.metadata),
+                dashboard=dashboard_url(config.dashboard_address, ip, bool(config.api_certfile)),
             )
         except MachineIdentityError as exc:
             raise FatalError(str(exc)) from None

@@ -12,7 +12,8 @@ The executor keeps fleet's record of what it loaded and launched here
 failed tasks and their back-off (fleetpy.agent.retry), and the settling of
 a start (fleetpy.agent.settle: ``starting`` until it settled, then
 ``launched``, so that a unit failing at once is never seen as launched). A
-daemon-reload runs only when a unit file really changed in the pass.
+daemon-reload runs only when a unit file really changed in the pass, and not
+when every file it wrote is a unit systemd had not loaded (fleetpy.agent.reload).
 Units with ``[X-Fleet] StopWhenDisconnected=true`` are stopped while this
 machine cannot renew its lease in time (fleetpy.agent.fencing measures, the
 planner decides).
@@ -27,7 +28,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from fleetpy.agent import hold
+from fleetpy.agent import hold, reload
 from fleetpy.agent.fencing import Fencing, fenced
 from fleetpy.agent.machine_log import MachineLog
 from fleetpy.agent.pace import ReportPace
@@ -37,6 +38,7 @@ from fleetpy.agent.plan import (
     DesiredUnit,
     Task,
     TaskKind,
+    fresh_loads,
     plan_agent,
     start_due,
 )
@@ -204,6 +206,7 @@ class Agent:
             return
         self.converged.clear()
         await self._manager.watch_units(set(desired) | set(current))
+        fresh = await reload.new_to_systemd(self._manager, fresh_loads(tasks))
         failed_units: set[str] = set()
         files_changed = 0
         reload_failed = False
@@ -213,6 +216,13 @@ class Agent:
             if task.kind == TaskKind.RELOAD and not files_changed:
                 self._log.debug("daemon-reload skipped: no unit file changed")
                 continue
+            if task.kind == TaskKind.RELOAD and fresh:
+                loaded = [t.unit for t in tasks
+                          if t.kind == TaskKind.LOAD and t.unit not in failed_units]
+                found = await reload.found_without_reload(self._manager, loaded, self._log)
+                if found is not None:
+                    failed_units |= await self._unloadable(loaded, desired, found)
+                    continue
             if await self._execute(task, desired):
                 files_changed += task.kind in (TaskKind.LOAD, TaskKind.UNLOAD)
                 if task.kind == TaskKind.RELOAD:
@@ -260,14 +270,17 @@ class Agent:
         self._kept = kept
         return kept
 
-    async def _unloadable(self, names: list[str], desired: dict[str, DesiredUnit]) -> set[str]:
+    async def _unloadable(self, names: list[str], desired: dict[str, DesiredUnit],
+                          statuses: dict[str, UnitStatus] | None = None) -> set[str]:
         """Of the units loaded this pass, those systemd cannot load after the reload:
         held (no start, no load and daemon-reload again) until their desired state
-        changes, with systemd's load state as the error they report."""
+        changes, with systemd's load state as the error they report. ``statuses``:
+        systemd's, read after the files were written (None: read here)."""
         if not names:
             return set()
         try:
-            statuses = await self._manager.statuses(names)
+            if statuses is None:
+                statuses = await self._manager.statuses(names)
         except SystemdError as exc:
             self._log.warning("cannot read the load state of %s: %s", names, exc)
             return set()

@@ -8,6 +8,8 @@ order: every UNLOAD, every LOAD, one RELOAD (daemon-reload) if anything was
 loaded or unloaded, every STOP, every START, then RECORD (the record alone
 changes); by unit name within a kind. Each task carries the reason, in a
 sentence, for the log, and the record to keep once it succeeded.
+``fresh_loads``/``reload_avoidable`` say when that RELOAD may be left out: every
+file change is a unit systemd has not loaded (see there).
 
 Rules (fleet's meaning of "loaded": loaded, and not started by fleet):
 
@@ -49,7 +51,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping, Set
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 
 from fleetpy.model.types import TargetState
@@ -240,6 +242,34 @@ def _plan_unit(
     state = f"loaded now ({_state(cur)})" if loaded_now else _state(cur)
     reason = f"unit {name} desired launched, {state}"
     tasks.append(Task(TaskKind.START, name, reason, record=launched))
+
+
+def fresh_loads(tasks: Sequence[Task]) -> list[str]:
+    """The units a pass loads, when its daemon-reload might be left out: [] when it
+    loads nothing or also unloads something (systemd must forget a removed file)."""
+    if any(t.kind == TaskKind.UNLOAD for t in tasks):
+        return []
+    return [t.unit for t in tasks if t.kind == TaskKind.LOAD]
+
+
+def reload_avoidable(names: Sequence[str], before: Mapping[str, tuple[str, str]]) -> bool:
+    """Whether the pass that loads ``names`` (``fresh_loads``) needs no daemon-reload.
+
+    ``before``: name -> (load state, active state) as systemd said before the files
+    were written. Yes when systemd had loaded none of them (each ``not-found`` and
+    not up): systemd (252) loads a unit it has not found before from disk the next
+    time it is asked for it (StartUnit, ListUnitsByNames), since its unit-path cache
+    is out of date (manager_unit_cache_should_retry_load). A unit it has loaded
+    keeps the contents it read until a daemon-reload, so then the reload stays. The
+    executor still reloads if systemd does not find them without one.
+    """
+    if not names:
+        return False
+    for name in names:
+        load_active = before.get(name)
+        if load_active is None or load_active[0] != "not-found" or load_active[1] in BUSY_STATES:
+            return False
+    return True
 
 
 def plan_agent(

@@ -21,15 +21,16 @@ from fleetpy.api.endpoints import split_endpoints
 from fleetpy.api.failover import Members
 from fleetpy.api.gen import fleet_pb2 as pb
 from fleetpy.api.limits import CLIENT_BATCH, CLIENT_BATCH_BYTES
-from fleetpy.api.snapshot import Snapshot
 from fleetpy.api.transport import TlsFiles, parse_endpoint
 from fleetpy.concurrency import each
-from fleetpy.model.cordon import Cordon
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
-from fleetpy.registry.base import RegistryError, UnitRecord
+from fleetpy.registry.errors import RegistryError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # (fleetctl's list commands start without them)
+    from fleetpy.api.snapshot import Snapshot
+    from fleetpy.model.cordon import Cordon
     from fleetpy.model.metadata import MetadataChange
+    from fleetpy.registry.base import UnitRecord
     from fleetpy.registry.unreadable import Unreadable
 
 RECONNECT_DELAY = 0.5
@@ -260,6 +261,13 @@ class ApiDriver:
 
     async def put_cordon(self, cordon: Cordon) -> None:
         await self._call("PutCordon", pb.PutCordonRequest(cordon=convert.cordon_to_pb(cordon)))
+
+    async def update_cordon(self, cordon: Cordon, expected: Cordon | None) -> bool:
+        request = pb.PutCordonRequest(cordon=convert.cordon_to_pb(cordon), compare=True)
+        if expected is not None:
+            request.expected.CopyFrom(convert.cordon_to_pb(expected))
+        resp: pb.PutCordonResponse = await self._call("PutCordon", request)
+        return resp.written
 
     async def delete_cordon(self, machine_id: str) -> bool:
         resp: pb.DeleteCordonResponse = await self._call(

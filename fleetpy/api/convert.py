@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleetpy.api.gen import fleet_pb2 as pb
-from fleetpy.api.snapshot import Snapshot
-from fleetpy.model.cordon import Cordon, MachineState
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitFile, UnitState
-from fleetpy.registry.base import UnitRecord
+
+if TYPE_CHECKING:  # imported where used: fleetctl's list commands start without them
+    from fleetpy.api.snapshot import Snapshot
+    from fleetpy.model.cordon import Cordon
+    from fleetpy.registry.base import UnitRecord
 
 _STATE_TO_PB = {
     TargetState.INACTIVE: pb.TARGET_STATE_INACTIVE,
@@ -50,6 +52,8 @@ def record_to_pb(record: UnitRecord) -> pb.Unit:
 
 
 def record_from_pb(msg: pb.Unit) -> UnitRecord:
+    from fleetpy.registry.base import UnitRecord
+
     return UnitRecord(
         unit=unit_file_from_pb(msg.file),
         desired=state_from_pb(msg.desired),
@@ -69,12 +73,15 @@ def cordon_to_pb(cordon: Cordon) -> pb.Cordon:
     return pb.Cordon(
         machine_id=cordon.machine_id, state=cordon.state.value, by=cordon.by, at=cordon.at,
         reason=cordon.reason, move=list(cordon.move), stop=list(cordon.stop),
-        stop_global=cordon.stop_global)
+        stop_global=cordon.stop_global, max_parallel=cordon.max_parallel,
+        deadline=cordon.deadline or 0.0)
 
 
 def cordon_from_pb(msg: pb.Cordon) -> Cordon:
     """The Cordon of a message; ConversionError for a state other than cordoned/draining
     or a unit name that is not valid."""
+    from fleetpy.model.cordon import Cordon, MachineState
+
     try:
         state = MachineState(msg.state)
     except ValueError:
@@ -86,9 +93,14 @@ def cordon_from_pb(msg: pb.Cordon) -> Cordon:
 
     for name in (*msg.move, *msg.stop):
         validate_unit_name(name)
+    if msg.max_parallel < 0:
+        raise ConversionError(f"invalid max_parallel {msg.max_parallel}: 1 or more")
+    if not 0 <= msg.deadline < float("inf"):
+        raise ConversionError(f"invalid deadline {msg.deadline}: a Unix time, 0 for none")
     return Cordon(
         machine_id=msg.machine_id, state=state, by=msg.by, at=msg.at, reason=msg.reason,
-        move=tuple(msg.move), stop=tuple(msg.stop), stop_global=msg.stop_global)
+        move=tuple(msg.move), stop=tuple(msg.stop), stop_global=msg.stop_global,
+        max_parallel=msg.max_parallel or 1, deadline=msg.deadline or None)
 
 
 def state_msg_to_pb(state: UnitState) -> pb.UnitState:
@@ -148,6 +160,8 @@ def snapshot_to_pb(snap: Snapshot) -> pb.ClusterSnapshot:
 
 
 def snapshot_from_pb(msg: pb.ClusterSnapshot) -> Snapshot:
+    from fleetpy.api.snapshot import Snapshot
+
     return Snapshot(
         units={u.file.name: record_from_pb(u) for u in msg.units},
         schedule=tuple(scheduled_from_pb(s) for s in msg.schedule),

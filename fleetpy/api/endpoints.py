@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fleetpy.api.transport import parse_endpoint
-from fleetpy.registry.endpoints import unreachable_message
 
 MIN_CONNECT = 0.25  # an endpoint gets at least this long to connect (when time is left)
 NO_LIMIT_CONNECT = 2.0  # connect deadline of each endpoint but the last without a timeout
@@ -76,6 +75,8 @@ def may_fail_over(connected: bool, code: str, read: bool) -> bool:
 def tried_message(tried: Sequence[tuple[str, str]]) -> str:
     """``cannot reach the fleet API (tried A, B): why``, or ``...: A: why; B: why``
     when they failed differently: the words of --driver etcd's errors."""
+    from fleetpy.registry.endpoints import unreachable_message  # only when all failed
+
     return unreachable_message(tried, "the fleet API")
 
 

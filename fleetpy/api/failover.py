@@ -37,7 +37,7 @@ from fleetpy.api.endpoints import (
 )
 from fleetpy.api.gen import fleet_pb2_grpc as pb_grpc
 from fleetpy.api.transport import TlsFiles, client_credentials, explain, parse_endpoint
-from fleetpy.registry.base import RegistryError
+from fleetpy.registry.errors import RegistryError
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ require). No grpc import at module level: fleetctl imports this early.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -32,6 +31,8 @@ class TlsFiles:
 def _read(path: str, what: str) -> bytes | None:
     if not path:
         return None
+    from pathlib import Path  # only with TLS files: not on a plain command's start-up
+
     try:
         return Path(path).expanduser().read_bytes()
     except OSError as e:

@@ -6,13 +6,13 @@ write, so a bad argument leaves the registry unchanged. Returns the exit code.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import replace as replace_record
 
 from fleetpy.ctl import files
 from fleetpy.ctl.client import FleetClient
-from fleetpy.ctl.common import err, out
+from fleetpy.ctl.common import CtlEnv, err, out, run_with_client, stderr_is_tty
 from fleetpy.ctl.files import BadInput, Wanted
 from fleetpy.ctl.state import is_global
 from fleetpy.ctl.wait import Goal, Progress, wait_units
@@ -282,3 +282,20 @@ async def cat(client: FleetClient, arg: str) -> int:
         raise BadInput(f"Unit {name} not found", plain=True)
     out(rec.unit.contents, nl=False)
     return 0
+
+
+def run_unit_command(
+    env: CtlEnv, verb: str, units: Sequence[str], no_block: bool = False,
+    block_attempts: int = 0, replace: bool = False,
+) -> None:
+    """``fleetctl load|start|stop|unload|destroy UNIT...``: the work of the click command
+    (fleetpy.ctl.units) and of the quick path without click (fleetpy.ctl.quick)."""
+    block = Blocking(no_block=no_block, attempts=block_attempts, tty=stderr_is_tty())
+    work: dict[str, Callable[[FleetClient], Awaitable[int]]] = {
+        "load": lambda c: load(c, units, replace, block),
+        "start": lambda c: start(c, units, replace, block),
+        "stop": lambda c: stop(c, units, block),
+        "unload": lambda c: unload(c, units, block),
+        "destroy": lambda c: destroy(c, units, block),
+    }
+    run_with_client(env, work[verb])

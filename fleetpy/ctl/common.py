@@ -1,21 +1,24 @@
 """Shared plumbing of the fleetctl commands: context, errors, running a client.
 
-Kept light (click only): grpc, asyncio and the etcd client are imported when a
-command actually talks to the cluster, so ``fleetctl --help`` starts fast.
+Kept light, without click even: fleetpy.ctl.quick runs the list commands from
+here without loading click, and the click group (fleetpy.ctl.cli) shows a
+CtlError as click shows its own. grpc, asyncio and the etcd client are imported
+when a command actually talks to the cluster, so ``fleetctl --help`` starts fast.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
-import click
-
 if TYPE_CHECKING:
+    import click
+
     from fleetpy.ctl.client import FleetClient, RegistryFactory
 
 DEFAULT_ENDPOINT = "unix:///var/run/fleet.sock"
@@ -65,21 +68,29 @@ def looks_like_etcd(endpoint: str) -> bool:
     return first.rpartition(":")[2] in ETCD_PORTS
 
 
-class CtlError(click.ClickException):
+class CtlError(Exception):
     """A user-facing failure: message on stderr, exit 1, no traceback.
 
     ``prefix`` False prints fleet's own wording as it is (``Unit x not found``).
+    The click group shows it the way click shows its own errors (fleetpy.ctl.cli).
     """
 
     exit_code = 1
 
     def __init__(self, message: str, prefix: bool = True) -> None:
         super().__init__(message)
+        self.message = message
         self.prefix = prefix
+
+    def __str__(self) -> str:
+        return self.message
+
+    def format_message(self) -> str:
+        return self.message
 
     def show(self, file: IO[Any] | None = None) -> None:
         text = f"Error: {self.message}" if self.prefix else self.message
-        click.echo(text, err=True, file=file)
+        echo(text, err=True, file=file)
 
 
 @dataclass
@@ -95,15 +106,60 @@ class CtlEnv:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-pass_env = click.make_pass_decorator(CtlEnv, ensure=True)
+if TYPE_CHECKING:
+    pass_env = click.make_pass_decorator(CtlEnv, ensure=True)
+else:
+    def __getattr__(name: str) -> Any:
+        """``pass_env`` (click's pass decorator for CtlEnv), made when a command module
+        built on click asks for it: this module stays free of click."""
+        if name == "pass_env":
+            import click
+
+            globals()["pass_env"] = decorator = click.make_pass_decorator(CtlEnv, ensure=True)
+            return decorator
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# ANSI styles, as click.echo strips them from output that is not a terminal.
+_ANSI = r"\033\[[;?0-9]*[a-zA-Z]"
+
+
+def echo(text: str, nl: bool = True, err: bool = False, file: IO[Any] | None = None) -> None:
+    """``click.echo`` of a str: click's own once click is loaded (the click group, tests);
+    without click (fleetpy.ctl.quick, whose streams are UTF-8) the same: the line on
+    stdout (stderr with ``err``), ANSI styles removed unless it is a terminal, flushed."""
+    if "click" in sys.modules:
+        import click
+
+        click.echo(text, nl=nl, err=err, file=file)
+        return
+    stream = file if file is not None else sys.stderr if err else sys.stdout
+    if stream is None:
+        return
+    if nl:
+        text += "\n"
+    if "\033" in text and not _isatty(stream):
+        import re
+
+        text = re.sub(_ANSI, "", text)
+    if text:
+        stream.write(text)
+    stream.flush()
+
+
+def _isatty(stream: IO[Any]) -> bool:
+    try:
+        return stream.isatty()
+    except Exception:
+        return False
 
 
 def out(text: str, nl: bool = True) -> None:
-    click.echo(text, nl=nl)
+    echo(text, nl=nl)
 
 
 def err(text: str) -> None:
-    click.echo(text, err=True)
+    echo(text, err=True)
 
 
 def stderr_is_tty() -> bool:
@@ -120,8 +176,8 @@ def run_with_client(env: CtlEnv, action: Callable[[FleetClient], Awaitable[int]]
     """
     import asyncio
 
-    from fleetpy.ctl.client import open_client
-    from fleetpy.registry.base import RegistryError
+    from fleetpy.ctl.connect import open_client
+    from fleetpy.registry.errors import RegistryError
 
     assert env.settings is not None
 
@@ -130,6 +186,9 @@ def run_with_client(env: CtlEnv, action: Callable[[FleetClient], Awaitable[int]]
             client = await open_client(env.settings, env.registry_factory)  # type: ignore[arg-type]
         except ValueError as e:
             raise CtlError(f"Unable to initialize client: {e}") from None
+        if not gc.isenabled():  # off for the start-up's imports (fleetpy.ctl.main.run)
+            gc.freeze()
+            gc.enable()
         try:
             return await action(client)
         finally:
@@ -150,4 +209,8 @@ def run_with_client(env: CtlEnv, action: Callable[[FleetClient], Awaitable[int]]
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(141)
     if code:
-        click.get_current_context().exit(code)
+        if "click" in sys.modules:
+            import click
+
+            click.get_current_context().exit(code)
+        sys.exit(code)

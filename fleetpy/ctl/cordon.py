@@ -7,12 +7,12 @@ cordoned machine; units already there stay (``fleetctl drain`` moves them).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import click
 
 from fleetpy.ctl.common import CtlEnv, out, pass_env, run_with_client
+from fleetpy.ctl.listing import known_machines
 
 if TYPE_CHECKING:
     from fleetpy.ctl.client import FleetClient
@@ -35,14 +35,6 @@ def now_iso() -> str:
     from datetime import UTC, datetime
 
     return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def known_machines(machines: Sequence[Machine], cordons: Mapping[str, Cordon]) -> list[Machine]:
-    """Live machines, and cordoned ones whose lease is gone (their cordon stays)."""
-    from fleetpy.model.types import Machine
-
-    live = {m.id for m in machines}
-    return [*machines, *(Machine(mid, "") for mid in sorted(cordons) if mid not in live)]
 
 
 def legend(machine: Machine) -> str:

@@ -1,38 +1,28 @@
 """fleetctl: the command-line interface to fleetpy, with fleet's commands and flags.
 
-Global flags are also read from ``FLEETCTL_<FLAG>`` (``FLEETCTL_ENDPOINT``,
-``FLEETCTL_DRIVER``, ``FLEETCTL_ETCD_ENDPOINTS``...). Only click is imported
-here; a command's module (fleetpy.ctl.units, .lists...) is imported when that
-command runs (or help lists it), and it imports the rest (gRPC, the etcd
-client, ssh) when it talks to the cluster. A cold ``fleetctl list-units``
-pays for Python, click, gRPC and protobuf, little else (docs/benchmarks.md).
+This module is the ``fleetctl`` console script's (:func:`run`) and is kept
+light: the click group (``main``: fleet's commands, flags, help and usage
+errors) lives in fleetpy.ctl.cli and is loaded from here when asked for
+(``from fleetpy.ctl.main import main`` still works). A plain list command
+(``list-units``, ``list-machines``, ``list-unit-files``) or unit command
+(``load``, ``start``, ``stop``, ``unload``, ``destroy``) with fleet's flags is
+read by fleetpy.ctl.quick without importing click at all; anything else (help,
+usage errors, other commands, unusual spellings) goes to click. A cold
+``fleetctl list-units`` then pays for Python, gRPC and protobuf, little else
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
-import contextlib
+import gc
 import os
 import sys
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import click
+if TYPE_CHECKING:
+    from fleetpy.ctl.cli import FleetGroup, main
 
-from fleetpy.ctl.common import (
-    DEFAULT_ENDPOINT,
-    DEFAULT_KNOWN_HOSTS,
-    DEFAULT_PREFIX,
-    CtlEnv,
-    Settings,
-    looks_like_etcd,
-)
-
-
-def _version() -> str:
-    from fleetpy import __version__
-
-    return __version__
-
+__all__ = ["COMMAND_MODULES", "FleetGroup", "main", "run"]
 
 # Each command's module in fleetpy.ctl (its COMMANDS): imported when the command is used.
 COMMAND_MODULES = {
@@ -48,207 +38,55 @@ COMMAND_MODULES = {
 }
 
 
-@contextlib.contextmanager
-def _one_line_usage_errors() -> Iterator[None]:
-    """A usage error quotes what was typed: control characters in it (a stray CR or
-    newline) are shown escaped, so the error stays one line."""
+def __getattr__(name: str) -> Any:
+    """``main`` (the click group) and the rest of fleetpy.ctl.cli, loaded when used."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    from fleetpy.ctl import cli
+
     try:
-        yield
-    except click.UsageError as e:
-        text = e.format_message()
-        clean = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-        if clean == text:
-            raise
-        raise click.UsageError(clean, e.ctx) from None
-
-
-class FleetGroup(click.Group):
-    """fleet's wording for an unknown command; ``--version`` as in fleet; commands
-    loaded from their modules when first asked for (COMMAND_MODULES)."""
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(self.commands) | set(COMMAND_MODULES))
-
-    def make_context(
-        self, info_name: str | None, args: list[str], parent: click.Context | None = None,
-        **extra: Any,
-    ) -> click.Context:
-        with _one_line_usage_errors():
-            return super().make_context(info_name, args, parent, **extra)
-
-    def invoke(self, ctx: click.Context) -> Any:
-        with _one_line_usage_errors():
-            return super().invoke(ctx)
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        module = COMMAND_MODULES.get(cmd_name)
-        if cmd_name not in self.commands and module is not None:
-            import importlib
-
-            for cmd in importlib.import_module(f"fleetpy.ctl.{module}").COMMANDS:
-                self.add_command(cmd)
-        return super().get_command(ctx, cmd_name)
-
-    def resolve_command(
-        self, ctx: click.Context, args: list[str]
-    ) -> tuple[str | None, click.Command | None, list[str]]:
-        name = args[0] if args else ""
-        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
-            click.echo(f'fleetctl: unknown subcommand: "{name}"', err=True)
-            click.echo("Run 'fleetctl help' for usage.", err=True)
-            ctx.exit(2)
-        return super().resolve_command(ctx, args)
-
-
-def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-    if value and not ctx.resilient_parsing:
-        click.echo(f"fleetctl version {_version()}")
-        ctx.exit(0)
-
-
-@click.group(
-    cls=FleetGroup,
-    invoke_without_command=True,
-    context_settings={"auto_envvar_prefix": "FLEETCTL", "help_option_names": ["-h", "--help"],
-                      "max_content_width": 120},
-    help="fleetctl is a command-line interface to fleet, the cluster-wide CoreOS init system.",
-    epilog='Run "fleetctl help <command>" for more details on a specific command.',
-)
-@click.option("--endpoint", default=DEFAULT_ENDPOINT, show_default=True, show_envvar=True,
-              metavar="URL[,URL...]",
-              help="Location of the fleet API if --driver=api. Alternatively, if "
-                   "--driver=etcd, location of the etcd API. Several (comma-separated): "
-                   "each request goes to the one that answered last, else the next, "
-                   "within --request-timeout.")
-@click.option("--driver", type=click.Choice(["api", "etcd"], case_sensitive=False),
-              default="api", show_default=True, show_envvar=True,
-              help="Adapter used to execute fleetctl commands.")
-@click.option("--etcd-endpoints", default="", show_envvar=True, metavar="URL[,URL...]",
-              help="etcd endpoints for --driver=etcd (default: --endpoint).")
-@click.option("--etcd-key-prefix", default=DEFAULT_PREFIX, show_default=True, show_envvar=True,
-              help="Keyspace for fleet data in etcd (development use only!)")
-@click.option("--request-timeout", type=float, default=3.0, show_default=True,
-              show_envvar=True,
-              help="Amount of time in seconds to allow a single request before "
-                   "considering it failed.")
-@click.option("--ca-file", default="", show_envvar=True, metavar="FILE",
-              help="CA that signs the server's certificate (https:// API, or etcd).")
-@click.option("--cert-file", default="", show_envvar=True, metavar="FILE",
-              help="Client certificate for an API or etcd that requires one.")
-@click.option("--key-file", default="", show_envvar=True, metavar="FILE",
-              help="Private key of --cert-file.")
-@click.option("--etcd-username", default="", show_envvar=True,
-              help="etcd user for --driver=etcd (its password: FLEETCTL_ETCD_PASSWORD).")
-@click.option("--etcd-password", default="", show_envvar=True, hidden=True)
-@click.option("--plain-http-ok", is_flag=True, show_envvar=True,
-              help="Do not warn that an http:// endpoint is plain (labs).")
-@click.option("--tunnel", default="", show_envvar=True, metavar="HOST[:PORT]",
-              help="Establish an SSH tunnel through the provided address for "
-                   "communication with fleet.")
-@click.option("--ssh-username", default="core", show_default=True, show_envvar=True,
-              help="Username to use when connecting to CoreOS instance.")
-@click.option("--ssh-timeout", type=float, default=10.0, show_default=True, show_envvar=True,
-              help="Amount of time in seconds to allow for SSH connection initialization "
-                   "before failing.")
-@click.option("--ssh-identity-file", default="", show_envvar=True, metavar="FILE",
-              help="Private key for SSH (default: your ssh-agent and ~/.ssh keys).")
-@click.option("--known-hosts-file", default=DEFAULT_KNOWN_HOSTS, show_default=True,
-              show_envvar=True,
-              help="File used to store remote machine fingerprints. Ignored if strict host "
-                   "key checking is disabled.")
-@click.option("--strict-host-key-checking", type=click.BOOL, default=True, show_default=True,
-              show_envvar=True,
-              help="Verify host keys presented by remote machines before initiating SSH "
-                   "connections.")
-@click.option("--debug", is_flag=True, help="Print out more debug information to stderr.")
-@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
-              callback=_print_version, help="Print the version and exit.")
-@click.pass_context
-def main(
-    ctx: click.Context,
-    /,
-    endpoint: str,
-    driver: str,
-    etcd_endpoints: str,
-    etcd_key_prefix: str,
-    request_timeout: float,
-    debug: bool,
-    **more: Any,
-) -> None:
-    if debug:
-        import logging
-
-        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
-    else:  # gRPC's own lines (TLS alerts...) repeat what fleetctl says plainly
-        import logging
-        import os
-
-        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
-        # fleetd's log line about each skipped entry: list-unit-files lists them instead
-        logging.getLogger("fleetpy.registry.unreadable").addHandler(logging.NullHandler())
-    env = ctx.ensure_object(CtlEnv)
-    source = ctx.get_parameter_source
-    if (source("driver") == click.core.ParameterSource.DEFAULT
-            and source("endpoint") != click.core.ParameterSource.DEFAULT
-            and looks_like_etcd(endpoint)):
-        driver = "etcd"  # fleet: an --endpoint on an etcd port means --driver=etcd
-    env.settings = Settings(
-        endpoint=endpoint,
-        driver=driver.lower(),
-        etcd_endpoints=etcd_endpoints,
-        etcd_key_prefix=etcd_key_prefix,
-        request_timeout=request_timeout,
-        **more,
-    )
-    if ctx.invoked_subcommand is None:
-        click.echo(ctx.get_help())
-        ctx.exit(0)
-
-
-@main.command("version")
-def version_cmd() -> None:
-    """Print the version and exit"""
-    click.echo(f"fleetctl version {_version()}")
-
-
-@main.command("help")
-@click.argument("command", required=False)
-@click.pass_context
-def help_cmd(ctx: click.Context, command: str | None) -> None:
-    """Show a list of commands or help for one command"""
-    parent = ctx.parent
-    assert parent is not None
-    if not command:
-        click.echo(parent.get_help())
-        return
-    cmd = main.get_command(parent, command)
-    if cmd is None:
-        raise click.UsageError(f'unknown subcommand: "{command}"', ctx)
-    with click.Context(cmd, info_name=command, parent=parent) as sub:
-        click.echo(cmd.get_help(sub))
+        return getattr(cli, name)
+    except AttributeError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
 
 
 def run() -> None:
-    """The ``fleetctl`` command (console script, ``python -m fleetpy.ctl``): :data:`main`,
-    then a quick exit.
+    """The ``fleetctl`` command (console script, ``python -m fleetpy.ctl``): the quick
+    reading of a plain list command (fleetpy.ctl.quick), else :data:`main`, then a
+    quick exit.
 
-    Once a command that talked to the cluster is done, Python's own teardown
-    (gRPC's threads, the cleanup of a few hundred modules) would cost a cold
-    command about 30-50 ms more; nothing of fleetctl's is left to do then (the
-    client and any --tunnel are closed), so its output is flushed and the
-    process ends with the command's status. Tests call ``main`` itself.
+    The cyclic garbage collector is off while a quick command's modules are
+    imported (a few thousand objects each, none of them garbage: ~7% of the
+    start-up); run_with_client turns it back on once the client is open. Other
+    commands get it back before click runs them (ssh or fd-forward may run for
+    hours without opening a client). Once a command that talked to the cluster
+    is done, Python's own teardown (gRPC's threads, the cleanup of a few hundred
+    modules) would cost a cold command about 30-50 ms more; nothing of fleetctl's
+    is left to do then (the client and any --tunnel are closed), so its output is
+    flushed and the process ends with the command's status. Tests call ``main``
+    itself.
     """
+    gc.disable()
     try:
-        main(prog_name="fleetctl")
+        from fleetpy.ctl.quick import run_quick
+
+        quick = run_quick(sys.argv[1:])
+        if quick is None:
+            from fleetpy.ctl.cli import main as group
+
+            gc.enable()  # commands that never open a client (ssh, fd-forward) run long
+            group(prog_name="fleetctl")
+        code: Any = quick
     except SystemExit as e:
         code = e.code
-    else:  # pragma: no cover - click's standalone mode always exits
-        code = 0
+    finally:
+        gc.enable()
     if "grpc" not in sys.modules or not isinstance(code, int | None):
         sys.exit(code)
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:  # None: started with that descriptor closed
+                stream.flush()
     except BrokenPipeError:  # fleetctl list-units | head: the reader left
         code = code or 141
     except OSError:

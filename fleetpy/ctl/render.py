@@ -8,7 +8,6 @@ multiple of 8. :func:`tabwrite` reproduces that byte for byte.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 EMPTY = "-"
@@ -51,6 +50,8 @@ def render_rows(
     """:func:`render`, in pieces: a row is kept as its cells only (the column widths
     need every row before the first line), then the lines come one at a time."""
     if output == "json":
+        import json
+
         data = [{f: (row.get(f) or None) for f in fields} for row in rows]
         yield json.dumps(data, indent=2) + "\n"
         return
@@ -79,16 +80,16 @@ def render(
 
 def write(pieces: Iterable[str], lines_per_write: int = 1000) -> None:
     """Print ``pieces`` (lines) on stdout, many lines per write."""
-    import click
+    from fleetpy.ctl.common import echo
 
     batch: list[str] = []
     for piece in pieces:
         batch.append(piece)
         if len(batch) >= lines_per_write:
-            click.echo("".join(batch), nl=False)
+            echo("".join(batch), nl=False)
             batch.clear()
     if batch:
-        click.echo("".join(batch), nl=False)
+        echo("".join(batch), nl=False)
 
 
 def parse_fields(spec: str, valid: Sequence[str]) -> list[str]:

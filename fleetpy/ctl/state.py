@@ -37,6 +37,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from fleetpy.api.snapshot import Snapshot
+from fleetpy.ctl.legend import format_metadata as format_metadata  # (re-exported)
+from fleetpy.ctl.legend import machine_id_legend as machine_id_legend
+from fleetpy.ctl.legend import machine_legend as machine_legend
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitState
 from fleetpy.registry.base import UnitRecord
 
@@ -44,24 +47,6 @@ ACTIVE_STATES = frozenset({"active", "reloading", "activating"})
 FAILED_STATES = frozenset({"failed"})
 FAILED = "failed"
 FINISHED = "finished"
-
-
-def machine_id_legend(machine_id: str, full: bool) -> str:
-    """``4f4a4289...`` (or the whole id with ``full``)."""
-    return machine_id if full else f"{machine_id[:8]}..."
-
-
-def machine_legend(machine_id: str, machines: Mapping[str, Machine], full: bool) -> str:
-    """``4f4a4289.../172.17.8.101``: short (or full) id, and the public IP when known."""
-    legend = machine_id_legend(machine_id, full)
-    machine = machines.get(machine_id)
-    if machine is not None and machine.public_ip:
-        legend = f"{legend}/{machine.public_ip}"
-    return legend
-
-
-def format_metadata(metadata: Mapping[str, str]) -> str:
-    return ",".join(f"{k}={metadata[k]}" for k in sorted(metadata))
 
 
 def is_global(contents: str) -> bool:

@@ -86,8 +86,8 @@ def load(
     """
     from fleetpy.ctl import actions
 
-    block = _blocking(no_block, block_attempts)
-    _run(env, lambda c: actions.load(c, units, replace, block))
+    actions.run_unit_command(env, "load", units, no_block=no_block,
+                             block_attempts=block_attempts, replace=replace)
 
 
 @click.command(short_help="Instruct systemd to start one or more units in the cluster, first "
@@ -115,8 +115,8 @@ def start(
     """
     from fleetpy.ctl import actions
 
-    block = _blocking(no_block, block_attempts)
-    _run(env, lambda c: actions.start(c, units, replace, block))
+    actions.run_unit_command(env, "start", units, no_block=no_block,
+                             block_attempts=block_attempts, replace=replace)
 
 
 @click.command(short_help="Instruct systemd to stop one or more units in the cluster.")
@@ -132,8 +132,8 @@ def stop(env: CtlEnv, units: tuple[str, ...], no_block: bool, block_attempts: in
     """
     from fleetpy.ctl import actions
 
-    block = _blocking(no_block, block_attempts)
-    _run(env, lambda c: actions.stop(c, units, block))
+    actions.run_unit_command(env, "stop", units, no_block=no_block,
+                             block_attempts=block_attempts)
 
 
 @click.command(short_help="Unschedule one or more units in the cluster.")
@@ -149,8 +149,8 @@ def unload(env: CtlEnv, units: tuple[str, ...], no_block: bool, block_attempts: 
     """
     from fleetpy.ctl import actions
 
-    block = _blocking(no_block, block_attempts)
-    _run(env, lambda c: actions.unload(c, units, block))
+    actions.run_unit_command(env, "unload", units, no_block=no_block,
+                             block_attempts=block_attempts)
 
 
 @click.command(short_help="Destroy one or more units in the cluster")
@@ -166,8 +166,8 @@ def destroy(env: CtlEnv, units: tuple[str, ...], no_block: bool, block_attempts:
     """
     from fleetpy.ctl import actions
 
-    block = _blocking(no_block, block_attempts)
-    _run(env, lambda c: actions.destroy(c, units, block))
+    actions.run_unit_command(env, "destroy", units, no_block=no_block,
+                             block_attempts=block_attempts)
 
 
 @click.command(short_help="Instruct systemd to rolling restart one or more units in the cluster.")

@@ -17,10 +17,9 @@ from collections.abc import Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
-import click
-
 from fleetpy.api.snapshot import Snapshot
 from fleetpy.ctl.client import FleetClient
+from fleetpy.ctl.common import echo
 from fleetpy.ctl.state import UnitView, error_parts, machine_legend, state_message, views
 from fleetpy.model.types import TargetState
 
@@ -76,11 +75,11 @@ class Progress:
 
     def line(self, text: str) -> None:
         self._clear()
-        click.echo(text)
+        echo(text)
 
     def note(self, text: str) -> None:
         self._clear()
-        click.echo(text, err=True)
+        echo(text, err=True)
 
 
 def reached(v: UnitView, goal: Goal) -> bool:

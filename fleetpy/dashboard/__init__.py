@@ -1,8 +1,10 @@
 """fleetd's read-only web dashboard (config ``dashboard_address``, off by default).
 
 - :mod:`.model`: registry snapshot -> the page's JSON (pure).
-- :mod:`.feed`: one registry watch keeping the snapshot, the view to subscribers.
+- :mod:`.feed`: one registry watch keeping the snapshot; views and patches, paced.
+- :mod:`.patch`: the rows that changed between two views (pure).
 - :mod:`.server`: the page, server-sent events, a unit's journal over HTTP/1.1.
+- :mod:`.remote`: the journal of a unit on another machine, from its dashboard.
 - ``static/``: the page itself (HTML, JS, CSS; shipped in the package, no CDN).
 """
 

@@ -7,10 +7,14 @@ are configured. Read-only: only GET is answered.
 
 - ``/``, ``/static/<file>``: the page (files shipped in the package, no CDN).
 - ``/api/state``: the current view (JSON, :mod:`fleetpy.dashboard.model`).
-- ``/events``: server-sent events, one ``data:`` line of the whole view per change.
-- ``/api/journal/<unit>``: the tail of the unit's journal when it runs on this
-  machine (``journalctl --unit``, as ``fleetctl journal`` runs on the unit's
-  machine); for a unit elsewhere, which machine to ask.
+- ``/events``: server-sent events: ``event: view`` (the whole view) on
+  connecting, then ``event: patch`` per change (:mod:`fleetpy.dashboard.patch`).
+- ``/api/journal/<unit>[?machine=ID]``: the tail of the unit's journal
+  (``journalctl --unit``, as ``fleetctl journal`` runs on the unit's machine), on
+  this machine when the unit runs here, else on the machine given or its first:
+  fetched from that machine's dashboard by this fleetd (:mod:`.remote`), or a
+  message saying why not. ``?local=1`` (what one fleetd asks another): this
+  machine's journal only, never forwarded.
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ import json
 import logging
 import socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from importlib import resources
+from typing import Any
 
 from fleetpy.api.transport import TlsFiles
 from fleetpy.dashboard.feed import Feed
+from fleetpy.dashboard.remote import RemoteError, client_context, fetch_journal
 from fleetpy.httpapi.http11 import Buffered, StreamResponse, serve_connection
 from fleetpy.httpapi.resources import Request, Response, error_response
 from fleetpy.model.names import InvalidUnitName, validate_unit_name
@@ -52,8 +58,10 @@ def static_file(name: str) -> bytes:
 class Dashboard:
     """The request handler of the dashboard over a running :class:`Feed`."""
 
-    def __init__(self, feed: Feed) -> None:
+    def __init__(self, feed: Feed, client: ssl.SSLContext | None = None) -> None:
         self.feed = feed
+        self._client = client  # TLS to other machines' dashboards (None: plain HTTP)
+        self._unreachable: dict[str, str] = {}  # machine -> why its journal could not be had
         self._connections: set[asyncio.Task[None]] = set()
 
     async def handle(self, req: Request) -> Response | StreamResponse:
@@ -71,7 +79,7 @@ class Dashboard:
         if path == "/events":
             return StreamResponse(self._events())
         if path.startswith("/api/journal/"):
-            return await self._journal(path[len("/api/journal/"):])
+            return await self._journal(path[len("/api/journal/"):], req.query)
         return error_response(404, f"no such page: {path}")
 
     async def _current(self) -> str | None:
@@ -87,34 +95,70 @@ class Dashboard:
         while True:
             try:
                 async with asyncio.timeout(KEEPALIVE):
-                    seen, text = await self.feed.next(seen)
+                    seen, kind, texts = await self.feed.next(seen)
             except TimeoutError:
                 yield b": keepalive\n\n"
                 continue
-            yield b"data: " + text.encode() + b"\n\n"
+            head = b"event: " + kind.encode() + b"\ndata: "
+            yield b"".join(head + text.encode() + b"\n\n" for text in texts)
 
-    async def _journal(self, name: str) -> Response:
+    async def _journal(self, name: str, query: Mapping[str, Sequence[str]]) -> Response:
         try:
             validate_unit_name(name)
         except InvalidUnitName as exc:
             return error_response(400, str(exc))
-        text = await self._current()
-        if text is None:
+        if await self._current() is None:
             return error_response(503, NOT_YET)
-        state = json.loads(text)
-        unit = next((u for u in state["units"] if u["name"] == name), None)
+        here = self.feed.view["this_machine"]
+        unit = next((u for u in self.feed.view["units"] if u["name"] == name), None)
         if unit is None:
             return error_response(404, f"unit {name} not found")
-        here = state["this_machine"]
-        machines = [p["machine"] for p in unit["placements"]]
-        if here not in machines:
-            where = ", ".join(f"{p['machine'][:8]} ({p['ip']})" for p in unit["placements"])
-            return _json({"here": False, "machine": here, "lines": "",
-                          "message": f"{name} does not run on this machine ({here[:8]}); "
-                                     f"its journal is on {where or 'no machine yet'} "
-                                     f"(fleetctl journal {name})"})
-        lines = await journal_tail(name, JOURNAL_LINES)
-        return _json({"here": True, "machine": here, "lines": lines, "message": ""})
+        placed = {p["machine"]: p["ip"] for p in unit["placements"]}
+        if "local" in query:  # another fleetd asks: this machine's journal or nothing
+            if here not in placed:
+                return _json({"here": False, "machine": here, "lines": "",
+                              "message": f"{name} does not run on {here[:8]} (any more)"})
+            return _json({"here": True, "machine": here,
+                          "lines": await journal_tail(name, JOURNAL_LINES), "message": ""})
+        wanted = (query.get("machine") or [""])[-1]
+        if wanted and wanted not in placed:
+            return error_response(404, f"{name} is not scheduled on machine {wanted[:40]}")
+        target = wanted or (here if here in placed else next(iter(placed), ""))
+        if not target:
+            return _json({"here": False, "machine": "", "lines": "",
+                          "message": f"{name} is not scheduled on any machine yet"})
+        if target == here:
+            return _json({"here": True, "machine": here,
+                          "lines": await journal_tail(name, JOURNAL_LINES), "message": ""})
+        return _json(await self._remote_journal(name, target, placed[target]))
+
+    async def _remote_journal(self, name: str, machine_id: str, ip: str) -> dict[str, Any]:
+        """The journal of ``name`` on another machine, from that machine's dashboard."""
+        where = f"{machine_id[:8]} ({ip})"
+        answer: dict[str, Any] = {"here": False, "machine": machine_id, "lines": ""}
+        record = self.feed.machine(machine_id)
+        url = record.dashboard if record is not None else ""
+        if not url:
+            why = "serves no dashboard" if record is not None else "is not registered"
+            return {**answer, "message": f"{name} runs on {where}, which {why}: "
+                                         f"fleetctl journal {name}"}
+        try:
+            got = await fetch_journal(url, name, self._client)
+        except RemoteError as exc:
+            if self._unreachable.get(machine_id) != str(exc):  # once, not per page poll
+                self._unreachable[machine_id] = str(exc)
+                log.warning("cannot fetch journals from machine %s: %s", where, exc)
+            return {**answer, "message": f"{name} runs on {where}, whose journal this "
+                                         f"dashboard cannot fetch: {exc} "
+                                         f"(fleetctl journal {name})"}
+        if self._unreachable.pop(machine_id, None) is not None:
+            log.info("journals from machine %s can be fetched again", where)
+        if got["machine"] != machine_id:
+            return {**answer, "message": f"{url} is machine {got['machine'][:8]}, not "
+                                         f"{where}: fleetctl journal {name}"}
+        if not got.get("here"):
+            return {**answer, "message": f"{name} no longer runs on {where}: {got['message']}"}
+        return {**answer, "lines": got["lines"], "message": ""}
 
     async def on_connection(self, reader: asyncio.StreamReader,
                             writer: asyncio.StreamWriter) -> None:
@@ -184,7 +228,7 @@ async def start_dashboard(feed: Feed, address: str,
     """Listen on ``address``; ValueError for a bad address or TLS file, OSError to bind."""
     host, port = listen_target(address)
     ctx = tls_for_dashboard(tls)
-    dashboard = Dashboard(feed)
+    dashboard = Dashboard(feed, client_context(tls))
     server = await asyncio.start_server(dashboard.on_connection, host, port, ssl=ctx,
                                         family=socket.AF_UNSPEC, reuse_address=True)
     scheme = "https" if ctx is not None else "http"

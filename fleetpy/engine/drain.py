@@ -17,11 +17,19 @@ stays the only writer of schedule/). No I/O, no clock, no logging.
   reason, and it does not hold a slot.
 - ``deadline_passed``: whatever is left is asked to stop (taken off the
   machine whatever happens; it waits, naming the drain).
+
+The engine (fleetpy.engine.drainer) carries each drain on at the record's own
+pace (``Cordon.max_parallel``; ``deadline_passed`` compares ``Cordon.deadline``
+with the ``now`` it is given), and the only reported states it reads are
+``states_needed``: those of the units it asked to move, where they are now,
+and of those it asked to stop, on the machine. ``decisions`` says, one line
+each, what a step asked that the record did not ask before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from fleetpy.engine.plan import parse_spec
@@ -73,6 +81,14 @@ def _groups(names: Sequence[str], specs: Mapping[str, XFleet]) -> list[tuple[str
     return sorted(tuple(sorted(g)) for g in out.values())
 
 
+@functools.lru_cache(maxsize=4096)
+def _spec(name: str, contents: str) -> XFleet:
+    """The unit's [X-Fleet] (an empty one when it does not parse); memoized: a drain
+    in progress asks for the same few units' every step."""
+    spec = parse_spec(name, contents)
+    return spec if isinstance(spec, XFleet) else XFleet()
+
+
 def _running(entry: ScheduledUnit, state: UnitState | None) -> bool:
     if state is None or state.hash != entry.hash:
         return False
@@ -96,8 +112,7 @@ def plan_drain(
     state_of = {(s.machine_id, s.name): s for s in states}
     specs: dict[str, XFleet] = {}
     for name, entry in here.items():
-        spec = parse_spec(name, entry.contents)
-        specs[name] = spec if isinstance(spec, XFleet) else XFleet()
+        specs[name] = _spec(name, entry.contents)
     staying = tuple(sorted(n for n in here if specs[n].is_global))
     movable = [n for n in sorted(here) if not specs[n].is_global]
     asked = set(cordon.move)
@@ -131,8 +146,7 @@ def plan_drain(
     # groups that left the machine but are not running yet hold their slot (counted
     # by the units that lead them: those without MachineOf)
     for name in moving - set(here):
-        spec = parse_spec(name, elsewhere[name].contents)
-        busy += not (isinstance(spec, XFleet) and spec.machine_of)
+        busy += not _spec(name, elsewhere[name].contents).machine_of
     slots = max(0, max_parallel - busy)
     ask = [n for g in queued[:slots] for n in g]
     moving.update(ask)
@@ -168,3 +182,41 @@ def plan_drain(
         pinned={n: r for n, r in pinned.items() if n not in stop},
         stopping=stopping, staying=shown_staying, finished=finished,
     )
+
+
+def deadline_passed(cordon: Cordon, now: float) -> bool:
+    """Whether the drain's deadline (Unix time) is reached at ``now``."""
+    return cordon.deadline is not None and now >= cordon.deadline
+
+
+def states_needed(cordon: Cordon, schedule: Iterable[ScheduledUnit]) -> list[tuple[str, str]]:
+    """(machine id, unit) of every reported state ``plan_drain`` looks at: the units
+    asked to move, where they are scheduled now (off the machine), and the units asked
+    to stop, on the machine. The states of the units still on the machine, or of any
+    other unit, do not change its answer."""
+    machine, asked = cordon.machine_id, set(cordon.move)
+    keys = {(e.machine_id, e.name) for e in schedule
+            if e.name in asked and e.machine_id != machine}
+    keys.update((machine, name) for name in cordon.stop)
+    return sorted(keys)
+
+
+def decisions(before: Cordon, step: DrainStep, passed: bool) -> list[str]:
+    """What ``step`` asks that ``before`` did not (one line per decision, for the log)."""
+    machine = f"drain of machine {before.machine_id[:8]}"
+    lines = []
+    moves = sorted(set(step.cordon.move) - set(before.move))
+    if moves:
+        lines.append(f"{machine}: moving {', '.join(moves)} (at most {before.max_parallel} "
+                     "MachineOf group(s) at a time, each running elsewhere before the next)")
+    stops = sorted(set(step.cordon.stop) - set(before.stop))
+    if stops:
+        why = "deadline passed" if passed else "every other unit has left (stop_global)"
+        lines.append(f"{machine}: {why}: stopping {', '.join(stops)}")
+    return lines
+
+
+def reports(step: DrainStep) -> list[str]:
+    """What a drain cannot do and why, one line per unit (said once by the engine)."""
+    return [f"{name} cannot move: {why}"
+            for name, why in sorted({**step.pinned, **step.stuck}.items())]

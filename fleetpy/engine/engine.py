@@ -16,6 +16,9 @@ machine leave; a machine it never saw leave counts from when this term's view
 of machines/ was first read. The planner keeps such a machine's fenced units
 there until ``FENCE_MARGIN`` of agent_ttl has passed since (a timer wakes the
 engine then).
+
+Drains: while leading, a Drainer (fleetpy.engine.drainer) carries on every
+draining machine's drain from the cordon record, on this view.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from fleetpy.engine.drainer import Drainer, DrainView
 from fleetpy.engine.plan import FENCE_MARGIN, SpecCache, plan_engine
 from fleetpy.model.cordon import Cordon
 from fleetpy.model.types import Machine, ScheduledUnit
@@ -165,7 +169,14 @@ class Engine:
             group.create_task(self._follow(CORDONED, self._apply_cordons))
             group.create_task(self._follow(LEADER, self._check_leader))
             group.create_task(self._tick())
+            group.create_task(Drainer(self._registry, self._drain_view).run(token))
             await self._reconcile_loop(token)
+
+    def _drain_view(self) -> DrainView | None:
+        """What the drainer decides on, once every watched prefix was read."""
+        if len(self._synced) < 6:
+            return None
+        return DrainView(self._cordons, self._schedule, self._waiting)
 
     async def _follow(self, prefix: str, apply: Callable[[WatchUpdate], bool]) -> None:
         async for update in self._registry.watch(prefix):

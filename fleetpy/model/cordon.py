@@ -7,6 +7,12 @@ such a machine; units already there stay, except those a drain asks to
 ``move`` (placed elsewhere when some machine can take them, kept otherwise,
 with the reason) or to ``stop`` (taken off the machine whatever happens: they
 wait, naming the drain). ``stop_global``: global units leave it too.
+
+A drain's pace is in the record too, so that the engine (the leader fleetd,
+fleetpy.engine.drainer) carries it on whoever leads and whether or not a
+fleetctl waits: ``max_parallel`` MachineOf groups moving at a time, and
+``deadline`` (Unix time, absolute; None: none) after which what is left is
+stopped. Records written before these existed read as 1 and None.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ class Cordon:
     move: tuple[str, ...] = ()
     stop: tuple[str, ...] = ()
     stop_global: bool = False
+    max_parallel: int = 1
+    deadline: float | None = None
 
     def why(self) -> str:
         """The sentence a unit kept away by this cordon waits with."""

@@ -30,11 +30,16 @@ class UnitFile:
 
 @dataclass(frozen=True, slots=True)
 class Machine:
-    """A registered machine (one live fleetd agent)."""
+    """A registered machine (one live fleetd agent).
+
+    ``dashboard``: the URL of the dashboard its fleetd serves (``""``: none), where
+    other fleetd fetch the journal of a unit running there.
+    """
 
     id: str
     public_ip: str
     metadata: Mapping[str, str] = field(default_factory=dict)
+    dashboard: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,8 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from fleetpy.registry.errors import RegistryError as RegistryError  # (defined apart: light)
+
 if TYPE_CHECKING:  # annotations only: fleetctl imports this module on every command
     from fleetpy.model.cordon import Cordon
     from fleetpy.model.metadata import MetadataChange
@@ -45,13 +47,6 @@ if TYPE_CHECKING:  # annotations only: fleetctl imports this module on every com
     from fleetpy.registry.unreadable import Unreadable
 
 DEFAULT_PREFIX = "/fleetpy/"
-
-
-class RegistryError(Exception):
-    """The registry could not do what was asked (etcd unreachable, timeout...).
-
-    The message names the cause and, for connection problems, the endpoints tried.
-    """
 
 
 class NotLeaderError(RegistryError):
@@ -250,6 +245,15 @@ class Registry(Protocol):
 
     async def list_cordons(self) -> dict[str, Cordon]:
         """Machine id -> its cordon (machines that are not cordoned are absent)."""
+
+    async def update_cordon(
+        self, cordon: Cordon, expected: Cordon | None, token: LeaderToken | None = None
+    ) -> bool:
+        """Compare-and-swap: write ``cordon`` only if the stored one is ``expected`` (None:
+        absent) and, with ``token``, only while it holds the lead; False otherwise."""
+
+    async def get_unit_states(self, keys: Sequence[tuple[str, str]]) -> list[UnitState]:
+        """The states reported for these (machine id, unit) pairs (absent: left out)."""
 
     # schedule (engine writes, agents read) -------------------------------------
     async def list_schedule(self, machine_id: str | None = None) -> list[ScheduledUnit]: ...

@@ -12,6 +12,7 @@ Values are compact JSON with sorted keys, so that equal values are equal bytes
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -197,11 +198,17 @@ def decode_scheduled(key: str, value: bytes) -> ScheduledUnit:
 
 
 def encode_machine(machine: Machine) -> bytes:
-    return _dump({"id": machine.id, "public_ip": machine.public_ip, "metadata": machine.metadata})
+    """``dashboard`` only when set: a record without one is what older fleetd wrote."""
+    obj: dict[str, Any] = {"id": machine.id, "public_ip": machine.public_ip,
+                           "metadata": machine.metadata}
+    if machine.dashboard:
+        obj["dashboard"] = machine.dashboard
+    return _dump(obj)
 
 
 def decode_machine(key: str, value: bytes) -> Machine:
-    """``machines/<id>``: the record's id is the key's."""
+    """``machines/<id>``: the record's id is the key's; ``dashboard`` may be missing
+    (no dashboard there, or an older fleetd's record)."""
     machine_id = _one_part(key, MACHINES)
     obj = _load(value, ("id", "public_ip", "metadata"), key)
     if _str(obj, "id", key) != machine_id:
@@ -212,7 +219,8 @@ def decode_machine(key: str, value: bytes) -> Machine:
     ):
         raise CodecError(f"{key}: metadata must map strings to strings")
     return Machine(
-        id=_str(obj, "id", key), public_ip=_str(obj, "public_ip", key), metadata=metadata
+        id=_str(obj, "id", key), public_ip=_str(obj, "public_ip", key), metadata=metadata,
+        dashboard=_str(obj, "dashboard", key) if "dashboard" in obj else "",
     )
 
 
@@ -269,7 +277,8 @@ def encode_cordon(cordon: Cordon) -> bytes:
     return _dump({
         "state": cordon.state.value, "by": cordon.by, "at": cordon.at,
         "reason": cordon.reason, "move": list(cordon.move), "stop": list(cordon.stop),
-        "stop_global": cordon.stop_global,
+        "stop_global": cordon.stop_global, "max_parallel": cordon.max_parallel,
+        **({} if cordon.deadline is None else {"deadline": cordon.deadline}),
     })
 
 
@@ -297,7 +306,26 @@ def decode_cordon(key: str, value: bytes) -> Cordon:
         by=str(obj.get("by", "")), at=str(obj.get("at", "")), reason=str(obj.get("reason", "")),
         move=_names(obj, "move", key), stop=_names(obj, "stop", key),
         stop_global=bool(obj.get("stop_global", False)),
+        max_parallel=_max_parallel(obj, key), deadline=_deadline(obj, key),
     )
+
+
+def _max_parallel(obj: Mapping[str, Any], where: str) -> int:
+    """A drain's max_parallel: 1 in a record written before it existed."""
+    value = obj.get("max_parallel", 1)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise CodecError(f"{where}: max_parallel must be a whole number >= 1")
+    return value
+
+
+def _deadline(obj: Mapping[str, Any], where: str) -> float | None:
+    """A drain's deadline (Unix time): None when absent (or null)."""
+    value = obj.get("deadline")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise CodecError(f"{where}: deadline must be a Unix time (a number)")
+    return float(value)
 
 
 def encode_leader(machine_id: str) -> bytes:

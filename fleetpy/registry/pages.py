@@ -8,7 +8,7 @@ range would be) while neither etcd, the API server nor fleetctl holds all of
 it at once. Should that revision be compacted while the pages are read (etcd
 keeps old revisions until a compaction), the listing fails with a
 RegistryError saying so; run it again. Called by KVRegistry
-(fleetpy.registry.store).
+(fleetpy.registry.machine_store).
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ from fleetpy.registry.base import RegistryError
 from fleetpy.registry.kv import KeyValue, RangeResult, prefix_end
 
 if TYPE_CHECKING:
-    from fleetpy.registry.store import KVRegistry
+    from fleetpy.registry.kvbase import KVBase
 
 DEFAULT_PAGE = 1000
 T = TypeVar("T")
 
 
 async def kv_pages(
-    registry: KVRegistry, relative_prefix: str, page_size: int = DEFAULT_PAGE
+    registry: KVBase, relative_prefix: str, page_size: int = DEFAULT_PAGE
 ) -> AsyncGenerator[list[KeyValue], None]:
     """The entries under ``relative_prefix`` in key order, ``page_size`` at a time."""
     if page_size < 1:
@@ -45,8 +45,10 @@ async def kv_pages(
             return await registry.backend.range(first, end, limit=page_size, revision=revision)
         except RegistryError as e:
             if revision:
-                raise RegistryError(f"listing {registry.prefix}{relative_prefix} at revision "
-                                    f"{revision} failed part way ({e}); run it again") from None
+                raise RegistryError(
+                    f"listing {registry.prefix}{relative_prefix} at revision "
+                    f"{revision} failed part way ({e}); run it again"
+                ) from None
             raise
 
     result = await page(start)
@@ -69,7 +71,9 @@ async def kv_pages(
 
 
 async def _decoded_pages(
-    registry: KVRegistry, relative_prefix: str, page_size: int,
+    registry: KVBase,
+    relative_prefix: str,
+    page_size: int,
     decode: Callable[[KeyValue], T],
 ) -> AsyncGenerator[list[T], None]:
     async with contextlib.aclosing(kv_pages(registry, relative_prefix, page_size)) as pages:
@@ -80,14 +84,22 @@ async def _decoded_pages(
 
 
 def unit_state_pages(
-    registry: KVRegistry, machine_id: str | None, page_size: int
+    registry: KVBase, machine_id: str | None, page_size: int
 ) -> AsyncGenerator[list[UnitState], None]:
     """Reported unit states, by machine then unit name, in pages."""
-    return _decoded_pages(registry, codec.states_prefix(machine_id), page_size,
-                          lambda kv: codec.decode_state(registry._rel(kv.key), kv.value))
+    return _decoded_pages(
+        registry,
+        codec.states_prefix(machine_id),
+        page_size,
+        lambda kv: codec.decode_state(registry._rel(kv.key), kv.value),
+    )
 
 
-def machine_pages(registry: KVRegistry, page_size: int) -> AsyncGenerator[list[Machine], None]:
+def machine_pages(registry: KVBase, page_size: int) -> AsyncGenerator[list[Machine], None]:
     """Live machines, by ID, in pages."""
-    return _decoded_pages(registry, codec.MACHINES, page_size,
-                          lambda kv: codec.decode_machine(registry._rel(kv.key), kv.value))
+    return _decoded_pages(
+        registry,
+        codec.MACHINES,
+        page_size,
+        lambda kv: codec.decode_machine(registry._rel(kv.key), kv.value),
+    )

@@ -110,6 +110,8 @@ async def test_it_rides_out_an_etcd_restart(fresh_etcd: EtcdProcess, tmp_path: P
             await writer.close()
         # Followed without a restart of confd: its watch resumed.
         await until(lambda: "10.0.0.9:80" in (tmp_path / "out").read_text(), timeout=15)
+        # the reload command runs just after the file is in place: awaited, then counted
+        await until(lambda: reloads(tmp_path) >= 2, timeout=15)
         assert reloads(tmp_path) == 2
 
 

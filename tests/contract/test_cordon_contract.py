@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
 from fleetpy.model.cordon import Cordon, MachineState
-from fleetpy.model.types import Machine
+from fleetpy.model.types import Machine, UnitState
 from fleetpy.registry.store import KVRegistry
 from tests.contract.conftest import Cluster
 
@@ -44,3 +45,50 @@ async def test_unreadable_cordon_is_skipped(registry: KVRegistry) -> None:
     assert list(await registry.list_cordons()) == [M.id]
     assert "cordoned/bad" in {u.key[len(registry.prefix):]
                               for u in await registry.list_unreadable()}
+
+
+async def test_update_cordon_writes_only_over_the_record_it_read(
+    cluster: Cluster, registry: KVRegistry
+) -> None:
+    cordon = Cordon(M.id, by="core@host", reason="kernel")
+    assert await registry.update_cordon(cordon, None) is True  # created: there was none
+    assert await registry.update_cordon(cordon, None) is False  # there is one now
+    drain = replace(cordon, state=MachineState.DRAINING, max_parallel=2, deadline=1.8e9)
+    assert await registry.update_cordon(drain, cordon) is True
+    other = cluster.connect()
+    step = replace(drain, move=("a.service",))
+    assert await other.update_cordon(step, cordon) is False  # it read an older record
+    assert await other.list_cordons() == {M.id: drain}
+    assert await other.update_cordon(step, drain) is True
+    assert await registry.delete_cordon(M.id)  # uncordoned meanwhile: never written again
+    assert await other.update_cordon(replace(step, move=("a.service", "b.service")),
+                                     step) is False
+    assert await other.list_cordons() == {}
+
+
+async def test_update_cordon_with_a_leader_token_needs_the_lead(
+    cluster: Cluster, registry: KVRegistry
+) -> None:
+    lease = await registry.grant_lease(10)
+    token = await registry.campaign(M.id, lease)
+    assert token is not None
+    drain = Cordon(M.id, MachineState.DRAINING)
+    await registry.put_cordon(drain)
+    step = replace(drain, move=("a.service",))
+    assert await registry.update_cordon(step, drain, token) is True
+    await registry.resign(token)
+    deposed = replace(step, move=("a.service", "b.service"))
+    assert await registry.update_cordon(deposed, step, token) is False
+    assert await registry.list_cordons() == {M.id: step}
+
+
+async def test_get_unit_states_reads_the_given_keys_only(registry: KVRegistry) -> None:
+    lease = await registry.grant_lease(10)
+    other = "5e2b1c7d" + "1" * 24
+    states = [UnitState(f"u{i}.service", mid, "loaded", "active", "running", "h")
+              for i in range(3) for mid in (M.id, other)]
+    await registry.put_unit_states(states, lease)
+    want = [(other, "u1.service"), (M.id, "u2.service"), (M.id, "missing.service")]
+    got = await registry.get_unit_states(want)
+    assert sorted((s.machine_id, s.name) for s in got) == sorted(want[:2])
+    assert await registry.get_unit_states([]) == []

@@ -1,6 +1,6 @@
 """The dashboard's server-sent events on a real etcd: a registry change reaches an
-open /events stream within 1 s, as the whole view (units, machines, waiting,
-placements), with no reload."""
+open /events stream within 1 s, as a patch of the whole view sent on connecting
+(units, machines, waiting, placements), with no reload."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import pytest
 
 from fleetpy.api.transport import TlsFiles
 from fleetpy.dashboard import DashboardService
+from fleetpy.dashboard.patch import apply
 from fleetpy.lab import pki
 from fleetpy.model.types import TargetState
 from fleetpy.registry.etcd import EtcdRegistry
@@ -29,10 +30,13 @@ LIVE = 1.0  # seconds: the most a change may take to reach the page
 
 
 class Stream:
-    """One GET /events connection, read event by event."""
+    """One GET /events connection, read event by event: the whole view first, then
+    patches applied to it (``kinds``: each event's kind, in order)."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        self.view: dict[str, Any] = {}
+        self.kinds: list[str] = []
 
     @classmethod
     async def open(cls, port: int) -> Stream:
@@ -46,9 +50,14 @@ class Stream:
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         while True:
             block = (await self.reader.readuntil(b"\n\n")).decode()
+            kind = next((line[len("event: "):] for line in block.splitlines()
+                         if line.startswith("event: ")), "")
             for line in block.splitlines():
                 if line.startswith("data: "):
-                    yield json.loads(line[len("data: "):])
+                    data = json.loads(line[len("data: "):])
+                    self.kinds.append(kind)
+                    self.view = data if kind == "view" else apply(self.view, data)
+                    yield self.view
 
     async def until(self, check: Callable[[dict[str, Any]], bool],
                     timeout: float) -> dict[str, Any]:
@@ -72,6 +81,7 @@ async def test_changes_reach_an_open_event_stream_within_a_second(
     try:
         first = await stream.until(lambda v: True, 5.0)
         assert first["units"] == [] and first["machines"] == []
+        assert stream.kinds == ["view"]
 
         start = time.monotonic()
         await registry.create_unit(unit("web.service"), TargetState.LAUNCHED)
@@ -100,8 +110,7 @@ async def test_changes_reach_an_open_event_stream_within_a_second(
         assert time.monotonic() - start < LIVE + 0.5  # four writes, each in etcd
         assert view["machines"] == [{
             "id": "m1", "ip": "10.0.0.7", "metadata": {"region": "east"}, "state": "ready",
-            "leader": True, "units": [
-                {"name": "web.service", "state": "launched", "active": "active"}]}]
+            "leader": True}]
         assert view["units"][0]["placements"] == [{
             "machine": "m1", "ip": "10.0.0.7", "state": "launched", "load": "loaded",
             "active": "active", "sub": "running", "hash": "h1"}]
@@ -113,6 +122,7 @@ async def test_changes_reach_an_open_event_stream_within_a_second(
         await registry.destroy_unit("web.service")
         view = await stream.until(lambda v: _unit(v, "web.service") is None, LIVE)
         assert time.monotonic() - start < LIVE
+        assert stream.kinds[1:] == ["patch"] * (len(stream.kinds) - 1)  # never the view again
         await lease.revoke()
     finally:
         stream.writer.close()

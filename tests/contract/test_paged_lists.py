@@ -21,7 +21,7 @@ import pytest
 
 from fleetpy.api.client import ApiDriver
 from fleetpy.api.server import FleetService, start_api_server
-from fleetpy.ctl import lists
+from fleetpy.ctl import listing, lists
 from fleetpy.ctl.render import render
 from fleetpy.model.types import Machine, UnitState
 from fleetpy.registry.base import Registry, RegistryError
@@ -210,7 +210,7 @@ def test_fleetctl_lists_in_pages_as_unpaged(
 ) -> None:
     """list-units and list-machines with more rows than a page: the same table as the
     unpaged rows make, and read in several pages."""
-    monkeypatch.setattr(lists, "PAGE", 4)
+    monkeypatch.setattr(listing, "PAGE", 4)
     make = lambda: EtcdRegistry(etcd_server.endpoint, etcd_prefix)  # noqa: E731
     with Cluster(machines=MACHINES, registry=make, simulate=False) as cluster:
         cluster.report(*states(30))

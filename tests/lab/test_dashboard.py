@@ -4,9 +4,11 @@ chromium-driver, driven by selenium) on a lab of its own.
 Lab ``fldash`` (172.17.66.0/24): 2 hosts, every fleetd with
 FLEET_DASHBOARD_ADDRESS=:8080 (fleet_env is the lab's, not a host's); the
 browser loads core-01's. The page is loaded once: a unit started with fleetctl
-afterwards must appear as running through the page's server-sent events,
-with no reload (a marker set in the page's window must survive). The
-screenshot it ends with is docs/dashboard.png (README).
+afterwards must appear as running through the page's server-sent events (the
+whole view once, then patches), with no reload (a marker set in the page's
+window must survive). The page of a unit running on core-02 shows its journal:
+core-01's fleetd fetches it from core-02's dashboard. The screenshot is
+docs/dashboard.png (README).
 """
 
 from __future__ import annotations
@@ -107,9 +109,10 @@ def test_dashboard_lists_the_cluster_and_shows_a_started_unit_live(
     pinned = f"MachineID={core1.machine_id}"
     paths = write_units(tmp_path, {"hello.service": pinned, "before.service": "",
                                    "ssd.service": "MachineMetadata=disk=ssd",
-                                   "beacon.service": "Global=true"})
+                                   "beacon.service": "Global=true",
+                                   "there.service": f"MachineID={core2.machine_id}"})
     ok(fleetctl(lab, "submit", paths[1]))
-    ok(fleetctl(lab, "start", "--no-block", paths[2], paths[3]))
+    ok(fleetctl(lab, "start", "--no-block", paths[2], paths[3], paths[4]))
 
     driver.get(f"http://{core1.ip}:{PORT}/")
     ids = {core1.machine_id, core2.machine_id}
@@ -126,6 +129,7 @@ def test_dashboard_lists_the_cluster_and_shows_a_started_unit_live(
 
     driver.execute_script("window.notReloaded = 'yes'")
     versions = int(driver.execute_script("return document.body.dataset.version"))
+    patches = int(driver.execute_script("return document.body.dataset.patches || 0"))
     start = time.monotonic()
     ok(fleetctl(lab, "start", "--no-block", paths[0]))
     cell = "#units tr[data-unit='hello.service'] td[data-field='{}']"
@@ -135,10 +139,19 @@ def test_dashboard_lists_the_cluster_and_shows_a_started_unit_live(
     took = time.monotonic() - start
     assert driver.execute_script("return window.notReloaded") == "yes"
     assert int(driver.execute_script("return document.body.dataset.version")) > versions
+    assert int(driver.execute_script("return document.body.dataset.patches || 0")) > patches
+    assert driver.execute_script("return document.body.dataset.views") == "1"  # once
     assert _text(driver, cell.format("machine"))[0].endswith(core1.ip)
+    row = f"#machines tr[data-machine='{core1.machine_id}'] td[data-field='units']"
+    _wait(driver, "hello.service among core-01's units", lambda d: "hello.service" in " ".join(
+        _text(d, row)), 5)
     _wait(driver, "hello.service among recent placements", lambda d: any(
         "placed" in r for r in _text(d, "#placements tr[data-unit='hello.service']")), 5)
     print(f"hello.service shown running {took:.1f}s after fleetctl start --no-block")
+    there = "#units tr[data-unit='there.service'] td[data-field='{}']"
+    _wait(driver, "there.service active on core-02", lambda d: (
+        _text(d, there.format("active")) == ["active"]
+        and any(t.endswith(core2.ip) for t in _text(d, there.format("machine")))), LIVE)
 
     SCREENSHOT.parent.mkdir(exist_ok=True)
     driver.save_screenshot(str(SCREENSHOT))
@@ -148,4 +161,12 @@ def test_dashboard_lists_the_cluster_and_shows_a_started_unit_live(
     _wait(driver, "hello.service's journal", lambda d: "Started" in " ".join(
         _text(d, "#journal")), 15)
     assert _text(driver, "#unit-name") == ["hello.service"]
+    assert driver.execute_script("return window.notReloaded") == "yes"
+
+    # A unit on core-02: core-01's fleetd fetches its journal from core-02's dashboard.
+    driver.execute_script("location.hash = '#unit/there.service'")
+    _wait(driver, "there.service's journal from core-02", lambda d: "Started" in " ".join(
+        _text(d, "#journal")), 15)
+    assert _text(driver, "#journal-where") == [f"on {core2.machine_id[:8]}"]
+    assert driver.current_url.startswith(f"http://{core1.ip}:{PORT}/")
     assert driver.execute_script("return window.notReloaded") == "yes"

@@ -9,7 +9,11 @@
   (it reads /services/nginx/ and takes any address that answers), and counts
   0 failures in a bounded curl loop while the drained instance moves;
 - drain with a unit pinned by MachineID reports it, and with --deadline stops
-  it at the deadline (it then waits, naming the drain).
+  it at the deadline (it then waits, naming the drain);
+- drain --no-block returns at once and fleetd paces the drain (never fewer than
+  instances - max_parallel active, observed in systemd on the hosts); a new
+  engine leader carries it on, and fleetd enforces its deadline with no
+  fleetctl running.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from tests.lab.fleet_helpers import (
     etcdctl,
     eventually,
     fleetctl,
+    key_revision,
     ok,
     placement,
     reasons,
@@ -41,6 +46,7 @@ from tests.lab.fleet_helpers import (
     write_units,
 )
 from tests.lab.fleet_helpers import waiting as waiting_units
+from tests.lab.test_fencing import engine_leader
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(240)]
 
@@ -198,3 +204,112 @@ def test_drain_reports_a_pinned_unit_and_stops_it_at_the_deadline(
     ok(fleetctl(lab, "uncordon", c2[:8]))
     eventually(lambda: running(lab, ["pinned.service"]), timeout=60,
                what="pinned back once uncordoned")
+
+
+SLOW = ("[Unit]\nDescription={name}\n\n[Service]\nExecStartPre=/bin/sleep 3\n"
+        "ExecStart=/bin/sleep infinity\n")
+
+
+def active_hosts(lab: Lab, names: list[str]) -> dict[str, set[str]]:
+    """unit -> the hosts whose systemd says it is active (one systemctl per host)."""
+    found: dict[str, set[str]] = {n: set() for n in names}
+    for host in lab.hosts:
+        shown = lab.exec(host.name, ["systemctl", "show", "-p", "Id", "-p", "ActiveState",
+                                     "--", *names]).stdout
+        for block in shown.strip().split("\n\n"):
+            props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+            if props.get("ActiveState") == "active":
+                found[props["Id"]].add(host.name)
+    return found
+
+
+def test_drain_no_block_returns_at_once_and_fleetd_paces_it(lab: Lab, tmp_path: Path) -> None:
+    """Four instances of one service on core-01 (each takes 3 s to become active):
+    drain --no-block returns at once, and fleetd alone moves them one at a time, so
+    systemd on the hosts never shows fewer than 3 of them active."""
+    names = [f"slow@{i}.service" for i in range(1, 5)]
+    paths = []
+    for name in names:
+        (tmp_path / name).write_text(SLOW.format(name=name))
+        paths.append(str(tmp_path / name))
+    for host in ("core-02", "core-03"):  # so that all four land on core-01
+        ok(fleetctl(lab, "cordon", mid(lab, host)))
+    ok(fleetctl(lab, "start", *paths, timeout=90))
+    for host in ("core-02", "core-03"):
+        ok(fleetctl(lab, "uncordon", mid(lab, host)))
+    eventually(lambda: all(active_hosts(lab, names)[n] == {"core-01"} for n in names),
+               timeout=60, what="four instances active on core-01")
+
+    source = mid(lab, "core-01")
+    started = time.monotonic()
+    out = ok(fleetctl(lab, "drain", source[:8], "--no-block"))
+    took = time.monotonic() - started
+    at_return = active_hosts(lab, names)
+    assert took < 10, f"drain --no-block took {took:.1f}s: {out}"
+    # a paced drain of four 3 s starts takes 12 s or more: it was not waited for
+    assert sum(1 for hosts in at_return.values() if hosts == {"core-01"}) >= 3, at_return
+    assert "fleetd moves its units 1 MachineOf group(s) at a time" in out, out
+
+    fewest, polls = 4, 0
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+        now = active_hosts(lab, names)
+        fewest, polls = min(fewest, sum(1 for hosts in now.values() if hosts)), polls + 1
+        if all(hosts and "core-01" not in hosts for hosts in now.values()):
+            break
+    else:
+        raise AssertionError(f"not all moved off core-01 in 150 s: {now}")
+    assert polls >= 5, polls
+    assert fewest >= 3, f"only {fewest} of 4 instances active at one point ({polls} polls)"
+    assert states(lab)[source] == "draining"
+    # fleetctl drain shows the progress fleetd made, and says the drain is done
+    done = ok(fleetctl(lab, "drain", source[:8], timeout=60))
+    assert "drained: 4 unit(s) moved" in done, done
+
+
+def test_a_new_leader_carries_a_drain_on_and_fleetd_enforces_its_deadline(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """drain --no-block --deadline of three slow instances and a pinned unit: the engine
+    leader's fleetd restarts mid-drain (a new term, maybe on another host); the drain
+    goes on at its pace from the record, and at the deadline, with no fleetctl
+    running, fleetd stops the pinned unit."""
+    names = [f"slow@{i}.service" for i in range(1, 4)]
+    for name in names:
+        (tmp_path / name).write_text(SLOW.format(name=name))
+    c1 = mid(lab, "core-01")
+    paths = [str(tmp_path / n) for n in names]
+    paths += write_units(tmp_path, {"pinned.service": f"MachineID={c1[:8]}"})
+    for host in ("core-02", "core-03"):
+        ok(fleetctl(lab, "cordon", mid(lab, host)))
+    ok(fleetctl(lab, "start", *paths, timeout=90))
+    for host in ("core-02", "core-03"):
+        ok(fleetctl(lab, "uncordon", mid(lab, host)))
+    eventually(lambda: all(active_hosts(lab, names)[n] == {"core-01"} for n in names),
+               timeout=60, what="three instances active on core-01")
+
+    started = time.monotonic()
+    ok(fleetctl(lab, "drain", c1[:8], "--no-block", "--deadline", "40s"))
+    fewest = 3
+    restarted = False
+    term = key_revision(lab, "engine/leader")
+    while time.monotonic() - started < 120:
+        now = active_hosts(lab, names)
+        fewest = min(fewest, sum(1 for hosts in now.values() if hosts))
+        moved = sum(1 for hosts in now.values() if hosts and "core-01" not in hosts)
+        if moved >= 1 and not restarted:  # mid-drain: the leader's fleetd restarts
+            leader = eventually(lambda: engine_leader(lab), what="an engine leader")
+            ok(lab.exec(leader, ["systemctl", "restart", "fleet.service"]))
+            restarted = True
+        if moved == 3:
+            break
+    assert restarted and moved == 3, now
+    assert key_revision(lab, "engine/leader") > term  # a new term took the drain up
+    assert fewest >= 2, f"only {fewest} of 3 instances active at one point"
+    assert active_on(lab, "core-01", "pinned.service") == "active"
+    assert time.monotonic() - started < 40, "the instances moved too slowly for this test"
+
+    eventually(lambda: active_on(lab, "core-01", "pinned.service") != "active",
+               timeout=70, what="the pinned unit stopped at the deadline by fleetd")
+    assert time.monotonic() - started >= 40
+    assert reasons(lab) == {"pinned.service": f"machine {c1[:8]} is draining"}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from fleetpy.agent.settle import SETTLE_S
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState, UnitState
 from fleetpy.registry.base import LeaderToken, Lease
 from fleetpy.registry.memory import MemoryRegistry
-from fleetpy.systemd.base import content_hash
+from fleetpy.systemd.base import UnitStatus, content_hash
 from fleetpy.systemd.fake import FakeUnitManager
 
 pytestmark = pytest.mark.timeout(30)
@@ -217,6 +218,31 @@ async def test_a_start_that_fails_at_once_is_never_reported_launched_and_running
         assert any(r.fleet == "starting" for r in n.reports)
 
 
+FAILS_AFTER = 0.08  # s after it went up: within SETTLE_S
+
+
+class FailingSoon(FakeUnitManager):
+    """A unit that fails a moment after it went up, within the settle time."""
+
+    async def start_unit(self, name: str) -> None:
+        await super().start_unit(name)
+        asyncio.get_running_loop().call_later(FAILS_AFTER, self.set_state, name, "failed",
+                                              "failed")
+
+
+async def test_a_start_that_fails_within_the_settle_time_is_reported_failed(
+    tmp_path: Path,
+) -> None:
+    assert FAILS_AFTER < SETTLE_S
+    async with node(tmp_path) as n:
+        n.manager.__class__ = FailingSoon
+        await n.schedule("soon.service", LAUNCHED)
+        s = await n.until_state("soon.service", lambda s: s is not None and s.fleet
+                                == "launched")
+        assert s is not None and s.active_state == "failed"
+        assert not [r for r in n.reports if r.fleet == "launched" and r.active_state == "active"]
+
+
 class QueuedStart(FakeUnitManager):
     """A start whose job waits 0.6 s (After= a unit still starting): inactive/dead
     until then, as systemd shows a unit with a queued start job."""
@@ -276,7 +302,8 @@ async def test_a_unit_systemd_cannot_load_is_not_loaded_again_in_a_loop(tmp_path
         await n.schedule("good.service", LAUNCHED)  # other work goes on meanwhile
         await n.until_state("good.service", launched)
         await asyncio.sleep(1.5)  # past any back-off: still no new attempt at bad.service
-        assert n.calls("reload") == reloads + 1  # good.service's own
+        # no reload for bad.service again; good.service is new to systemd: none for it
+        assert n.calls("reload") == reloads
         assert n.calls("start", "bad.service") == 0
         assert n.calls("write", "bad.service") == 1
         # a new version of the unit is tried at once
@@ -284,3 +311,60 @@ async def test_a_unit_systemd_cannot_load_is_not_loaded_again_in_a_loop(tmp_path
         await n.schedule("bad.service", LAUNCHED, "[Service]\nExecStart=/bin/true\n")
         await n.until_state("bad.service", lambda s: s is not None and s.error == ""
                             and s.load_state == "loaded")
+
+
+async def test_a_new_unit_starts_without_a_daemon_reload(tmp_path: Path) -> None:
+    async with node(tmp_path) as n:
+        await n.schedule("new.service", LAUNCHED)
+        await n.until_state("new.service", launched)
+        assert n.calls("reload") == 0 and n.calls("start", "new.service") == 1
+
+
+async def test_a_unit_systemd_has_loaded_gets_its_reload(tmp_path: Path) -> None:
+    """systemd still has x.service loaded (its file went without a reload, say fleetd
+    died in between): a new file of that name needs the reload, or systemd runs the
+    old contents."""
+    async with node(tmp_path) as n:
+        await n.schedule("x.service", LAUNCHED)
+        await n.until_state("x.service", launched)
+        await n.stop_agent()
+        n.manager.set_state("x.service", "inactive", "dead")
+        del n.manager.files["x.service"]
+        n.manager.links.discard("x.service")
+        new = "[Service]\nExecStart=/bin/sleep 1000\n"
+        await n.schedule("x.service", LAUNCHED, new)
+        reloads = n.calls("reload")
+        await n.run_agent()
+        await n.until_state("x.service", lambda s: launched(s) and s.hash == content_hash(new))
+        assert n.calls("reload") == reloads + 1
+        assert n.manager.loaded["x.service"] == new
+
+
+class StaleUnitCache(FakeUnitManager):
+    """systemd that did not see the unit directory change (a directory timestamp too
+    coarse to differ): a unit it does not have in memory stays not-found until a
+    daemon-reload."""
+
+    def _lookup(self, name: str) -> UnitStatus:
+        if name in self.units:
+            return self.units[name]
+        return UnitStatus(name, "not-found", "inactive", "dead")
+
+    async def daemon_reload(self) -> None:
+        await super().daemon_reload()
+        for name in self.links:
+            if name not in self.units:
+                self.loaded[name] = self.files[name]
+                self.units[name] = UnitStatus(name, "loaded", "inactive", "dead")
+
+
+async def test_a_new_unit_systemd_does_not_find_gets_the_reload_after_all(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "fleetpy.agent")
+    async with node(tmp_path) as n:
+        n.manager.__class__ = StaleUnitCache
+        await n.schedule("new.service", LAUNCHED)
+        await n.until_state("new.service", launched)
+        assert n.calls("reload") == 1 and n.calls("start", "new.service") == 1
+        assert "daemon-reload after all: systemd does not find new.service" in caplog.text

@@ -6,7 +6,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fleetpy.agent.plan import CurrentUnit, DesiredUnit, Record, Task, TaskKind, plan_agent
+from fleetpy.agent.plan import (
+    CurrentUnit,
+    DesiredUnit,
+    Record,
+    Task,
+    TaskKind,
+    fresh_loads,
+    plan_agent,
+    reload_avoidable,
+)
 from fleetpy.model.types import TargetState
 
 LOADED, LAUNCHED = TargetState.LOADED, TargetState.LAUNCHED
@@ -485,3 +494,32 @@ def test_plan_converges(
             assert record[name].state == LOADED
     for name in set(after) - set(desired):
         assert after[name].file_hash is None
+
+
+NEW = ("not-found", "inactive")
+
+
+@pytest.mark.parametrize(
+    ("before", "avoidable"),
+    [
+        ({"a.service": NEW, "b.service": NEW}, True),  # systemd has loaded neither
+        ({"a.service": NEW, "b.service": ("loaded", "inactive")}, False),  # b: stale contents
+        ({"a.service": NEW, "b.service": ("not-found", "active")}, False),  # b runs, file gone
+        ({"a.service": NEW}, False),  # systemd said nothing of b
+        ({"a.service": NEW, "b.service": ("bad-setting", "inactive")}, False),
+    ],
+)
+def test_reload_avoidable_only_when_systemd_has_loaded_none(
+    before: dict[str, tuple[str, str]], avoidable: bool
+) -> None:
+    assert reload_avoidable(["a.service", "b.service"], before) is avoidable
+
+
+def test_fresh_loads_none_when_a_pass_also_unloads() -> None:
+    new = plan([want("a.service")], [])
+    assert fresh_loads(new) == ["a.service"]
+    both = plan([want("a.service")], [cur("b.service")])
+    assert U in {t.kind for t in both} and fresh_loads(both) == []
+    changed = plan([want("a.service", digest=H2)], [cur("a.service")])
+    assert fresh_loads(changed) == []  # a new version: unload + load
+    assert fresh_loads(plan([], [])) == [] and not reload_avoidable([], {})

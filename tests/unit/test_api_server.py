@@ -311,3 +311,26 @@ async def test_many_units_in_one_request_each(short_dir: Path) -> None:
             await client.create_units(bad, TargetState.INACTIVE)
         assert await registry.get_unit("new.service") is None
         await client.close()
+
+
+async def test_put_cordon_with_compare_writes_only_over_the_expected_record(
+    short_dir: Path,
+) -> None:
+    from dataclasses import replace
+
+    from fleetpy.model.cordon import Cordon, MachineState
+
+    registry = MemoryRegistry()
+    async with serving(registry, f"unix://{short_dir}/f.sock"):
+        c = ApiDriver(f"unix://{short_dir}/f.sock")
+        drain = Cordon(M1.id, MachineState.DRAINING, max_parallel=3, deadline=1.8e9)
+        assert await c.update_cordon(drain, None) is True
+        assert await c.list_cordons() == {M1.id: drain}  # the pace round-trips
+        assert await c.update_cordon(drain, None) is False  # there is one now
+        stale = replace(drain, max_parallel=2)
+        assert await c.update_cordon(replace(drain, move=("a.service",)), stale) is False
+        assert await c.update_cordon(replace(drain, max_parallel=1), drain) is True
+        assert (await registry.list_cordons())[M1.id].max_parallel == 1
+        await c.put_cordon(Cordon(M1.id))  # without compare: replaces whatever is there
+        assert (await registry.list_cordons())[M1.id] == Cordon(M1.id)
+        await c.close()

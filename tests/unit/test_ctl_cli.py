@@ -180,7 +180,7 @@ def test_visible_wait_on_a_terminal_only(
     unit.write_text("[Service]\nExecStart=/bin/true\n")
     r = invoke("--endpoint", api, "load", str(unit))
     assert r.exit_code == 0 and r.stderr == ""  # not a terminal: no spinner
-    monkeypatch.setattr("fleetpy.ctl.units.stderr_is_tty", lambda: True)
+    monkeypatch.setattr("fleetpy.ctl.actions.stderr_is_tty", lambda: True)
     r = invoke("--endpoint", api, "start", "hello.service")
     assert r.exit_code == 0
     assert r.stdout == "Unit hello.service launched on 4f4a4289.../172.17.8.101\n"

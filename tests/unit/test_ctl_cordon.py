@@ -121,9 +121,35 @@ def test_ctrl_c_leaves_the_machine_draining_and_says_so(tmp_path: Path) -> None:
             proc.send_signal(signal.SIGINT)
             rest, errors = proc.communicate(timeout=20)
             assert proc.returncode == 130, (seen, rest, errors)
-            assert ("Machine 4f4a4289.../172.17.8.101 stays draining (0 moved, 1 left); "
-                    "fleetctl drain 4f4a continues, fleetctl uncordon 4f4a ends it") in errors
+            assert ("Machine 4f4a4289.../172.17.8.101 stays draining (0 moved, 1 left): "
+                    "fleetd carries the drain on; fleetctl drain 4f4a shows its progress, "
+                    "fleetctl uncordon 4f4a ends it") in errors
             cordon = cluster.run(cluster.registry.list_cordons())[M1.id]
             assert cordon.state == MachineState.DRAINING
+            # the deadline stays with the drain, for fleetd to enforce
+            assert cordon.deadline is not None
+            assert 3500 < cordon.deadline - time.time() <= 3600
     finally:
         shutil.rmtree(short, ignore_errors=True)
+
+
+def test_drain_writes_its_pace_and_drain_again_changes_only_the_flags_given(
+    ctl: tuple[Cluster, str | None],
+) -> None:
+    import time
+    from dataclasses import replace
+
+    cluster, _ = ctl
+    done = run(ctl, "drain", "4f4a", "--no-block", "--max-parallel", "2", "--deadline", "90s")
+    assert done.exit_code == 0, done.output
+    assert "fleetd moves its units 2 MachineOf group(s) at a time" in done.stdout
+    cordon = cluster.run(cluster.registry.list_cordons())[M1.id]
+    assert cordon.max_parallel == 2 and cordon.deadline is not None
+    assert 80 < cordon.deadline - time.time() <= 90
+    # the engine carries it on meanwhile: its requests stay
+    asked = replace(cordon, move=("a.service",))
+    cluster.run(cluster.registry.put_cordon(asked))
+    assert run(ctl, "drain", "4f4a", "--no-block").exit_code == 0
+    assert cluster.run(cluster.registry.list_cordons())[M1.id] == asked
+    assert run(ctl, "drain", "4f4a", "--no-block", "--max-parallel", "1").exit_code == 0
+    assert cluster.run(cluster.registry.list_cordons())[M1.id] == replace(asked, max_parallel=1)

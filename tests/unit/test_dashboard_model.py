@@ -48,10 +48,10 @@ def test_view_lists_machines_units_waiting_and_the_leader() -> None:
     assert [(m["id"], m["ip"], m["metadata"], m["state"], m["leader"]) for m in v["machines"]] == [
         ("m1", "10.0.0.1", {"z": "1"}, "ready", False),
         ("m2", "10.0.0.2", {}, "ready", True)]
-    assert v["machines"][0]["units"] == [
-        {"name": "log.service", "state": "launched", "active": ""},
-        {"name": "web.service", "state": "launched", "active": "failed"}]
+    assert "units" not in v["machines"][0]  # the page lists them from the units' placements
     units = {u["name"]: u for u in v["units"]}
+    assert [(n, p["active"]) for n, u in units.items() for p in u["placements"]
+            if p["machine"] == "m1"] == [("log.service", ""), ("web.service", "failed")]
     assert sorted(units) == ["db.service", "log.service", "web.service"]
     assert units["db.service"]["placements"] == []
     assert units["db.service"]["waiting"] == "no machine has disk=ssd"
@@ -109,3 +109,18 @@ def test_dashboard_address_setting() -> None:
     assert load("dashboard_address=:8080\n", {}, {}).dashboard_address == ":8080"
     with pytest.raises(ConfigError, match="dashboard_address: '8080' is not HOST:PORT"):
         load(None, {"FLEET_DASHBOARD_ADDRESS": "8080"}, {})
+
+
+def test_a_memo_of_decoded_entries_changes_nothing_in_the_view() -> None:
+    snap = snapshot()
+    memo: dict[str, tuple[bytes, object]] = {}
+    assert view(snap, [], "m1", memo) == view(snap, [], "m1")
+    assert set(memo) == set(snap) - {codec.LEADER}
+    snap[codec.state_key("m1", "web.service")] = codec.encode_state(
+        UnitState("web.service", "m1", "loaded", "active", "running", "h1"))
+    del snap[codec.machine_key("m2")]
+    snap[codec.unit_key("bad.service")] = b"not json"
+    fresh = view(snap, [], "m1")
+    assert view(snap, [], "m1", memo) == fresh
+    assert fresh["units"][-1]["placements"][0]["active"] == "active"  # re-decoded
+    assert codec.machine_key("m2") not in memo and memo[codec.unit_key("bad.service")][1] is None

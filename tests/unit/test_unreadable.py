@@ -10,6 +10,7 @@ import logging
 
 import pytest
 
+from fleetpy.engine import placement
 from fleetpy.engine import plan as engine_plan
 from fleetpy.model.types import Machine, ScheduledUnit, TargetState
 from fleetpy.model.unitfile import make_unit_file
@@ -53,8 +54,11 @@ BAD = [
     ("schedule/m1/x", GOOD_SCHEDULE, "invalid unit name"),
     ("schedule/m1/@x.service", GOOD_SCHEDULE, "empty prefix"),
     ("schedule/m1/.x.service", GOOD_SCHEDULE, "starts with"),
-    ("schedule/m1/hello.service", b'{"hash":1,"contents":"c","target":"loaded"}',
-     "hash must be a string"),
+    (
+        "schedule/m1/hello.service",
+        b'{"hash":1,"contents":"c","target":"loaded"}',
+        "hash must be a string",
+    ),
     ("machines/m1", b"{}", "missing id"),
     ("machines/m2", GOOD_MACHINE, "not the key's machine id"),
     ("machines/m1/x", GOOD_MACHINE, "expected machines/<name>"),
@@ -82,8 +86,9 @@ def test_bad_entries_raise_codec_error_naming_the_problem(
         codec.decode_entry(key, value)
 
 
-def _units_view(update: WatchUpdate, view: dict[str, UnitRecord],
-                skipped: dict[str, Unreadable]) -> list[tuple[str, object, object]]:
+def _units_view(
+    update: WatchUpdate, view: dict[str, UnitRecord], skipped: dict[str, Unreadable]
+) -> list[tuple[str, object, object]]:
     def key_of(rel: str) -> str:
         parts = rel.split("/")
         if len(parts) != 2:
@@ -114,30 +119,64 @@ def test_the_fold_skips_a_bad_unit_and_keeps_the_good_ones(
 def test_garbage_over_a_good_entry_keeps_the_good_one_until_rewritten_or_deleted() -> None:
     view: dict[str, UnitRecord] = {}
     skipped: dict[str, Unreadable] = {}
-    _units_view(WatchUpdate(revision=3, reset=True, items={"units/hello.service": GOOD_UNIT},
-                            revisions={"units/hello.service": 3}), view, skipped)
+    _units_view(
+        WatchUpdate(
+            revision=3,
+            reset=True,
+            items={"units/hello.service": GOOD_UNIT},
+            revisions={"units/hello.service": 3},
+        ),
+        view,
+        skipped,
+    )
     good = view["hello.service"]
-    changes = _units_view(WatchUpdate(revision=4, events=[
-        Event(EventKind.PUT, "units/hello.service", b"garbage", 4)]), view, skipped)
+    changes = _units_view(
+        WatchUpdate(
+            revision=4, events=[Event(EventKind.PUT, "units/hello.service", b"garbage", 4)]
+        ),
+        view,
+        skipped,
+    )
     assert changes == []
     assert view == {"hello.service": good}
     assert skipped["units/hello.service"].revision == 4
     # a re-listing (compaction) still shows garbage: the good record stays, the report too
-    _units_view(WatchUpdate(revision=8, reset=True, items={"units/hello.service": b"garbage"},
-                            revisions={"units/hello.service": 4}), view, skipped)
+    _units_view(
+        WatchUpdate(
+            revision=8,
+            reset=True,
+            items={"units/hello.service": b"garbage"},
+            revisions={"units/hello.service": 4},
+        ),
+        view,
+        skipped,
+    )
     assert view == {"hello.service": good}
     assert skipped["units/hello.service"].revision == 4
     # a good write takes it out of the skipped entries; a delete removes both
-    _units_view(WatchUpdate(revision=9, events=[
-        Event(EventKind.PUT, "units/hello.service", GOOD_UNIT, 9)]), view, skipped)
+    _units_view(
+        WatchUpdate(revision=9, events=[Event(EventKind.PUT, "units/hello.service", GOOD_UNIT, 9)]),
+        view,
+        skipped,
+    )
     assert skipped == {} and view["hello.service"].revision == 9
-    _units_view(WatchUpdate(revision=10, events=[
-        Event(EventKind.PUT, "units/x/y", b"1", 10),
-        Event(EventKind.DELETE, "units/hello.service", b"", 11),
-    ]), view, skipped)
+    _units_view(
+        WatchUpdate(
+            revision=10,
+            events=[
+                Event(EventKind.PUT, "units/x/y", b"1", 10),
+                Event(EventKind.DELETE, "units/hello.service", b"", 11),
+            ],
+        ),
+        view,
+        skipped,
+    )
     assert view == {} and list(skipped) == ["units/x/y"]
-    _units_view(WatchUpdate(revision=12, events=[
-        Event(EventKind.DELETE, "units/x/y", b"", 12)]), view, skipped)
+    _units_view(
+        WatchUpdate(revision=12, events=[Event(EventKind.DELETE, "units/x/y", b"", 12)]),
+        view,
+        skipped,
+    )
     assert skipped == {}
 
 
@@ -172,16 +211,17 @@ def _record(name: str, contents: str = "[Service]\nExecStart=/bin/true\n") -> Un
 def test_a_unit_whose_planning_raises_waits_and_the_others_are_placed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = engine_plan.decide
+    real = placement.decide
 
-    def decide(cluster: object, spec: engine_plan.UnitSpec) -> object:
+    def decide(cluster: object, spec: placement.UnitSpec) -> object:
         if spec.name == "b.service":
             raise RuntimeError("boom")
         return real(cluster, spec)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(engine_plan, "decide", decide)
+    monkeypatch.setattr(placement, "decide", decide)
     plan = engine_plan.plan_engine(
-        [_record("a.service"), _record("b.service"), _record("c.service")], [M1, M2], [])
+        [_record("a.service"), _record("b.service"), _record("c.service")], [M1, M2], []
+    )
     assert sorted(p.name for p in plan.puts) == ["a.service", "c.service"]
     assert plan.waiting["b.service"] == "fleet cannot plan this unit: RuntimeError: boom"
 
@@ -202,8 +242,9 @@ def test_a_unit_whose_xfleet_parsing_raises_waits(monkeypatch: pytest.MonkeyPatc
 
 def test_entries_of_a_unit_whose_record_is_unreadable_are_left_alone() -> None:
     entry = ScheduledUnit("x.service", "m1", TargetState.LAUNCHED, "h", "c")
-    plan = engine_plan.plan_engine([_record("a.service")], [M1], [entry],
-                                   unreadable=frozenset({"x.service"}))
+    plan = engine_plan.plan_engine(
+        [_record("a.service")], [M1], [entry], unreadable=frozenset({"x.service"})
+    )
     assert plan.deletes == []
     without = engine_plan.plan_engine([_record("a.service")], [M1], [entry])
     assert without.deletes == [("m1", "x.service")]  # what unreadable protects against

@@ -247,7 +247,7 @@ class SetMachineMetadataResponse(_message.Message):
     def __init__(self, machine: _Optional[_Union[Machine, _Mapping]] = ...) -> None: ...
 
 class Cordon(_message.Message):
-    __slots__ = ("machine_id", "state", "by", "at", "reason", "move", "stop", "stop_global")
+    __slots__ = ("machine_id", "state", "by", "at", "reason", "move", "stop", "stop_global", "max_parallel", "deadline")
     MACHINE_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     BY_FIELD_NUMBER: _ClassVar[int]
@@ -256,6 +256,8 @@ class Cordon(_message.Message):
     MOVE_FIELD_NUMBER: _ClassVar[int]
     STOP_FIELD_NUMBER: _ClassVar[int]
     STOP_GLOBAL_FIELD_NUMBER: _ClassVar[int]
+    MAX_PARALLEL_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_FIELD_NUMBER: _ClassVar[int]
     machine_id: str
     state: str
     by: str
@@ -264,17 +266,25 @@ class Cordon(_message.Message):
     move: _containers.RepeatedScalarFieldContainer[str]
     stop: _containers.RepeatedScalarFieldContainer[str]
     stop_global: bool
-    def __init__(self, machine_id: _Optional[str] = ..., state: _Optional[str] = ..., by: _Optional[str] = ..., at: _Optional[str] = ..., reason: _Optional[str] = ..., move: _Optional[_Iterable[str]] = ..., stop: _Optional[_Iterable[str]] = ..., stop_global: _Optional[bool] = ...) -> None: ...
+    max_parallel: int
+    deadline: float
+    def __init__(self, machine_id: _Optional[str] = ..., state: _Optional[str] = ..., by: _Optional[str] = ..., at: _Optional[str] = ..., reason: _Optional[str] = ..., move: _Optional[_Iterable[str]] = ..., stop: _Optional[_Iterable[str]] = ..., stop_global: _Optional[bool] = ..., max_parallel: _Optional[int] = ..., deadline: _Optional[float] = ...) -> None: ...
 
 class PutCordonRequest(_message.Message):
-    __slots__ = ("cordon",)
+    __slots__ = ("cordon", "compare", "expected")
     CORDON_FIELD_NUMBER: _ClassVar[int]
+    COMPARE_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_FIELD_NUMBER: _ClassVar[int]
     cordon: Cordon
-    def __init__(self, cordon: _Optional[_Union[Cordon, _Mapping]] = ...) -> None: ...
+    compare: bool
+    expected: Cordon
+    def __init__(self, cordon: _Optional[_Union[Cordon, _Mapping]] = ..., compare: _Optional[bool] = ..., expected: _Optional[_Union[Cordon, _Mapping]] = ...) -> None: ...
 
 class PutCordonResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("written",)
+    WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    written: bool
+    def __init__(self, written: _Optional[bool] = ...) -> None: ...
 
 class DeleteCordonRequest(_message.Message):
     __slots__ = ("machine_id",)

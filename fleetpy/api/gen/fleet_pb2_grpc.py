@@ -242,8 +242,10 @@ class FleetServicer:
 
     def PutCordon(self, request, context):
         """Cordon and drain (fleetctl cordon/uncordon/drain): cordoned/<machine_id>,
-        on no lease. PutCordon creates or replaces it; DeleteCordon says whether
-        there was one. INVALID_ARGUMENT for a bad machine id, state or unit name.
+        on no lease. PutCordon creates or replaces it (with compare: only if the
+        record is still `expected`, or still absent when `expected` is unset);
+        DeleteCordon says whether there was one. INVALID_ARGUMENT for a bad
+        machine id, state, unit name, max_parallel or deadline.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
