@@ -43,13 +43,17 @@ async def _get_all(client: FleetClient, names: Sequence[str]) -> list[UnitRecord
 
 
 async def create_units(
-    client: FleetClient, args: Sequence[str], replace: bool, verb: str | None = None
+    client: FleetClient, args: Sequence[str], replace: bool, verb: str | None = None,
+    desired: TargetState = TargetState.INACTIVE, created_here: set[str] | None = None,
 ) -> dict[str, UnitRecord]:
     """Make sure every argument's unit is in the registry; return them by name.
 
     ``verb`` (load/start) refuses templates. Prints ``Unit X inactive`` for each
     unit created, and warns when a local file differs from the registry copy
-    (or replaces it with ``replace``).
+    (or replaces it with ``replace``). New units are created ``desired`` (start:
+    launched at once, MachineOf followers after their targets, instead of created
+    inactive and then raised: half the writes for 10,000 new units); their names
+    are added to ``created_here``.
     """
     pairs = files.dedupe(args)
     if verb is not None:
@@ -68,18 +72,22 @@ async def create_units(
             arg, name, rec, templates.get(tmpl) if tmpl else None, replace))
 
     result: dict[str, UnitRecord] = {}
-    desired = TargetState.INACTIVE
-    fresh = [w for w in wanted if w.existing is None and w.local is not None]
-    created = await client.create_units(
-        [w.local for w in fresh if w.local is not None], desired) if fresh else {}
+    fresh = {w.name: UnitRecord(unit=w.local, desired=desired)
+             for w in wanted if w.existing is None and w.local is not None}
+    created: dict[str, bool] = {}
+    for wave in machine_of_waves(fresh) if desired is not TargetState.INACTIVE else [fresh]:
+        if wave:
+            created.update(await client.create_units([fresh[n].unit for n in wave], desired))
     for w in wanted:
         for warning in w.warnings:
             err(f"WARNING: Unit {w.name}: {warning}")
         if w.existing is None:
             assert w.local is not None
             if created[w.name]:
-                out(f"Unit {w.name} inactive")
+                out(f"Unit {w.name} inactive")  # fleet's words, whatever it was created as
                 result[w.name] = UnitRecord(unit=w.local, desired=desired)
+                if created_here is not None:
+                    created_here.add(w.name)
                 continue
             w = Wanted(w.arg, w.name, await client.get_unit(w.name), w.local, w.source)
             if w.existing is None:
@@ -161,8 +169,11 @@ async def load(client: FleetClient, args: Sequence[str], replace: bool, block: B
 async def start(client: FleetClient, args: Sequence[str], replace: bool, block: Blocking) -> int:
     """Raise to launched. A unit fleet launched that failed or finished is started again:
     lowered to loaded first (and that awaited, --no-block too), then raised."""
-    records = await create_units(client, args, replace, verb="start")
-    again = await _failed_or_finished(client, records)
+    created: set[str] = set()
+    records = await create_units(client, args, replace, verb="start",
+                                 desired=TargetState.LAUNCHED, created_here=created)
+    again = await _failed_or_finished(
+        client, {n: r for n, r in records.items() if n not in created})
     if again:
         await client.set_desired_many(again, TargetState.LOADED)
         goals = dict.fromkeys(again, Goal.LOADED)
