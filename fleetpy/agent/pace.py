@@ -1,6 +1,6 @@
 """When the agent writes its state reports: few transactions, no report held back long.
 
-The agent's report loop (fleetpy.agent.agent) asks ``ReportPace.turn()`` before it
+The agent's report loop (fleetpy.agent.report) asks ``ReportPace.turn()`` before it
 takes the pending reports and writes them in one transaction:
 
 - after a quiet spell (no write in the last REPORT_BUSY seconds) at once: a unit
