@@ -120,6 +120,15 @@ class Follower:
         self._count("states/", set(self.active))
         self._count("schedule/", set(self.placed))
 
+    async def quiet(self, seconds: float, timeout: float) -> bool:
+        """Wait until no states/ or schedule/ update came for ``seconds`` (False: timeout)."""
+        deadline = time.perf_counter() + timeout
+        while (idle := time.perf_counter() - self.last) < seconds:
+            if time.perf_counter() > deadline:
+                return False
+            await asyncio.sleep(seconds - idle)
+        return True
+
     def active_elsewhere(self, unit: str, gone: set[str]) -> float | None:
         """When a machine not in ``gone`` first reported ``unit`` active (None: none has)."""
         times = [t for m, t in self.active.get(unit, {}).items() if m not in gone]
