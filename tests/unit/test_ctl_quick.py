@@ -332,3 +332,35 @@ def test_a_list_command_started_with_stdout_closed_ends_quietly(api: str) -> Non
     p = subprocess.run(["/bin/sh", "-c", 'exec "$0" "$@" >&-', sys.executable, "-c", RUN,
                         "list-units"], stderr=subprocess.PIPE, text=True, timeout=60, env=env)
     assert (p.returncode, p.stderr) == (0, "")
+
+
+def test_the_quick_reader_declares_what_the_click_commands_declare() -> None:
+    """The quick reader's own table of options (fleetpy.ctl.quick) against click's: the same
+    option strings, parameter names and defaults, so an option added or a default changed on
+    one side only fails here (a spelling only click knows would quietly go to click)."""
+    import click
+
+    from fleetpy.ctl import quick
+    from fleetpy.ctl.cli import main as group
+    from fleetpy.ctl.common import Settings
+
+    def default(p: click.Parameter) -> object:
+        return False if (getattr(p, "is_flag", False) and p.default in (None, False)) or \
+            repr(p.default).endswith("UNSET") else p.default
+
+    options = [p for p in group.params if p.name not in ("debug", "version")]
+    assert {o: p.name for p in options for o in p.opts} == \
+        {**{o: field for o, (field, _) in quick.VALUES.items()}, **quick.FLAGS}
+    settings = Settings()
+    for p in options:
+        assert p.name is not None
+        assert getattr(settings, p.name) == default(p), p.name
+    ctx = click.Context(group)
+    for name, spec in quick.SPECS.items():
+        command = group.get_command(ctx, name)
+        assert command is not None
+        declared = [p for p in command.params if isinstance(p, click.Option)]
+        assert {o: p.name for p in declared for o in p.opts} == \
+            {**spec.flags, **{o: n for o, (n, _) in spec.values.items()}}, name
+        assert {p.name: default(p) for p in declared} == dict(spec.defaults), name
+        assert any(isinstance(p, click.Argument) for p in command.params) is spec.units, name
