@@ -319,7 +319,9 @@ def main() -> int:
         body.append(
             f"- Blocking start: p50 {ms(f['start'])}; the agent's settle (a start counts once "
             f"the unit stayed up {SETTLE_S:g} s after the agent saw it up, so that `fleetctl "
-            f"start` of a unit that fails at once fails) is {ms(f['settle'])} of it, "
+            f"start` of a unit that fails at once fails) is inside the agent's span above "
+            f"when its first report waits for it (first report -> launched: "
+            f"{ms(f['settle'])} median), "
             f"fleetctl's start-up to its first write {ms(f['startup'])}; from the unit "
             f"created to the command returned (fleetd's side): {ms(f['fleetd'])}.")
     body += [

@@ -34,12 +34,14 @@ from fleetpy.registry.etcd import EtcdRegistry
 
 EVENTS = ("created", "desired", "scheduled", "reported", "launched", "returned")
 SPANS = (
-    ("created", "command started -> unit created (start-up, imports, 2 requests)"),
-    ("desired", "unit created -> desired launched (1 request)"),
+    ("created", "command started -> unit created (start-up, imports, its requests)"),
+    ("desired", "unit created -> desired launched (0 when it is created launched)"),
     ("scheduled", "desired launched -> scheduled (the engine)"),
-    ("reported", "scheduled -> first state report (the agent: file, link, StartUnit, "
-                 "report; a daemon-reload only if systemd had the unit loaded)"),
-    ("launched", "first report -> report says launched (the agent's settle)"),
+    ("reported", "scheduled -> first state report (the agent: file, link, StartUnit, the "
+                 "settle when the report waits for it, report; a daemon-reload only if "
+                 "systemd had the unit loaded)"),
+    ("launched", "first report -> report says launched (the settle, when the first report "
+                 "came before it)"),
     ("returned", "launched -> command returned (the watch stream to fleetctl, print, exit)"),
 )
 
