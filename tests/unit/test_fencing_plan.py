@@ -26,7 +26,8 @@ from fleetpy.agent.plan import (
     plan_agent,
 )
 from fleetpy.model.types import TargetState
-from tests.unit.test_agent_plan import CURRENT, DESIRED, RECORD, UP, Records, apply, cur, want
+from tests.unit.test_agent_plan import Records, cur, want
+from tests.unit.test_agent_plan_props import CURRENT, DESIRED, RECORD, UP, apply
 
 LOADED, LAUNCHED = TargetState.LOADED, TargetState.LAUNCHED
 H1 = "1" * 40
