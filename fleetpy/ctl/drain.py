@@ -98,7 +98,7 @@ def drain(env: CtlEnv, machine: str, deadline: str, stop_global: bool, no_block:
             raise CtlError(f"machine {name} kept changing; the drain was not started")
         out(f"Machine {name} draining")
         if no_block:
-            out(f"Machine {name} draining; fleetd moves its units "
+            out(f"fleetd moves its units "
                 f"{cordon.max_parallel} MachineOf group(s) at a time "
                 "(fleetctl list-machines, list-unit-files show progress)")
             return 0

@@ -142,7 +142,10 @@ def test_drain_writes_its_pace_and_drain_again_changes_only_the_flags_given(
     cluster, _ = ctl
     done = run(ctl, "drain", "4f4a", "--no-block", "--max-parallel", "2", "--deadline", "90s")
     assert done.exit_code == 0, done.output
-    assert "fleetd moves its units 2 MachineOf group(s) at a time" in done.stdout
+    assert done.stdout.splitlines()[-1] == (
+        "fleetd moves its units 2 MachineOf group(s) at a time "
+        "(fleetctl list-machines, list-unit-files show progress)")
+    assert done.stdout.count(" draining") == 1, done.stdout
     cordon = cluster.run(cluster.registry.list_cordons())[M1.id]
     assert cordon.max_parallel == 2 and cordon.deadline is not None
     assert 80 < cordon.deadline - time.time() <= 90
