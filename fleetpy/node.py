@@ -123,11 +123,24 @@ class Node:
             adopted = await self.registry.adopt_lease(int(lease_file.read_text()),
                                                       self.agent_ttl)
         if adopted is not None:
-            await self.registry.update_machine(machine, adopted)
-            log.info("adopted lease %x of the previous fleetd on this machine (machine %s)",
-                     adopted.id, machine.id[:8])
-            return adopted
-        lease = await self.registry.grant_lease(self.agent_ttl)
+            try:
+                await self.registry.update_machine(machine, adopted)
+            except RegistryError as exc:
+                # The lease lives but the record is not on it: a registration on it that
+                # never landed (etcd did not answer): register on it now.
+                log.info("lease %x of this machine lives, its record not (%s): "
+                         "registering on it", adopted.id, exc)
+            else:
+                log.info("adopted lease %x of the previous fleetd on this machine "
+                         "(machine %s)", adopted.id, machine.id[:8])
+                return adopted
+        lease = adopted or await self.registry.grant_lease(self.agent_ttl)
+        # Kept before registering: when etcd applies the registration but its answer is
+        # lost (a timeout), the next attempt (or the next fleetd) adopts this lease instead
+        # of finding the machine taken by it and refusing itself as a duplicate.
+        with contextlib.suppress(OSError):
+            lease_file.parent.mkdir(parents=True, exist_ok=True)
+            lease_file.write_text(f"{lease.id}\n")
         if not await self.registry.register_machine(machine, lease):
             await lease.revoke()
             raise DuplicateMachineError(
@@ -135,9 +148,6 @@ class Node:
                 "refusing to start a second fleetd with the same machine-id "
                 "(give each machine its own /etc/machine-id)"
             )
-        with contextlib.suppress(OSError):
-            lease_file.parent.mkdir(parents=True, exist_ok=True)
-            lease_file.write_text(f"{lease.id}\n")
         log.info("registered machine %s (%s) on lease %x", machine.id[:8], machine.public_ip,
                  lease.id)
         # a new lease: while the old one was gone, the engine may have unscheduled units
