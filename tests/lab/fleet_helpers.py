@@ -200,3 +200,15 @@ def restart_fleetd(lab: Lab, host: str, how: str, units: list[str]) -> None:
     now = ok(lab.exec(host, ["systemctl", "show", "-p", "MainPID", "--value",
                              "fleet.service"])).strip()
     assert now not in ("0", pid), (pid, now)
+
+def active_on_hosts(lab: Lab, names: list[str]) -> dict[str, set[str]]:
+    """unit -> the hosts whose systemd says it is active (one systemctl per host)."""
+    found: dict[str, set[str]] = {n: set() for n in names}
+    for host in lab.hosts:
+        out = lab.exec(host.name, ["systemctl", "show", "-p", "Id", "-p", "ActiveState",
+                                   "--", *names]).stdout
+        for block in out.strip().split("\n\n"):
+            props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+            if props.get("ActiveState") == "active":
+                found[props["Id"]].add(host.name)
+    return found

@@ -32,6 +32,7 @@ from tests.lab.conftest import own_lab
 from tests.lab.fleet_helpers import (
     UNIT_FILES,
     active_on,
+    active_on_hosts,
     destroy_all,
     etcdctl,
     eventually,
@@ -210,17 +211,6 @@ SLOW = ("[Unit]\nDescription={name}\n\n[Service]\nExecStartPre=/bin/sleep 3\n"
         "ExecStart=/bin/sleep infinity\n")
 
 
-def active_hosts(lab: Lab, names: list[str]) -> dict[str, set[str]]:
-    """unit -> the hosts whose systemd says it is active (one systemctl per host)."""
-    found: dict[str, set[str]] = {n: set() for n in names}
-    for host in lab.hosts:
-        shown = lab.exec(host.name, ["systemctl", "show", "-p", "Id", "-p", "ActiveState",
-                                     "--", *names]).stdout
-        for block in shown.strip().split("\n\n"):
-            props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
-            if props.get("ActiveState") == "active":
-                found[props["Id"]].add(host.name)
-    return found
 
 
 def test_drain_no_block_returns_at_once_and_fleetd_paces_it(lab: Lab, tmp_path: Path) -> None:
@@ -237,14 +227,14 @@ def test_drain_no_block_returns_at_once_and_fleetd_paces_it(lab: Lab, tmp_path: 
     ok(fleetctl(lab, "start", *paths, timeout=90))
     for host in ("core-02", "core-03"):
         ok(fleetctl(lab, "uncordon", mid(lab, host)))
-    eventually(lambda: all(active_hosts(lab, names)[n] == {"core-01"} for n in names),
+    eventually(lambda: all(active_on_hosts(lab, names)[n] == {"core-01"} for n in names),
                timeout=60, what="four instances active on core-01")
 
     source = mid(lab, "core-01")
     started = time.monotonic()
     out = ok(fleetctl(lab, "drain", source[:8], "--no-block"))
     took = time.monotonic() - started
-    at_return = active_hosts(lab, names)
+    at_return = active_on_hosts(lab, names)
     assert took < 10, f"drain --no-block took {took:.1f}s: {out}"
     # a paced drain of four 3 s starts takes 12 s or more: it was not waited for
     assert sum(1 for hosts in at_return.values() if hosts == {"core-01"}) >= 3, at_return
@@ -253,7 +243,7 @@ def test_drain_no_block_returns_at_once_and_fleetd_paces_it(lab: Lab, tmp_path: 
     fewest, polls = 4, 0
     deadline = time.monotonic() + 150
     while time.monotonic() < deadline:
-        now = active_hosts(lab, names)
+        now = active_on_hosts(lab, names)
         fewest, polls = min(fewest, sum(1 for hosts in now.values() if hosts)), polls + 1
         if all(hosts and "core-01" not in hosts for hosts in now.values()):
             break
@@ -285,7 +275,7 @@ def test_a_new_leader_carries_a_drain_on_and_fleetd_enforces_its_deadline(
     ok(fleetctl(lab, "start", *paths, timeout=90))
     for host in ("core-02", "core-03"):
         ok(fleetctl(lab, "uncordon", mid(lab, host)))
-    eventually(lambda: all(active_hosts(lab, names)[n] == {"core-01"} for n in names),
+    eventually(lambda: all(active_on_hosts(lab, names)[n] == {"core-01"} for n in names),
                timeout=60, what="three instances active on core-01")
 
     started = time.monotonic()
@@ -294,7 +284,7 @@ def test_a_new_leader_carries_a_drain_on_and_fleetd_enforces_its_deadline(
     restarted = False
     term = key_revision(lab, "engine/leader")
     while time.monotonic() - started < 120:
-        now = active_hosts(lab, names)
+        now = active_on_hosts(lab, names)
         fewest = min(fewest, sum(1 for hosts in now.values() if hosts))
         moved = sum(1 for hosts in now.values() if hosts and "core-01" not in hosts)
         if moved >= 1 and not restarted:  # mid-drain: the leader's fleetd restarts

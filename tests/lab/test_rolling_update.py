@@ -21,7 +21,15 @@ import pytest
 from fleetpy.lab import Lab
 from fleetpy.model.unitfile import make_unit_file
 from tests.lab.conftest import own_lab
-from tests.lab.fleet_helpers import destroy_all, eventually, fleetctl, ok, placement, table
+from tests.lab.fleet_helpers import (
+    active_on_hosts,
+    destroy_all,
+    eventually,
+    fleetctl,
+    ok,
+    placement,
+    table,
+)
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(150)]
 
@@ -57,17 +65,6 @@ def launch(lab: Lab, tmp_path: Path, count: int) -> list[str]:
     return names
 
 
-def active_on_hosts(lab: Lab, names: list[str]) -> dict[str, set[str]]:
-    """unit -> the hosts whose systemd says it is active (one systemctl per host)."""
-    found: dict[str, set[str]] = {n: set() for n in names}
-    for host in lab.hosts:
-        out = lab.exec(host.name, ["systemctl", "show", "-p", "Id", "-p", "ActiveState",
-                                   "--", *names]).stdout
-        for block in out.strip().split("\n\n"):
-            props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
-            if props.get("ActiveState") == "active":
-                found[props["Id"]].add(host.name)
-    return found
 
 
 def reported_hashes(lab: Lab) -> dict[str, str]:
