@@ -176,11 +176,3 @@ class UnitFileStore:
             result[entry.name] = digest
         self._hash_cache = seen
         return result
-        for entry in entries:
-            if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
-                continue
-            try:
-                result[entry.name] = content_hash(Path(entry.path).read_bytes())
-            except FileNotFoundError:  # removed while we listed
-                continue
-        return result
