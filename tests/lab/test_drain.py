@@ -211,6 +211,21 @@ SLOW = ("[Unit]\nDescription={name}\n\n[Service]\nExecStartPre=/bin/sleep 3\n"
         "ExecStart=/bin/sleep infinity\n")
 
 
+def start_on_core01(lab: Lab, tmp_path: Path, names: list[str],
+                    more: list[str] | None = None) -> None:
+    """Start the SLOW instances ``names`` (and the unit files ``more``) all on core-01:
+    the other hosts cordoned meanwhile; returns once systemd there has them active."""
+    paths = []
+    for name in names:
+        (tmp_path / name).write_text(SLOW.format(name=name))
+        paths.append(str(tmp_path / name))
+    for host in ("core-02", "core-03"):
+        ok(fleetctl(lab, "cordon", mid(lab, host)))
+    ok(fleetctl(lab, "start", *paths, *(more or []), timeout=90))
+    for host in ("core-02", "core-03"):
+        ok(fleetctl(lab, "uncordon", mid(lab, host)))
+    eventually(lambda: all(active_on_hosts(lab, names)[n] == {"core-01"} for n in names),
+               timeout=60, what=f"{len(names)} instances active on core-01")
 
 
 def test_drain_no_block_returns_at_once_and_fleetd_paces_it(lab: Lab, tmp_path: Path) -> None:
@@ -218,17 +233,7 @@ def test_drain_no_block_returns_at_once_and_fleetd_paces_it(lab: Lab, tmp_path: 
     drain --no-block returns at once, and fleetd alone moves them one at a time, so
     systemd on the hosts never shows fewer than 3 of them active."""
     names = [f"slow@{i}.service" for i in range(1, 5)]
-    paths = []
-    for name in names:
-        (tmp_path / name).write_text(SLOW.format(name=name))
-        paths.append(str(tmp_path / name))
-    for host in ("core-02", "core-03"):  # so that all four land on core-01
-        ok(fleetctl(lab, "cordon", mid(lab, host)))
-    ok(fleetctl(lab, "start", *paths, timeout=90))
-    for host in ("core-02", "core-03"):
-        ok(fleetctl(lab, "uncordon", mid(lab, host)))
-    eventually(lambda: all(active_on_hosts(lab, names)[n] == {"core-01"} for n in names),
-               timeout=60, what="four instances active on core-01")
+    start_on_core01(lab, tmp_path, names)
 
     source = mid(lab, "core-01")
     started = time.monotonic()
@@ -265,18 +270,9 @@ def test_a_new_leader_carries_a_drain_on_and_fleetd_enforces_its_deadline(
     goes on at its pace from the record, and at the deadline, with no fleetctl
     running, fleetd stops the pinned unit."""
     names = [f"slow@{i}.service" for i in range(1, 4)]
-    for name in names:
-        (tmp_path / name).write_text(SLOW.format(name=name))
     c1 = mid(lab, "core-01")
-    paths = [str(tmp_path / n) for n in names]
-    paths += write_units(tmp_path, {"pinned.service": f"MachineID={c1[:8]}"})
-    for host in ("core-02", "core-03"):
-        ok(fleetctl(lab, "cordon", mid(lab, host)))
-    ok(fleetctl(lab, "start", *paths, timeout=90))
-    for host in ("core-02", "core-03"):
-        ok(fleetctl(lab, "uncordon", mid(lab, host)))
-    eventually(lambda: all(active_on_hosts(lab, names)[n] == {"core-01"} for n in names),
-               timeout=60, what="three instances active on core-01")
+    start_on_core01(lab, tmp_path, names,
+                    write_units(tmp_path, {"pinned.service": f"MachineID={c1[:8]}"}))
 
     started = time.monotonic()
     ok(fleetctl(lab, "drain", c1[:8], "--no-block", "--deadline", "40s"))

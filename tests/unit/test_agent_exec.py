@@ -200,9 +200,12 @@ async def test_refused_stop_of_a_unit_that_went_down_counts_as_stopped(tmp_path:
 class FailingAtOnce(FakeUnitManager):
     """/bin/false as Type=simple: active/running after the start, failed right after."""
 
+    fails_after = 0.01  # s after the start
+
     async def start_unit(self, name: str) -> None:
         await super().start_unit(name)
-        asyncio.get_running_loop().call_later(0.01, self.set_state, name, "failed", "failed")
+        asyncio.get_running_loop().call_later(self.fails_after, self.set_state, name, "failed",
+                                              "failed")
 
 
 async def test_a_start_that_fails_at_once_is_never_reported_launched_and_running(
@@ -221,13 +224,10 @@ async def test_a_start_that_fails_at_once_is_never_reported_launched_and_running
 FAILS_AFTER = 0.08  # s after it went up: within SETTLE_S
 
 
-class FailingSoon(FakeUnitManager):
+class FailingSoon(FailingAtOnce):
     """A unit that fails a moment after it went up, within the settle time."""
 
-    async def start_unit(self, name: str) -> None:
-        await super().start_unit(name)
-        asyncio.get_running_loop().call_later(FAILS_AFTER, self.set_state, name, "failed",
-                                              "failed")
+    fails_after = FAILS_AFTER
 
 
 async def test_a_start_that_fails_within_the_settle_time_is_reported_failed(
